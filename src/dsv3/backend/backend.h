@@ -1,0 +1,194 @@
+// backend.h: the op set of dsv3 — one Params struct per op — and the abstract Backend (backend).
+// model/ calls only this interface, so the CPU reference runs the whole model and every CUDA kernel is checked
+// against it (tests/ops). Conventions: activations bf16 row-major; fp32 for norm statistics, RoPE, attention
+// scores/softmax, the router and MoE accumulation (model-spec.md "Decisions"); integer metadata int32.
+// Shapes name their dimensions: n = tokens in the step, d = hidden_size, H = heads, E = routed experts.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "dsv3/tensor/tensor.h"
+
+namespace dsv3 {
+
+// y = x·wᵀ. FP8 weights: x is quantized per token in 1x128 groups (model-spec §5.3) and the GEMM applies both block
+// scales after every 128-K block (§5.4). BF16 weights: bf16 x bf16 with fp32 accumulation.
+struct LinearParams {
+  TensorView x;          // [n, k] bf16
+  int64_t x_stride = 0;  // elements between rows of x (0: k)
+  LinearWeight w;        // [m, k]
+  TensorView out;        // [n, m] bf16 or f32
+  bool ue8m0 = false;    // power-of-two activation scales (V3.1 scale_fmt)
+};
+
+// out = bf16(w · x · rsqrt(mean(x²) + eps)) in fp32 (rounding variant B, model-spec §3.2). With `residual`:
+// residual <- bf16(residual + x) first, then the norm of the new residual (the fused pre-norm add).
+struct RmsNormParams {
+  TensorView x;             // [n, dim] bf16
+  int64_t x_stride = 0;     // 0: dim
+  TensorView residual;      // [n, dim] bf16, updated in place; may be empty
+  TensorView weight;        // [dim] bf16
+  TensorView out;           // [n, dim] bf16
+  int64_t out_stride = 0;   // 0: dim
+  float eps = 1e-6f;
+};
+
+struct EmbeddingParams {
+  TensorView ids;    // [n] i32
+  TensorView table;  // [vocab, d] bf16
+  TensorView out;    // [n, d] bf16
+};
+
+// In-place interleaved RoPE (pairs (2i, 2i+1), model-spec §3.4) on dims [offset, offset + rope_dim) of every head.
+struct RopeParams {
+  TensorView x;          // [n, n_heads, head_stride] bf16
+  TensorView positions;  // [n] i32
+  TensorView inv_freq;   // [rope_dim / 2] f32 (YaRN-adjusted, §3.6)
+  int64_t offset = 0;
+};
+
+// out = bf16(silu(gate) * up), computed in fp32.
+struct SiluMulParams {
+  TensorView gate;  // [n, f] bf16
+  TensorView up;    // [n, f] bf16
+  TensorView out;   // [n, f] bf16
+};
+
+// Writes new tokens' cache entries (normalized latent ‖ rotated k_pe) into their slots.
+struct KvCacheStoreParams {
+  TensorView kv_new;  // [n, entry] bf16, entry = kv_lora_rank + qk_rope_head_dim
+  TensorView cache;   // [n_blocks, block_size, entry] bf16 — one layer
+  TensorView slots;   // [n] i32: block_id * block_size + offset
+};
+
+// Reads the first cu_kv[s+1]-cu_kv[s] cached entries of each sequence s, split into latent and k_pe.
+struct KvCacheGatherParams {
+  TensorView cache;        // [n_blocks, block_size, entry] bf16
+  TensorView block_table;  // [n_seqs, max_blocks] i32
+  TensorView cu_kv;        // [n_seqs + 1] i32 (prefix sums of context lengths)
+  TensorView latent_out;   // [n_kv, kv_lora_rank] bf16
+  TensorView pe_out;       // [n_kv, qk_rope_head_dim] bf16
+};
+
+// Naive (MHA-form) MLA attention for prompt chunks, model-spec §3.5. Query i of sequence s sits at absolute
+// position (kv_len_s - q_len_s + i) and sees keys t <= that position (causal, chunk-aware).
+struct MlaPrefillParams {
+  TensorView q;       // [n_q, H, nope + rope] bf16, RoPE applied
+  TensorView kv;      // [n_kv, H, nope + v] bf16 (kv_b_proj of the latents): k_nope ‖ v per head
+  TensorView k_pe;    // [n_kv, rope] bf16 rotated, shared by all heads
+  TensorView cu_q;    // [n_seqs + 1] i32
+  TensorView cu_kv;   // [n_seqs + 1] i32
+  TensorView out;     // [n_q, H, v] bf16
+  int64_t qk_nope_head_dim = 0, v_head_dim = 0;
+  float softmax_scale = 0.f;
+};
+
+// Absorbed MLA, step 1 (§3.8): q_abs[h] = [W_UK^hᵀ q_nope^h ; q_pe^h], the query in the cache's own space.
+struct MlaAbsorbQParams {
+  TensorView q;      // [n, H, nope + rope] bf16, RoPE applied
+  TensorView kv_b;   // [H * (nope + v), kv_lora_rank] bf16 (kv_b_proj, dequantized)
+  TensorView q_abs;  // [n, H, kv_lora_rank + rope] bf16
+  int64_t qk_nope_head_dim = 0, v_head_dim = 0;
+};
+
+// Absorbed MLA decode attention over the paged cache: each row is one query with its own context.
+struct MlaDecodeParams {
+  TensorView q_abs;        // [n, H, entry] bf16
+  TensorView cache;        // [n_blocks, block_size, entry] bf16
+  TensorView block_table;  // [n, max_blocks] i32
+  TensorView seq_lens;     // [n] i32: keys visible to the row (its own position + 1)
+  TensorView out;          // [n, H, kv_lora_rank] bf16: Σ_t P·c(t)
+  int64_t kv_lora_rank = 0;
+  float softmax_scale = 0.f;
+};
+
+// Absorbed MLA, last step: o^h = W_UV^h · õ^h.
+struct MlaAbsorbVParams {
+  TensorView o_latent;  // [n, H, kv_lora_rank] bf16
+  TensorView kv_b;      // [H * (nope + v), kv_lora_rank] bf16
+  TensorView out;       // [n, H, v] bf16
+  int64_t qk_nope_head_dim = 0, v_head_dim = 0;
+};
+
+enum class RouterScoring { kSigmoid, kSoftmax };
+enum class RouterTopk { kNoauxTc, kGreedy, kGroupLimitedGreedy };
+
+// Expert selection, model-spec §4.2 (noaux_tc) and §9.3 (V2 variants). Logits and scores in fp32.
+struct RouterParams {
+  TensorView x;             // [n, d] bf16
+  TensorView gate;          // [E, d] bf16
+  TensorView bias;          // [E] f32 e_score_correction_bias; empty unless noaux_tc
+  TensorView topk_ids;      // [n, top_k] i32
+  TensorView topk_weights;  // [n, top_k] f32 (normalized if asked, times routed_scaling_factor)
+  RouterScoring scoring = RouterScoring::kSigmoid;
+  RouterTopk method = RouterTopk::kNoauxTc;
+  int64_t n_group = 1, topk_group = 1, top_k = 1;
+  bool norm_topk_prob = true;
+  float routed_scaling_factor = 1.f;
+};
+
+struct ExpertWeights {
+  LinearWeight gate, up, down;  // [f, d], [f, d], [d, f]
+};
+
+// out = bf16(Σ_k w_k · Expert_{id_k}(x)), accumulated in fp32 (§4.3).
+struct MoeExpertsParams {
+  TensorView x;             // [n, d] bf16
+  TensorView topk_ids;      // [n, top_k] i32
+  TensorView topk_weights;  // [n, top_k] f32
+  const ExpertWeights* experts = nullptr;  // [E]
+  int64_t n_experts = 0;
+  TensorView out;           // [n, d] bf16
+  bool ue8m0 = false;
+};
+
+// out = bf16(a + b).
+struct AddParams {
+  TensorView a, b;  // [n, d] bf16
+  TensorView out;   // [n, d] bf16
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+  // Where activations live; weights that are host-visible views (mmap) are used in place when host_visible().
+  virtual Allocator& allocator() = 0;
+  virtual bool host_visible() const = 0;
+  // Copies between host and backend memory (either direction), ordered with the ops.
+  virtual void copy(const TensorView& dst, const TensorView& src) = 0;
+  virtual void synchronize() = 0;
+
+  virtual void linear(const LinearParams& p) = 0;
+  virtual void rms_norm(const RmsNormParams& p) = 0;
+  virtual void embedding(const EmbeddingParams& p) = 0;
+  virtual void rope(const RopeParams& p) = 0;
+  virtual void silu_mul(const SiluMulParams& p) = 0;
+  virtual void add(const AddParams& p) = 0;
+  virtual void kv_cache_store(const KvCacheStoreParams& p) = 0;
+  virtual void kv_cache_gather(const KvCacheGatherParams& p) = 0;
+  virtual void mla_prefill(const MlaPrefillParams& p) = 0;
+  virtual void mla_absorb_q(const MlaAbsorbQParams& p) = 0;
+  virtual void mla_decode(const MlaDecodeParams& p) = 0;
+  virtual void mla_absorb_v(const MlaAbsorbVParams& p) = 0;
+  virtual void router(const RouterParams& p) = 0;
+  virtual void moe_experts(const MoeExpertsParams& p) = 0;
+};
+
+// Host-side validation shared by every backend (shapes and dtypes); throws dsv3::Error naming the op and field.
+void validate(const LinearParams& p);
+void validate(const RmsNormParams& p);
+void validate(const MlaPrefillParams& p);
+void validate(const MlaDecodeParams& p);
+void validate(const RouterParams& p);
+void validate(const MoeExpertsParams& p);
+
+// "cpu" always; "cuda" when built with DSV3_CUDA and a GPU is present.
+std::unique_ptr<Backend> make_backend(const std::string& name);
+bool cuda_available();
+
+}  // namespace dsv3
