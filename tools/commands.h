@@ -5,6 +5,7 @@
 
 namespace dsv3::tools {
 
+int cmd_forward(int argc, char** argv);
 int cmd_make_tiny_model(int argc, char** argv);
 int cmd_inspect(int argc, char** argv);
 

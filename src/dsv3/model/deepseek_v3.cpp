@@ -1,0 +1,299 @@
+// deepseek_v3.cpp: layer loop, MLA (naive + absorbed over one paged cache), dense MLP, MoE, head, MTP (model).
+#include "dsv3/model/deepseek_v3.h"
+
+#include <algorithm>
+
+#include "dsv3/model/rope.h"
+
+namespace dsv3 {
+
+KvCache::KvCache(int64_t n_layers, int64_t n_blocks, int64_t block_size, int64_t entry, Allocator& alloc)
+    : n_layers_(n_layers), n_blocks_(n_blocks), block_size_(block_size), entry_(entry),
+      data_(DType::kBF16, {n_layers, n_blocks, block_size, entry}, alloc) {}
+
+TensorView KvCache::layer(int64_t l) const {
+  CHECK(l >= 0 && l < n_layers_, "cache layer {} of {}", l, n_layers_);
+  TensorView v = data_.view();
+  v.data = static_cast<char*>(v.data) + static_cast<size_t>(l * n_blocks_ * block_size_ * entry_) * 2;
+  v.shape = {n_blocks_, block_size_, entry_};
+  return v;
+}
+
+namespace {
+// A view of `shape` starting `elems` elements into `v` (for strided column slices the ops address by stride).
+TensorView offset_view(const TensorView& v, int64_t elems, Shape shape) {
+  TensorView o = v;
+  o.data = static_cast<char*>(v.data) + static_cast<size_t>(elems) * dtype_size(v.dtype);
+  o.shape = shape;
+  return o;
+}
+}  // namespace
+
+// Metadata of one step in backend memory (NOTE: decode-form rows come first, see ForwardBatch).
+struct DeepseekV3::StepMeta {
+  int64_t n = 0;
+  Tensor ids, positions, slots;          // [n] i32
+  int64_t n_dec = 0;                     // rows in the absorbed form
+  Tensor dec_block_table, dec_seq_lens;  // [n_dec, max_blocks], [n_dec]
+  int64_t n_pre_seqs = 0, n_kv = 0;
+  Tensor pre_block_table, cu_q, cu_kv;   // [n_pre, max_blocks], [n_pre + 1], [n_pre + 1]
+};
+
+DeepseekV3::DeepseekV3(const ModelConfig& config, ModelWeights weights, Backend& backend, Numerics numerics)
+    : config_(config), weights_(std::move(weights)), backend_(backend), numerics_(numerics) {
+  std::vector<float> f = rope_inv_freq(config_);
+  Tensor host = make_host_tensor(DType::kF32, {static_cast<int64_t>(f.size())}, f.data());
+  inv_freq_ = scratch(DType::kF32, host.shape());
+  backend_.copy(inv_freq_.view(), host.view());
+}
+
+Tensor DeepseekV3::upload_i32(const std::vector<int32_t>& v, Shape shape) {
+  if (shape.ndim == 0) shape = {static_cast<int64_t>(v.size())};
+  CHECK(shape.numel() == static_cast<int64_t>(v.size()), "upload_i32: {} values for {}", v.size(), shape.str());
+  Tensor dev = scratch(DType::kI32, shape);
+  if (!v.empty()) backend_.copy(dev.view(), TensorView{const_cast<int32_t*>(v.data()), DType::kI32, shape, Device::kCpu});
+  return dev;
+}
+
+namespace {
+std::vector<int32_t> padded_table(const std::vector<const std::vector<int32_t>*>& rows, int64_t& max_blocks) {
+  max_blocks = 1;
+  for (auto* r : rows) max_blocks = std::max<int64_t>(max_blocks, static_cast<int64_t>(r->size()));
+  std::vector<int32_t> t(rows.size() * static_cast<size_t>(max_blocks), 0);
+  for (size_t i = 0; i < rows.size(); ++i) std::copy(rows[i]->begin(), rows[i]->end(), t.begin() + i * max_blocks);
+  return t;
+}
+}  // namespace
+
+DeepseekV3::StepMeta DeepseekV3::build_meta(const ForwardBatch& b, const KvCache& cache) {
+  const int64_t n = b.n_tokens(), bs = cache.block_size();
+  EXPECT(n > 0, "forward: empty batch");
+  StepMeta m;
+  m.n = n;
+  std::vector<int32_t> pos, slots, dec_lens, cu_q{0}, cu_kv{0};
+  std::vector<const std::vector<int32_t>*> dec_rows, pre_rows;
+  bool seen_prompt = false;
+  for (const auto& s : b.seqs) {
+    EXPECT(s.n_tokens > 0 && s.n_cached >= 0, "forward: sequence with {} new tokens after {} cached", s.n_tokens,
+           s.n_cached);
+    const int64_t total = s.n_cached + s.n_tokens;
+    EXPECT(static_cast<int64_t>(s.blocks.size()) * bs >= total, "forward: {} blocks cannot hold {} tokens",
+           s.blocks.size(), total);
+    CHECK(!(s.absorbed && seen_prompt), "forward: decode-form sequences must precede prompt-form ones");
+    seen_prompt |= !s.absorbed;
+    for (int32_t i = 0; i < s.n_tokens; ++i) {
+      const int32_t p = s.n_cached + i;
+      pos.push_back(p);
+      const int32_t blk = s.blocks[p / bs];
+      EXPECT(blk >= 0 && blk < cache.n_blocks(), "forward: block id {} outside the pool of {}", blk, cache.n_blocks());
+      slots.push_back(static_cast<int32_t>(blk * bs + p % bs));
+      if (s.absorbed) {
+        dec_rows.push_back(&s.blocks);
+        dec_lens.push_back(p + 1);
+      }
+    }
+    if (!s.absorbed) {
+      pre_rows.push_back(&s.blocks);
+      cu_q.push_back(cu_q.back() + s.n_tokens);
+      cu_kv.push_back(cu_kv.back() + static_cast<int32_t>(total));
+    }
+  }
+  EXPECT(static_cast<int64_t>(pos.size()) == n, "forward: sequences cover {} rows, batch has {}", pos.size(), n);
+  m.ids = upload_i32(b.token_ids);
+  m.positions = upload_i32(pos);
+  m.slots = upload_i32(slots);
+  m.n_dec = static_cast<int64_t>(dec_rows.size());
+  if (m.n_dec) {
+    int64_t mb = 0;
+    const std::vector<int32_t> table = padded_table(dec_rows, mb);
+    m.dec_block_table = upload_i32(table, {m.n_dec, mb});
+    m.dec_seq_lens = upload_i32(dec_lens);
+  }
+  m.n_pre_seqs = static_cast<int64_t>(pre_rows.size());
+  if (m.n_pre_seqs) {
+    int64_t mb = 0;
+    const std::vector<int32_t> table = padded_table(pre_rows, mb);
+    m.pre_block_table = upload_i32(table, {m.n_pre_seqs, mb});
+    m.cu_q = upload_i32(cu_q);
+    m.cu_kv = upload_i32(cu_kv);
+    m.n_kv = cu_kv.back();
+  }
+  return m;
+}
+
+ForwardOutput DeepseekV3::forward(const ForwardBatch& b, KvCache& cache) {
+  const ModelConfig& c = config_;
+  const int64_t n = b.n_tokens(), d = c.hidden_size;
+  EXPECT(cache.n_layers() >= c.num_hidden_layers, "forward: cache has {} layers, model {}", cache.n_layers(),
+         c.num_hidden_layers);
+  StepMeta m = build_meta(b, cache);
+  Tensor residual = scratch(DType::kBF16, {n, d}), delta = scratch(DType::kBF16, {n, d});
+  backend_.embedding({.ids = m.ids, .table = weights_.embed_tokens, .out = residual});
+  for (int64_t L = 0; L < c.num_hidden_layers; ++L) block(weights_.layers[L], L, m, residual, delta, L == 0, cache);
+  ForwardOutput out;
+  Tensor hn = scratch(DType::kBF16, {n, d});
+  backend_.rms_norm({.x = delta, .residual = residual, .weight = weights_.norm, .out = hn,
+                     .eps = static_cast<float>(c.rms_norm_eps)});
+  out.logits = head(hn, b.logit_rows);
+  if (b.want_hidden) out.hidden = std::move(hn);
+  return out;
+}
+
+void DeepseekV3::block(const LayerWeights& w, int64_t cache_layer, const StepMeta& m, Tensor& residual, Tensor& delta,
+                       bool first, KvCache& cache) {
+  const int64_t n = m.n, d = config_.hidden_size;
+  const float eps = static_cast<float>(config_.rms_norm_eps);
+  Tensor xn = scratch(DType::kBF16, {n, d});
+  if (first) backend_.rms_norm({.x = residual, .weight = w.input_layernorm, .out = xn, .eps = eps});
+  else backend_.rms_norm({.x = delta, .residual = residual, .weight = w.input_layernorm, .out = xn, .eps = eps});
+  Tensor attn = scratch(DType::kBF16, {n, d});
+  attention(w.self_attn, cache_layer, m, xn, attn, cache);
+  backend_.rms_norm({.x = attn, .residual = residual, .weight = w.post_attention_layernorm, .out = xn, .eps = eps});
+  if (w.moe) moe(w.moe_mlp, xn, delta);
+  else mlp(w.mlp, xn, delta);
+}
+
+void DeepseekV3::attention(const AttentionWeights& w, int64_t cache_layer, const StepMeta& m, const TensorView& xn,
+                           const TensorView& out, KvCache& cache) {
+  const ModelConfig& c = config_;
+  const int64_t n = m.n, H = c.num_attention_heads, nope = c.qk_nope_head_dim, rope = c.qk_rope_head_dim;
+  const int64_t qd = nope + rope, vd = c.v_head_dim, rank = c.kv_lora_rank, entry = rank + rope;
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  const bool ue8m0 = c.quant.scale_fmt_ue8m0;
+  // q: [n, H, nope + rope]
+  Tensor q = scratch(DType::kBF16, {n, H * qd});
+  if (c.q_lora_rank > 0) {
+    Tensor qa = scratch(DType::kBF16, {n, c.q_lora_rank});
+    backend_.linear({.x = xn, .w = w.q_a_proj, .out = qa, .ue8m0 = ue8m0});
+    backend_.rms_norm({.x = qa, .weight = w.q_a_layernorm, .out = qa, .eps = eps});
+    backend_.linear({.x = qa, .w = w.q_b_proj, .out = q, .ue8m0 = ue8m0});
+  } else {
+    backend_.linear({.x = xn, .w = w.q_proj, .out = q, .ue8m0 = ue8m0});
+  }
+  // kva: [n, kv_lora_rank + rope] -> becomes the cache entry (normalized latent ‖ rotated k_pe) in place.
+  Tensor kva = scratch(DType::kBF16, {n, entry});
+  backend_.linear({.x = xn, .w = w.kv_a_proj_with_mqa, .out = kva, .ue8m0 = ue8m0});
+  backend_.rope({.x = q.view().reshape({n, H, qd}), .positions = m.positions, .inv_freq = inv_freq_, .offset = nope});
+  backend_.rope({.x = kva.view().reshape({n, 1, entry}), .positions = m.positions, .inv_freq = inv_freq_,
+                 .offset = rank});
+  backend_.rms_norm({.x = kva, .x_stride = entry, .weight = w.kv_a_layernorm, .out = kva, .out_stride = entry,
+                     .eps = eps});
+  const TensorView layer_cache = cache.layer(cache_layer);
+  backend_.kv_cache_store({.kv_new = kva, .cache = layer_cache, .slots = m.slots});
+
+  Tensor o = scratch(DType::kBF16, {n, H * vd});
+  const float scale = static_cast<float>(c.softmax_scale());
+  if (m.n_dec) {
+    const int64_t nd = m.n_dec;
+    Tensor q_abs = scratch(DType::kBF16, {nd, H, entry});
+    backend_.mla_absorb_q({.q = q.view().rows(0, nd).reshape({nd, H, qd}), .kv_b = w.kv_b_bf16, .q_abs = q_abs,
+                           .qk_nope_head_dim = nope, .v_head_dim = vd});
+    Tensor o_lat = scratch(DType::kBF16, {nd, H, rank});
+    backend_.mla_decode({.q_abs = q_abs, .cache = layer_cache,
+                         .block_table = m.dec_block_table,
+                         .seq_lens = m.dec_seq_lens, .out = o_lat, .kv_lora_rank = rank, .softmax_scale = scale});
+    backend_.mla_absorb_v({.o_latent = o_lat, .kv_b = w.kv_b_bf16, .out = o.view().rows(0, nd).reshape({nd, H, vd}),
+                           .qk_nope_head_dim = nope, .v_head_dim = vd});
+  }
+  if (m.n_pre_seqs) {
+    const int64_t nk = m.n_kv, np = n - m.n_dec;
+    Tensor latent = scratch(DType::kBF16, {nk, rank}), pe = scratch(DType::kBF16, {nk, rope});
+    backend_.kv_cache_gather({.cache = layer_cache,
+                              .block_table = m.pre_block_table,
+                              .cu_kv = m.cu_kv, .latent_out = latent, .pe_out = pe});
+    Tensor kv = scratch(DType::kBF16, {nk, H * (nope + vd)});
+    backend_.linear({.x = latent, .w = w.kv_b_proj, .out = kv, .ue8m0 = ue8m0});
+    backend_.mla_prefill({.q = q.view().rows(m.n_dec, n).reshape({np, H, qd}),
+                          .kv = kv.view().reshape({nk, H, nope + vd}), .k_pe = pe, .cu_q = m.cu_q, .cu_kv = m.cu_kv,
+                          .out = o.view().rows(m.n_dec, n).reshape({np, H, vd}), .qk_nope_head_dim = nope,
+                          .v_head_dim = vd, .softmax_scale = scale});
+  }
+  backend_.linear({.x = o, .w = w.o_proj, .out = out, .ue8m0 = ue8m0});
+}
+
+void DeepseekV3::mlp(const MlpWeights& w, const TensorView& xn, const TensorView& out) {
+  const int64_t n = xn.dim(0), f = w.gate_proj.weight.dim(0);
+  const bool ue8m0 = config_.quant.scale_fmt_ue8m0;
+  Tensor g = scratch(DType::kBF16, {n, f}), u = scratch(DType::kBF16, {n, f});
+  backend_.linear({.x = xn, .w = w.gate_proj, .out = g, .ue8m0 = ue8m0});
+  backend_.linear({.x = xn, .w = w.up_proj, .out = u, .ue8m0 = ue8m0});
+  backend_.silu_mul({.gate = g, .up = u, .out = g});
+  backend_.linear({.x = g, .w = w.down_proj, .out = out, .ue8m0 = ue8m0});
+}
+
+void DeepseekV3::moe(const MoeWeights& w, const TensorView& xn, const TensorView& out) {
+  const ModelConfig& c = config_;
+  const int64_t n = xn.dim(0), k = c.num_experts_per_tok;
+  Tensor ids = scratch(DType::kI32, {n, k}), wts = scratch(DType::kF32, {n, k});
+  RouterParams rp{.x = xn, .gate = w.gate, .bias = w.e_score_correction_bias, .topk_ids = ids, .topk_weights = wts};
+  rp.scoring = c.scoring_func == ScoringFunc::kSigmoid ? RouterScoring::kSigmoid : RouterScoring::kSoftmax;
+  rp.method = c.topk_method == TopkMethod::kNoauxTc ? RouterTopk::kNoauxTc
+              : c.topk_method == TopkMethod::kGreedy ? RouterTopk::kGreedy
+                                                      : RouterTopk::kGroupLimitedGreedy;
+  rp.n_group = c.n_group;
+  rp.topk_group = c.topk_group;
+  rp.top_k = k;
+  rp.norm_topk_prob = c.norm_topk_prob;
+  rp.routed_scaling_factor = static_cast<float>(c.routed_scaling_factor);
+  backend_.router(rp);
+  if (!w.has_shared) {
+    backend_.moe_experts({.x = xn, .topk_ids = ids, .topk_weights = wts, .experts = w.experts.data(),
+                          .n_experts = static_cast<int64_t>(w.experts.size()), .out = out,
+                          .ue8m0 = c.quant.scale_fmt_ue8m0});
+    return;
+  }
+  Tensor routed = scratch(DType::kBF16, {n, c.hidden_size}), shared = scratch(DType::kBF16, {n, c.hidden_size});
+  backend_.moe_experts({.x = xn, .topk_ids = ids, .topk_weights = wts, .experts = w.experts.data(),
+                        .n_experts = static_cast<int64_t>(w.experts.size()), .out = routed,
+                        .ue8m0 = c.quant.scale_fmt_ue8m0});
+  mlp(w.shared_experts, xn, shared);
+  // NOTE: the shared output is added after the routed sum's bf16 rounding (as HF transformers), model-spec §4.3.
+  backend_.add({.a = routed, .b = shared, .out = out});
+}
+
+std::vector<float> DeepseekV3::head(const TensorView& hn, const std::vector<int32_t>& rows) {
+  const int64_t r = static_cast<int64_t>(rows.size()), d = config_.hidden_size, vocab = config_.vocab_size;
+  std::vector<float> logits;
+  if (r == 0) return logits;
+  Tensor sel = scratch(DType::kBF16, {r, d});
+  for (int64_t i = 0; i < r; ++i) {
+    EXPECT(rows[i] >= 0 && rows[i] < hn.dim(0), "forward: logit row {} outside the batch of {}", rows[i], hn.dim(0));
+    backend_.copy(sel.view().rows(i, i + 1), hn.rows(rows[i], rows[i] + 1));
+  }
+  Tensor out = scratch(DType::kF32, {r, vocab});
+  backend_.linear({.x = sel, .w = weights_.lm_head, .out = out});
+  logits.resize(static_cast<size_t>(r * vocab));
+  TensorView host{logits.data(), DType::kF32, {r, vocab}, Device::kCpu};
+  backend_.copy(host, out.view());
+  backend_.synchronize();
+  return logits;
+}
+
+ForwardOutput DeepseekV3::forward_mtp(const ForwardBatch& b, const TensorView& hidden_prev, KvCache& cache) {
+  EXPECT(weights_.mtp.has_value(), "this checkpoint has no MTP layer");
+  const ModelConfig& c = config_;
+  const MtpWeights& mw = *weights_.mtp;
+  const int64_t n = b.n_tokens(), d = c.hidden_size;
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  EXPECT(hidden_prev.dim(0) == n && hidden_prev.dim(1) == d, "forward_mtp: hidden {} for {} rows",
+         hidden_prev.shape.str(), n);
+  EXPECT(cache.n_layers() > c.num_hidden_layers, "forward_mtp: the cache has no MTP layer");
+  StepMeta m = build_meta(b, cache);
+  // u = eh_proj(concat(enorm(Emb(t_{p+1})), hnorm(h_p))): embedding first, hidden second (model-spec §6.1).
+  Tensor e = scratch(DType::kBF16, {n, d}), cat = scratch(DType::kBF16, {n, 2 * d});
+  backend_.embedding({.ids = m.ids, .table = weights_.embed_tokens, .out = e});
+  backend_.rms_norm({.x = e, .weight = mw.enorm, .out = cat, .out_stride = 2 * d, .eps = eps});
+  backend_.rms_norm({.x = hidden_prev, .weight = mw.hnorm, .out = offset_view(cat, d, {n, d}), .out_stride = 2 * d,
+                     .eps = eps});
+  Tensor residual = scratch(DType::kBF16, {n, d}), delta = scratch(DType::kBF16, {n, d});
+  backend_.linear({.x = cat, .w = mw.eh_proj, .out = residual});
+  block(mw.block, c.num_hidden_layers, m, residual, delta, true, cache);
+  ForwardOutput out;
+  Tensor hn = scratch(DType::kBF16, {n, d});
+  backend_.rms_norm({.x = delta, .residual = residual, .weight = mw.shared_head_norm, .out = hn, .eps = eps});
+  out.logits = head(hn, b.logit_rows);
+  if (b.want_hidden) out.hidden = std::move(hn);
+  return out;
+}
+
+}  // namespace dsv3

@@ -1,0 +1,143 @@
+// weights.cpp: mapping checkpoint tensors onto the model's structs (model).
+#include "dsv3/model/weights.h"
+
+#include <fmt/format.h>
+
+#include "dsv3/base/thread_pool.h"
+#include "dsv3/io/schema.h"
+
+namespace dsv3 {
+
+Numerics parse_numerics(const std::string& s) {
+  if (s == "fp8") return Numerics::kFp8;
+  if (s == "bf16") return Numerics::kBf16;
+  FAIL("--numerics '{}' is not supported (supported: fp8, bf16)", s);
+}
+
+Tensor dequantize_fp8(const LinearWeight& w) {
+  CHECK(w.fp8() && w.weight.device == Device::kCpu, "dequantize_fp8 needs a host FP8 weight");
+  const int64_t rows = w.weight.dim(0), cols = w.weight.dim(1), sc = w.scale_inv.dim(1);
+  Tensor out(DType::kBF16, {rows, cols});
+  const uint8_t* q = w.weight.as<const uint8_t>();
+  const float* s = w.scale_inv.as<const float>();
+  parallel_for(rows, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r)
+      for (int64_t c = 0; c < cols; ++c)
+        out.as<bf16>()[r * cols + c] = f32_to_bf16(fp8e4m3_to_f32(q[r * cols + c]) * s[(r / 128) * sc + c / 128]);
+  });
+  return out;
+}
+
+namespace {
+
+class Loader {
+ public:
+  Loader(WeightSource& src, Backend& be, Numerics num, ModelWeights& mw) : src_(src), be_(be), num_(num), mw_(mw) {}
+
+  TensorView place(const TensorView& host) {
+    mw_.bytes_loaded += host.nbytes();
+    if (be_.host_visible()) return host;
+    Tensor t(host.dtype, host.shape, be_.allocator());
+    be_.copy(t.view(), host);
+    TensorView v = t.view();
+    mw_.owned.push_back(std::move(t));
+    return v;
+  }
+  TensorView place_owned(Tensor&& host) {
+    TensorView v = host.view();
+    mw_.owned.push_back(std::move(host));
+    if (be_.host_visible()) {
+      mw_.bytes_loaded += v.nbytes();
+      return v;
+    }
+    return place(v);
+  }
+  TensorView tensor(const std::string& name) { return place(src_.get(name)); }
+  LinearWeight linear(const std::string& name) {
+    LinearWeight w = src_.linear(name);
+    if (w.fp8() && num_ == Numerics::kBf16) return {place_owned(dequantize_fp8(w)), {}};
+    LinearWeight out;
+    out.weight = place(w.weight);
+    if (w.fp8()) out.scale_inv = place(w.scale_inv);
+    return out;
+  }
+  MlpWeights mlp(const std::string& p) { return {linear(p + "gate_proj"), linear(p + "up_proj"), linear(p + "down_proj")}; }
+
+  LayerWeights layer(int64_t L) {
+    const ModelConfig& c = src_.config();
+    const std::string p = layer_prefix(L);
+    LayerWeights lw;
+    lw.input_layernorm = tensor(p + "input_layernorm.weight");
+    lw.post_attention_layernorm = tensor(p + "post_attention_layernorm.weight");
+    auto& a = lw.self_attn;
+    const std::string ap = p + "self_attn.";
+    if (c.q_lora_rank > 0) {
+      a.q_a_proj = linear(ap + "q_a_proj");
+      a.q_a_layernorm = tensor(ap + "q_a_layernorm.weight");
+      a.q_b_proj = linear(ap + "q_b_proj");
+    } else {
+      a.q_proj = linear(ap + "q_proj");
+    }
+    a.kv_a_proj_with_mqa = linear(ap + "kv_a_proj_with_mqa");
+    a.kv_a_layernorm = tensor(ap + "kv_a_layernorm.weight");
+    LinearWeight kvb = src_.linear(ap + "kv_b_proj");
+    if (kvb.fp8()) {
+      Tensor deq = dequantize_fp8(kvb);
+      a.kv_b_bf16 = place_owned(std::move(deq));
+      a.kv_b_proj = num_ == Numerics::kBf16 ? LinearWeight{a.kv_b_bf16, {}} : linear(ap + "kv_b_proj");
+    } else {
+      a.kv_b_proj = linear(ap + "kv_b_proj");
+      a.kv_b_bf16 = a.kv_b_proj.weight;
+    }
+    a.o_proj = linear(ap + "o_proj");
+    lw.moe = c.is_moe_layer(L);
+    if (lw.moe) {
+      const std::string m = p + "mlp.";
+      lw.moe_mlp.gate = tensor(m + "gate.weight");
+      if (c.topk_method == TopkMethod::kNoauxTc) lw.moe_mlp.e_score_correction_bias = tensor(m + "gate.e_score_correction_bias");
+      for (int64_t e = 0; e < c.n_routed_experts; ++e) {
+        MlpWeights ew = mlp(fmt::format("{}experts.{}.", m, e));
+        lw.moe_mlp.experts.push_back({ew.gate_proj, ew.up_proj, ew.down_proj});
+      }
+      if (c.n_shared_experts > 0) {
+        lw.moe_mlp.has_shared = true;
+        lw.moe_mlp.shared_experts = mlp(m + "shared_experts.");
+      }
+    } else {
+      lw.mlp = mlp(p + "mlp.");
+    }
+    return lw;
+  }
+
+ private:
+  WeightSource& src_;
+  Backend& be_;
+  Numerics num_;
+  ModelWeights& mw_;
+};
+
+}  // namespace
+
+ModelWeights load_model_weights(WeightSource& src, Backend& backend, Numerics numerics, bool load_mtp) {
+  const ModelConfig& c = src.config();
+  ModelWeights mw;
+  Loader ld(src, backend, numerics, mw);
+  mw.embed_tokens = ld.tensor("model.embed_tokens.weight");
+  for (int64_t L = 0; L < c.num_hidden_layers; ++L) mw.layers.push_back(ld.layer(L));
+  mw.norm = ld.tensor("model.norm.weight");
+  mw.lm_head = {ld.tensor("lm_head.weight"), {}};
+  if (load_mtp && src.has_mtp() && c.num_nextn_predict_layers > 0) {
+    const int64_t L = c.num_hidden_layers;
+    const std::string p = layer_prefix(L);
+    MtpWeights m;
+    m.enorm = ld.tensor(p + "enorm.weight");
+    m.hnorm = ld.tensor(p + "hnorm.weight");
+    m.shared_head_norm = ld.tensor(p + "shared_head.norm.weight");
+    m.eh_proj = {ld.tensor(p + "eh_proj.weight"), {}};
+    m.block = ld.layer(L);
+    mw.mtp = std::move(m);
+  }
+  return mw;
+}
+
+}  // namespace dsv3
