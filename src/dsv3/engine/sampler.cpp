@@ -141,7 +141,7 @@ void Sampler::process_logits(const SamplerRow& row, std::span<float> out) const 
     if (p.end_id && !p.ignore_eos && *p.end_id >= 0 && *p.end_id < vocab) out[*p.end_id] = kNegInf;
   }
   // 3. Temperature.
-  if (p.temperature >= kGreedyTemperature)
+  if (!p.greedy())
     for (float& z : out) z = z / p.temperature;
 }
 
@@ -157,19 +157,22 @@ void Sampler::apply_top_p(std::span<float> z, float top_p) {
   if (top_p >= 1.0f) return;
   std::vector<int32_t> ids = live_ids(z);
   if (ids.size() <= 1) return;
-  std::sort(ids.begin(), ids.end(), ByValueDesc{z});
-  const double z_max = z[ids[0]];
-  std::vector<double> e(ids.size());
-  double total = 0.0;
-  for (size_t i = 0; i < ids.size(); ++i) {
-    e[i] = std::exp(static_cast<double>(z[ids[i]]) - z_max);
-    total += e[i];
-  }
+  float z_max = kNegInf;
+  for (int32_t v : ids) z_max = std::max(z_max, z[v]);
+  double total = 0.0;  // id order, as the header specifies
+  for (int32_t v : ids) total += std::exp(static_cast<double>(z[v]) - static_cast<double>(z_max));
+  // NOTE: the nucleus is usually a few tokens, so only a growing head is put in order: select the next block with
+  // nth_element, sort it, walk it. Under a strict total order this visits the same tokens as a full sort.
   double before = 0.0;
   size_t keep = 0;
-  while (keep < ids.size() && before < static_cast<double>(top_p)) {
-    before += e[keep] / total;
-    ++keep;
+  for (size_t head = std::min<size_t>(64, ids.size()); keep < ids.size(); head = std::min(head * 4, ids.size())) {
+    std::nth_element(ids.begin() + keep, ids.begin() + head - 1, ids.end(), ByValueDesc{z});
+    std::sort(ids.begin() + keep, ids.begin() + head, ByValueDesc{z});
+    while (keep < head && before < static_cast<double>(top_p)) {
+      before += std::exp(static_cast<double>(z[ids[keep]]) - static_cast<double>(z_max)) / total;
+      ++keep;
+    }
+    if (before >= static_cast<double>(top_p)) break;
   }
   for (size_t i = keep; i < ids.size(); ++i) z[ids[i]] = kNegInf;
 }

@@ -32,9 +32,9 @@ class ThreadPool;
 //     (an fp32 division, not a multiply by 1/T). z is "the processed logits"; -inf marks a masked token.
 //  Greedy stops here: the token is argmax z, ties to the lowest id. Otherwise the candidate set shrinks:
 //  4. top_k (0 < top_k): order the candidates by (z desc, id asc) and keep the first top_k.
-//  5. top_p (< 1): order the survivors by (z desc, id asc); e[i] = exp(double(z[i]) - double(z_max)), total = sum of
-//     e in that order (fp64), q[i] = e[i] / total; keep token j iff sum_{i before j} q[i] < top_p (fp64 running sum in
-//     that order). The first token is always kept.
+//  5. top_p (< 1): e[v] = exp(double(z[v]) - double(z_max)) and total = sum of e over the survivors in id order
+//     (fp64); q[v] = e[v] / total. Order the survivors by (z desc, id asc) and keep token j iff the sum of q over
+//     the tokens before j is < top_p (fp64 running sum in that order). The first token is always kept.
 //  6. min_p (> 0): keep the survivors with exp(double(z[v]) - double(z_max)) >= min_p, i.e. p[v] >= min_p * p_max.
 //  7. Draw (Gumbel-max, i.e. an exponential race): for each survivor v, u[v] = sampling_uniform(seed, seq_index,
 //     step = n_generated, v) in (0, 1), score[v] = double(z[v]) - log(-log(u[v])) (fp64); the token is argmax score,
@@ -51,11 +51,9 @@ class ThreadPool;
 // default, so the kernel must use __fmul_rn/__fsub_rn (or -fmad=false) to get the same fp32 z.
 // Steps 1-3, 6 and 7 are elementwise with a max/argmax reduction, so a kernel that does the same
 // fp32/fp64 operations gets bit-identical tokens (libm's and CUDA's log/exp differ by at most 1 ulp, which can only
-// flip a draw whose two best scores agree to ~1e-16). Step 5's running sum depends on the summation order; a parallel
-// scan can move the cut only when a prefix sum lies within rounding of top_p.
+// flip a draw whose two best scores agree to ~1e-16). Step 5's sums depend on the summation order; a parallel
+// reduction or scan can move the cut only when a prefix sum lies within rounding of top_p.
 // ---------------------------------------------------------------------------------------------------------------------
-
-inline constexpr float kGreedyTemperature = 1e-5f;
 
 // Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC'11), as in Random123 and
 // cuRAND's Philox4_32_10 block function: counter (4 x u32) and key (2 x u32) -> 4 x u32.
@@ -68,8 +66,8 @@ double sampling_uniform(uint64_t seed, uint32_t seq_index, uint32_t step, uint32
 // SplitMix64 finaliser (Steele et al.), used to turn a counter into well-spread seeds.
 uint64_t splitmix64(uint64_t x);
 
-// Seeds for requests that carry none: splitmix64(base + k) for the k-th call, from a process-wide atomic counter,
-// so each unseeded request owns an independent stream and no two share one.
+// Seeds for requests that carry none: splitmix64(base + k) for the k-th call (an atomic counter; the engine owns one
+// source), so each unseeded request owns an independent stream and no two share one.
 class SeedSource {
  public:
   explicit SeedSource(uint64_t base = 0x5eed'd5e3'0000'0000ull) : base_(base) {}

@@ -13,6 +13,8 @@ namespace dsv3 {
 
 // OpenAI's top_logprobs limit and vLLM's default max_logprobs.
 inline constexpr int kMaxLogprobs = 20;
+// Temperatures below this are greedy (vLLM's _SAMPLING_EPS): dividing by them would overflow fp32 logits.
+inline constexpr float kGreedyTemperature = 1e-5f;
 
 struct SamplingParams {
   // Logit processing, applied in this order (Sampler documents the exact math):
@@ -20,7 +22,7 @@ struct SamplingParams {
   float presence_penalty = 0.0f;    // [-2, 2]; l -= presence_penalty once per token present in the generated tokens
   float frequency_penalty = 0.0f;   // [-2, 2]; l -= frequency_penalty * count of the token in the generated tokens
   int min_tokens = 0;               // EOS (unless ignore_eos) and stop_token_ids are masked until this many tokens
-  float temperature = 1.0f;         // >= 0; 0 = greedy (argmax, ties to the lowest id)
+  float temperature = 1.0f;         // >= 0; < kGreedyTemperature = greedy (argmax, ties to the lowest id)
   int top_k = 0;                    // >= 0; 0 = off; keeps the k best (logit desc, id asc)
   float top_p = 1.0f;               // (0, 1]; 1 = off; smallest prefix whose probability mass reaches top_p
   float min_p = 0.0f;               // [0, 1]; 0 = off; keeps p >= min_p * p_max
@@ -44,7 +46,7 @@ struct SamplingParams {
   // Throws dsv3::Error naming the first bad field. vocab_size > 0 also range-checks token ids and logprobs.
   void validate(int vocab_size = 0) const;
 
-  bool greedy() const { return temperature == 0.0f; }
+  bool greedy() const { return temperature < kGreedyTemperature; }
 };
 
 }  // namespace dsv3

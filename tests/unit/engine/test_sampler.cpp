@@ -186,6 +186,10 @@ TEST(Sampler, GreedyIsArgmaxWithTiesToLowestId) {
     logits[a] = logits[b] = 6.0f;
     SampleResult r = sampler.sample_row(make_row(logits, p, {}, 0, trial));
     EXPECT_EQ(r.token, std::min(a, b));
+    // Below kGreedyTemperature counts as greedy too.
+    SamplingParams tiny;
+    tiny.temperature = 1e-6f;
+    EXPECT_EQ(sampler.sample_row(make_row(logits, tiny, {}, 0, trial)).token, std::min(a, b));
     // top_k = 1 at any temperature is the same choice (strict order: value desc, id asc).
     SamplingParams k1;
     k1.temperature = 1.3f;
@@ -296,6 +300,45 @@ TEST(Sampler, TruncationMasksMatchHandSets) {
   std::vector<float> tie = {1.0f, 2.0f, 2.0f, 2.0f, 0.0f};
   Sampler::apply_top_k(tie, 2);
   EXPECT_EQ(survivors(tie), (S{1, 2}));
+}
+
+TEST(Sampler, LargeVocabularyMasksMatchFullSort) {
+  // Nuclei of a few to a few thousand tokens (past the sampler's partially sorted heads of 64, 256, 1024...),
+  // against a full sort done here.
+  const int vocab = 20000;
+  std::mt19937 rng(17);
+  for (float scale : {0.05f, 0.5f, 2.0f, 6.0f}) {
+    std::normal_distribution<float> dist(0.0f, scale);
+    std::vector<float> z(vocab);
+    for (float& x : z) x = dist(rng);
+    for (int i = 0; i < 300; ++i) z[rng() % vocab] = -kInf;
+    z[rng() % vocab] = z[rng() % vocab];  // a tie
+    std::vector<int32_t> order;
+    for (int v = 0; v < vocab; ++v)
+      if (z[v] != -kInf) order.push_back(v);
+    std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return z[a] > z[b]; });
+    const double z_max = z[order[0]];
+    double total = 0.0;
+    for (int v = 0; v < vocab; ++v)
+      if (z[v] != -kInf) total += std::exp(z[v] - z_max);
+    for (float top_p : {0.1f, 0.5f, 0.9f, 0.99f}) {
+      std::set<int32_t> want;
+      double before = 0.0;
+      for (int32_t v : order) {
+        if (before >= top_p) break;
+        want.insert(v);
+        before += std::exp(z[v] - z_max) / total;
+      }
+      auto got = z;
+      Sampler::apply_top_p(got, top_p);
+      EXPECT_EQ(survivors(got), want) << "scale " << scale << " top_p " << top_p << " nucleus " << want.size();
+    }
+    for (int k : {1, 50, 3000}) {
+      auto got = z;
+      Sampler::apply_top_k(got, k);
+      EXPECT_EQ(survivors(got), std::set<int32_t>(order.begin(), order.begin() + k)) << "top_k " << k;
+    }
+  }
 }
 
 TEST(Sampler, TemperatureDrawMatchesSoftmax) {
