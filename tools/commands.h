@@ -8,5 +8,6 @@ namespace dsv3::tools {
 int cmd_forward(int argc, char** argv);
 int cmd_make_tiny_model(int argc, char** argv);
 int cmd_inspect(int argc, char** argv);
+int cmd_prepare_dataset(int argc, char** argv);
 
 }  // namespace dsv3::tools

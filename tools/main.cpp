@@ -19,6 +19,7 @@ const Command kCommands[] = {
     {"forward", dsv3::tools::cmd_forward, "token ids in, float32 logits of every position out (.npy)"},
     {"make-tiny-model", dsv3::tools::cmd_make_tiny_model, "write a deterministic random checkpoint (HF layout)"},
     {"inspect", dsv3::tools::cmd_inspect, "config summary, parameter counts, bytes by dtype"},
+    {"prepare-dataset", dsv3::tools::cmd_prepare_dataset, "benchmark dataset, as TensorRT-LLM's prepare_dataset.py"},
 };
 
 void usage(std::FILE* f) {
