@@ -1,0 +1,328 @@
+// engine.cpp: the engine thread — admission, one model step, sampling, streaming, finishing (engine).
+#include "dsv3/engine/engine.h"
+
+#include <algorithm>
+#include <filesystem>
+
+#include "dsv3/base/log.h"
+#include "dsv3/base/thread_pool.h"
+#include "dsv3/base/timer.h"
+
+namespace dsv3 {
+
+struct Engine::Live {
+  std::shared_ptr<RequestHandle> handle;
+  SamplingParams params;
+  uint64_t seed = 0;
+  bool streaming = true;
+  std::unique_ptr<IncrementalDetokenizer> detok;
+  StopChecker stop;
+  RequestOutput out;      // cumulative
+  size_t sent_tokens = 0; // token_ids already delivered in a delta
+  size_t sent_text = 0;   // bytes of text already delivered
+  Live(const SamplingParams& p) : params(p), stop(p) {}
+};
+
+Engine::Engine(const EngineConfig& config) : config_(config) {
+  backend_ = make_backend(config_.backend);
+  auto src = WeightSource::open(config_.model_dir, config_.load_format, config_.dummy_seed);
+  const ModelConfig& mc = src->config();
+  const double t0 = now_seconds();
+  model_ = std::make_unique<DeepseekV3>(mc, load_model_weights(*src, *backend_, config_.numerics, false), *backend_,
+                                        config_.numerics);
+  log_info("loaded {:.1f} MB of weights in {:.2f} s ({} backend, {} numerics)", model_->weight_bytes() / 1e6,
+           now_seconds() - t0, backend_->name(), config_.numerics == Numerics::kFp8 ? "fp8" : "bf16");
+  const std::string tok_dir = config_.tokenizer_dir.empty() ? config_.model_dir : config_.tokenizer_dir;
+  if (std::filesystem::exists(tok_dir + "/tokenizer.json")) tokenizer_ = Tokenizer::load(tok_dir);
+  else if (!config_.tokenizer_dir.empty()) FAIL("--tokenizer {}: no tokenizer.json there", tok_dir);
+
+  max_seq_len_ = config_.max_seq_len > 0 ? config_.max_seq_len
+                                         : static_cast<int>(std::min<int64_t>(mc.max_position_embeddings, 1 << 30));
+  EXPECT(config_.max_batch_size > 0 && config_.max_num_tokens > 0, "max_batch_size and max_num_tokens must be > 0");
+  EXPECT(config_.tokens_per_block > 0, "tokens_per_block must be > 0");
+  const int64_t bs = config_.tokens_per_block;
+  const int64_t block_bytes = model_->n_cache_layers() * bs * mc.kv_entry_dim() * 2;
+  if (config_.kv_max_tokens > 0) kv_blocks_ = (config_.kv_max_tokens + bs - 1) / bs;
+  else kv_blocks_ = config_.kv_cpu_bytes / block_bytes;
+  // Never more than every request could use at once.
+  kv_blocks_ = std::min<int64_t>(kv_blocks_, int64_t(config_.max_batch_size) * ((max_seq_len_ + bs - 1) / bs) + 1);
+  EXPECT(kv_blocks_ >= 1, "the KV cache budget holds no block of {} tokens ({} bytes each)", bs, block_bytes);
+  cache_ = std::make_unique<KvCache>(model_->n_cache_layers(), kv_blocks_, bs, mc.kv_entry_dim(),
+                                     backend_->allocator());
+  log_info("KV cache: {} blocks of {} tokens ({:.1f} MB)", kv_blocks_, bs, cache_->nbytes() / 1e6);
+  sched::SchedulerConfig sc;
+  sc.max_batch_size = config_.max_batch_size;
+  sc.max_num_tokens = config_.max_num_tokens;
+  sc.max_seq_len = max_seq_len_;
+  sc.enable_chunked_prefill = config_.enable_chunked_prefill;
+  sc.policy = config_.policy;
+  sc.tokens_per_block = static_cast<int>(bs);
+  sc.n_blocks = static_cast<int>(kv_blocks_);
+  sc.enable_block_reuse = config_.enable_block_reuse;
+  sched_ = std::make_unique<sched::Scheduler>(sc);
+  sampler_ = std::make_unique<Sampler>(SamplerConfig{.vocab_size = static_cast<int>(mc.vocab_size)});
+  thread_ = std::thread([this] { loop(); });
+}
+
+Engine::~Engine() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+std::shared_ptr<RequestHandle> Engine::submit(GenerateRequest req) {
+  const ModelConfig& mc = model_->config();
+  EXPECT(!req.prompt_ids.empty(), "request: the prompt is empty");
+  for (int32_t id : req.prompt_ids)
+    EXPECT(id >= 0 && id < mc.vocab_size, "request: prompt token id {} outside the vocabulary [0, {})", id,
+           mc.vocab_size);
+  if (!req.params.end_id && !req.params.ignore_eos) req.params.end_id = static_cast<int32_t>(mc.eos_token_id);
+  req.params.validate(static_cast<int>(mc.vocab_size));
+  EXPECT(req.params.n == 1, "request: n = {} is not supported (n must be 1)", req.params.n);
+  EXPECT(req.params.stop.empty() || tokenizer_, "request: stop strings need a tokenizer, and {} has none",
+         config_.model_dir);
+  const int64_t total = static_cast<int64_t>(req.prompt_ids.size()) + req.params.max_tokens;
+  EXPECT(total <= max_seq_len_, "request: prompt ({} tokens) + max_tokens ({}) = {} exceeds max_seq_len {}",
+         req.prompt_ids.size(), req.params.max_tokens, total, max_seq_len_);
+  std::shared_ptr<RequestHandle> h;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const int64_t id = next_id_++;
+    h = std::make_shared<RequestHandle>(id);
+    incoming_.emplace_back(id, std::move(req));
+    incoming_handles_.push_back(h);
+  }
+  cv_.notify_all();
+  return h;
+}
+
+void Engine::abort(int64_t id) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    aborts_.push_back(id);
+  }
+  cv_.notify_all();
+}
+
+void Engine::wait_idle() {
+  std::unique_lock<std::mutex> lock(mu_);
+  idle_cv_.wait(lock, [&] { return incoming_.empty() && !busy_; });
+}
+
+std::vector<IterationStats> Engine::take_iteration_stats() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<IterationStats> out;
+  out.swap(stats_);
+  return out;
+}
+
+void Engine::admit_incoming() {
+  std::deque<std::pair<int64_t, GenerateRequest>> in;
+  std::vector<std::shared_ptr<RequestHandle>> handles;
+  std::vector<int64_t> aborts;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    in.swap(incoming_);
+    handles.swap(incoming_handles_);
+    aborts.swap(aborts_);
+  }
+  for (size_t i = 0; i < in.size(); ++i) {
+    auto& [id, req] = in[i];
+    auto live = std::make_unique<Live>(req.params);
+    live->handle = handles[i];
+    live->seed = seeds_.seed_for(req.params);
+    live->streaming = req.streaming;
+    if (tokenizer_) live->detok = std::make_unique<IncrementalDetokenizer>(*tokenizer_, true);
+    live->out.request_id = id;
+    live->out.prompt_token_ids = req.prompt_ids;
+    live->out.timings.arrival = now_seconds();
+    Live& ref = *live;
+    live_.emplace(id, std::move(live));
+    try {
+      sched_->add(id, std::move(req.prompt_ids), req.params.max_tokens);
+    } catch (const Error& e) {
+      ref.out.error = e.what();
+      finish(id, FinishReason::kCancelled, e.what());
+    }
+  }
+  for (int64_t id : aborts) {
+    if (!live_.count(id)) continue;  // unknown or already finished
+    sched_->abort(id);
+    finish(id, FinishReason::kCancelled);
+  }
+}
+
+void Engine::emit(Live& live, bool final) {
+  RequestOutput& o = live.out;
+  o.finished = final;
+  if (!live.streaming && !final) return;
+  o.token_ids_delta.assign(o.token_ids.begin() + live.sent_tokens, o.token_ids.end());
+  o.text_delta = o.text.substr(live.sent_text);
+  if (!final && o.token_ids_delta.empty() && o.text_delta.empty()) return;
+  live.sent_tokens = o.token_ids.size();
+  live.sent_text = o.text.size();
+  live.handle->push(o);
+}
+
+void Engine::finish(int64_t id, FinishReason reason, const std::string& error) {
+  auto it = live_.find(id);
+  if (it == live_.end()) return;
+  Live& live = *it->second;
+  if (!live.stop.finished()) live.out.text += live.stop.finish(reason);
+  live.out.finish_reason = live.stop.finish_reason();
+  live.out.stop_match = live.stop.stop_match();
+  if (!error.empty()) live.out.error = error;
+  live.out.timings.end = now_seconds();
+  emit(live, true);
+  live_.erase(it);
+}
+
+bool Engine::step() {
+  sched::SchedulerOutput so = sched_->schedule();
+  if (so.empty()) return false;
+  IterationStats st;
+  st.step = n_steps_++;
+  st.start = now_seconds();
+  // Build the ragged batch: generated positions (absorbed form) first, then prompt positions (naive form).
+  ForwardBatch batch;
+  struct Part {
+    size_t entry;
+    int begin, end;  // token indices within the request
+  };
+  std::vector<Part> absorbed, naive;
+  for (size_t e = 0; e < so.entries.size(); ++e) {
+    const auto& ch = so.entries[e];
+    const sched::Request* r = sched_->find(ch.request_id);
+    CHECK(r != nullptr, "scheduled request {} unknown", ch.request_id);
+    const int begin = ch.start, end = ch.start + ch.n_tokens, split = std::clamp(r->n_prompt, begin, end);
+    if (split > begin) naive.push_back({e, begin, split});
+    if (end > split) absorbed.push_back({e, split, end});
+  }
+  std::vector<int32_t> last_row(so.entries.size(), -1);
+  int32_t row = 0;
+  auto add_part = [&](const Part& p, bool abs) {
+    const auto& ch = so.entries[p.entry];
+    for (int t = p.begin; t < p.end; ++t) batch.token_ids.push_back(ch.token_ids[t - ch.start]);
+    batch.seqs.push_back({p.end - p.begin, p.begin, abs, ch.block_table});
+    row += p.end - p.begin;
+    if (p.end == ch.start + ch.n_tokens) last_row[p.entry] = row - 1;
+  };
+  for (const auto& p : absorbed) add_part(p, true);
+  for (const auto& p : naive) add_part(p, false);
+  std::vector<size_t> logit_entries;
+  for (size_t e = 0; e < so.entries.size(); ++e)
+    if (so.entries[e].needs_logits) {
+      batch.logit_rows.push_back(last_row[e]);
+      logit_entries.push_back(e);
+    }
+  ForwardOutput fo = model_->forward(batch, *cache_);
+  // Sample.
+  const int64_t vocab = model_->config().vocab_size;
+  std::vector<SamplerRow> rows;
+  for (size_t i = 0; i < logit_entries.size(); ++i) {
+    const auto& ch = so.entries[logit_entries[i]];
+    const sched::Request* r = sched_->find(ch.request_id);
+    Live& live = *live_.at(ch.request_id);
+    rows.push_back({.logits = fo.logits.data() + i * vocab, .params = &live.params, .token_ids = r->tokens,
+                    .n_generated = r->n_output(), .seed = live.seed});
+  }
+  std::vector<SampleResult> res = sampler_->sample(rows, &ThreadPool::global());
+  std::vector<sched::SampledToken> sampled;
+  std::vector<std::pair<int64_t, std::string>> failed;
+  const double now = now_seconds();
+  for (size_t i = 0; i < res.size(); ++i) {
+    const int64_t id = so.entries[logit_entries[i]].request_id;
+    Live& live = *live_.at(id);
+    if (!res[i].error.empty()) {
+      failed.emplace_back(id, "sampling: " + res[i].error);
+      continue;
+    }
+    const int32_t tok = res[i].token;
+    RequestOutput& o = live.out;
+    o.token_ids.push_back(tok);
+    if (live.params.logprobs) {
+      o.logprobs.push_back(res[i].logprob);
+      o.top_logprobs.push_back(res[i].top_logprobs);
+    }
+    if (o.timings.first_token == 0) o.timings.first_token = now;
+    o.timings.token_times.push_back(now);
+    const std::string delta = live.detok ? live.detok->push(tok) : std::string();
+    o.text += live.stop.update(tok, delta);
+    sampled.push_back({id, tok, live.stop.finished()});
+  }
+  std::vector<sched::Request> done = sched_->update(so, sampled);
+  for (const auto& [id, msg] : failed) {
+    sched_->abort(id);
+    finish(id, FinishReason::kCancelled, msg);
+  }
+  for (const auto& r : done) {
+    auto it = live_.find(r.id);
+    if (it == live_.end()) continue;
+    FinishReason reason = r.finish_reason == sched::FinishReason::kLength ? FinishReason::kLength : FinishReason::kStop;
+    finish(r.id, it->second->stop.finished() ? it->second->stop.finish_reason() : reason);
+  }
+  for (auto& [id, live] : live_) emit(*live, false);
+  if (config_.check_integrity) sched_->check_integrity();
+  st.end = now_seconds();
+  st.n_logit_rows = static_cast<int>(batch.logit_rows.size());
+  st.sched = so.stats;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.push_back(st);
+  }
+  return true;
+}
+
+void Engine::loop() {
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      busy_ = sched_->has_unfinished() || !incoming_.empty();
+      if (!busy_) idle_cv_.notify_all();
+      cv_.wait(lock, [&] { return stop_ || !incoming_.empty() || !aborts_.empty() || sched_->has_unfinished(); });
+      if (stop_) return;
+      busy_ = true;
+    }
+    admit_incoming();
+    try {
+      if (!step() && sched_->has_unfinished()) {
+        // Nothing schedulable although requests wait: only possible if the pool cannot hold any of them.
+        CHECK(sched_->n_running() > 0, "scheduler made no progress with {} waiting and none running",
+              sched_->n_waiting());
+      }
+    } catch (const Error& e) {
+      // An input error inside a step fails the requests of that step, not the engine.
+      log_warn("step failed: {}", e.what());
+      std::vector<int64_t> ids;
+      for (auto& [id, live] : live_) ids.push_back(id);
+      for (int64_t id : ids) {
+        sched_->abort(id);
+        finish(id, FinishReason::kCancelled, e.what());
+      }
+    }
+  }
+}
+
+std::vector<int32_t> LLM::encode(const Prompt& p) const {
+  if (!p.token_ids.empty()) return p.token_ids;
+  EXPECT(tokenizer(), "a text prompt needs a tokenizer: {} has no tokenizer.json", engine_.config().model_dir);
+  return tokenizer()->encode(p.text, true);
+}
+
+std::vector<RequestOutput> LLM::generate(const std::vector<Prompt>& prompts, const SamplingParams& params) {
+  std::vector<std::shared_ptr<RequestHandle>> hs;
+  for (const auto& p : prompts) hs.push_back(engine_.submit({encode(p), params, false}));
+  std::vector<RequestOutput> out;
+  for (auto& h : hs) out.push_back(h->wait());
+  return out;
+}
+
+std::shared_ptr<RequestHandle> LLM::generate_async(const Prompt& prompt, const SamplingParams& params,
+                                                   bool streaming) {
+  return engine_.submit({encode(prompt), params, streaming});
+}
+
+}  // namespace dsv3

@@ -1,0 +1,35 @@
+// engine_config.h: every setting the engine runs with (engine). Tools fill it from their options and the
+// --extra_llm_api_options YAML (LlmArgs); defaults follow TensorRT-LLM's LLM API where it has one.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "dsv3/io/weight_source.h"
+#include "dsv3/model/weights.h"
+#include "dsv3/sched/scheduler.h"
+
+namespace dsv3 {
+
+struct EngineConfig {
+  std::string model_dir;
+  std::string tokenizer_dir;                  // "" = model_dir (when it has tokenizer.json)
+  LoadFormat load_format = LoadFormat::kAuto;
+  uint64_t dummy_seed = 0;
+  std::string backend = "cpu";                // "cpu" | "cuda"
+  Numerics numerics = Numerics::kFp8;
+
+  int max_batch_size = 2048;                  // requests per step
+  int max_num_tokens = 8192;                  // tokens per step
+  int max_seq_len = 0;                        // 0: the model's max_position_embeddings
+  bool enable_chunked_prefill = false;
+  sched::CapacityPolicy policy = sched::CapacityPolicy::kGuaranteedNoEvict;
+  bool enable_block_reuse = true;             // kv_cache_config.enable_block_reuse (bench turns it off)
+  int tokens_per_block = 64;
+  int64_t kv_max_tokens = 0;                  // kv_cache_config.max_tokens; 0 = from memory
+  double kv_free_gpu_mem_fraction = 0.9;      // kv_cache_config.free_gpu_memory_fraction (GPU)
+  int64_t kv_cpu_bytes = 1ll << 30;           // CPU backend: byte budget of the KV pool when max_tokens is 0
+  bool check_integrity = false;               // scheduler/KV integrity check after every step (tests, debug)
+};
+
+}  // namespace dsv3
