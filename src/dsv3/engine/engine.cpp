@@ -197,6 +197,7 @@ bool Engine::step() {
     const auto& ch = so.entries[e];
     const sched::Request* r = sched_->find(ch.request_id);
     CHECK(r != nullptr, "scheduled request {} unknown", ch.request_id);
+    live_.at(ch.request_id)->out.n_cached_tokens = std::max(0, r->n_cached_tokens);
     const int begin = ch.start, end = ch.start + ch.n_tokens, split = std::clamp(r->n_prompt, begin, end);
     if (split > begin) naive.push_back({e, begin, split});
     if (end > split) absorbed.push_back({e, split, end});
