@@ -163,16 +163,26 @@ BenchConfig make_bench_config(const BenchOptions& in) {
     a.max_batch_size = o.max_batch_size;
     set("max_batch_size", "max_batch_size", "--max_batch_size");
   }
-  if (o.max_num_tokens) a.max_num_tokens = o.max_num_tokens, set("max_num_tokens", "max_num_tokens", "--max_num_tokens");
-  if (o.max_seq_len) a.max_seq_len = o.max_seq_len, set("max_seq_len", "max_seq_len", "--max_seq_len");
+  if (o.max_num_tokens) {
+    a.max_num_tokens = o.max_num_tokens;
+    set("max_num_tokens", "max_num_tokens", "--max_num_tokens");
+  }
+  if (o.max_seq_len) {
+    a.max_seq_len = o.max_seq_len;
+    set("max_seq_len", "max_seq_len", "--max_seq_len");
+  }
   a.tensor_parallel_size = o.tp;
   set("tensor_parallel_size", "tensor_parallel_size", "--tp");
   a.pipeline_parallel_size = o.pp;
   set("pipeline_parallel_size", "pipeline_parallel_size", "--pp");
-  if (o.ep) a.moe_expert_parallel_size = o.ep, set("moe_expert_parallel_size", "moe_expert_parallel_size", "--ep");
-  if (o.cluster_size)
-    a.moe_cluster_parallel_size = o.cluster_size,
+  if (o.ep) {
+    a.moe_expert_parallel_size = o.ep;
+    set("moe_expert_parallel_size", "moe_expert_parallel_size", "--ep");
+  }
+  if (o.cluster_size) {
+    a.moe_cluster_parallel_size = o.cluster_size;
     set("moe_cluster_parallel_size", "moe_cluster_parallel_size", "--cluster_size");
+  }
   a.max_beam_width = o.beam_width;
   set("max_beam_width", "max_beam_width", "--beam_width");
   a.kv_cache_config.free_gpu_memory_fraction = o.kv_cache_free_gpu_mem_fraction;

@@ -4,6 +4,8 @@
 #include "common/bench_report.h"
 
 #include <algorithm>
+#include <charconv>
+#include <cmath>
 #include <fstream>
 #include <limits>
 
@@ -369,8 +371,92 @@ std::string format_bench_report(const ojson& d) {
   return out;
 }
 
+std::string python_float_repr(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "Infinity" : "-Infinity";
+  if (v == 0.0) return std::signbit(v) ? "-0.0" : "0.0";
+  // Shortest round-trip digits, then Python's layout: fixed for -4 < decpt <= 16, else d.ddde+XX.
+  char buf[64];
+  auto res = std::to_chars(buf, buf + sizeof buf, std::fabs(v), std::chars_format::scientific);
+  const std::string sci(buf, res.ptr);
+  const size_t e = sci.find('e');
+  std::string digits = sci.substr(0, e);
+  digits.erase(std::remove(digits.begin(), digits.end(), '.'), digits.end());
+  const int decpt = std::stoi(sci.substr(e + 1)) + 1;  // value = 0.<digits> * 10^decpt
+  const int n = static_cast<int>(digits.size());
+  std::string out = v < 0 ? "-" : "";
+  if (decpt <= -4 || decpt > 16) {
+    out += digits.substr(0, 1);
+    if (n > 1) out += "." + digits.substr(1);
+    out += fmt::format("e{}{:02d}", decpt - 1 < 0 ? '-' : '+', std::abs(decpt - 1));
+  } else if (decpt <= 0) {
+    out += "0." + std::string(static_cast<size_t>(-decpt), '0') + digits;
+  } else if (decpt >= n) {
+    out += digits + std::string(static_cast<size_t>(decpt - n), '0') + ".0";
+  } else {
+    out += digits.substr(0, static_cast<size_t>(decpt)) + "." + digits.substr(static_cast<size_t>(decpt));
+  }
+  return out;
+}
+
+namespace {
+
+// json.dumps(v, indent=indent) (indent < 0: json.dumps(v), separators ", " and ": "), ensure_ascii on.
+void dump_python(const ojson& v, int indent, int level, std::string& out) {
+  const bool pretty = indent >= 0;
+  auto newline = [&](int lvl) {
+    if (pretty) out += "\n" + std::string(static_cast<size_t>(indent * lvl), ' ');
+  };
+  const char* item_sep = pretty ? "," : ", ";
+  switch (v.type()) {
+    case ojson::value_t::object: {
+      if (v.empty()) {
+        out += "{}";
+        return;
+      }
+      out += '{';
+      bool first = true;
+      for (auto it = v.begin(); it != v.end(); ++it) {
+        if (!first) out += item_sep;
+        first = false;
+        newline(level + 1);
+        out += ojson(it.key()).dump(-1, ' ', true, ojson::error_handler_t::replace);
+        out += ": ";
+        dump_python(it.value(), indent, level + 1, out);
+      }
+      newline(level);
+      out += '}';
+      return;
+    }
+    case ojson::value_t::array: {
+      if (v.empty()) {
+        out += "[]";
+        return;
+      }
+      out += '[';
+      for (size_t i = 0; i < v.size(); ++i) {
+        if (i) out += item_sep;
+        newline(level + 1);
+        dump_python(v[i], indent, level + 1, out);
+      }
+      newline(level);
+      out += ']';
+      return;
+    }
+    case ojson::value_t::number_float:
+      out += python_float_repr(v.get<double>());
+      return;
+    default:  // null, bool, integers, strings: the same text in both
+      out += v.dump(-1, ' ', true, ojson::error_handler_t::replace);
+  }
+}
+
+}  // namespace
+
 std::string python_json_dumps(const ojson& j, int indent) {
-  return j.dump(indent, ' ', /*ensure_ascii=*/true, ojson::error_handler_t::replace);
+  std::string out;
+  dump_python(j, indent, 0, out);
+  return out;
 }
 
 void write_json_file(const std::string& path, const ojson& j, int indent) {

@@ -111,7 +111,8 @@ std::string format_dataset_details(const DatasetStats& ds);
 
 // Writes `j` like Python's json.dump(j, f, indent=4): non-ASCII escaped, invalid UTF-8 replaced.
 void write_json_file(const std::string& path, const nlohmann::ordered_json& j, int indent = 4);
-// The text json.dumps(j, indent=4) gives.
+// The text json.dumps(j, indent=indent) gives (indent < 0: json.dumps(j)), floats as Python's repr.
+std::string python_float_repr(double v);
 std::string python_json_dumps(const nlohmann::ordered_json& j, int indent = 4);
 
 }  // namespace dsv3

@@ -99,12 +99,14 @@ class YamlReader {
   }
 
   // Records that `path` sets the canonical field `field`; a second spelling of the same field is an error.
+  // The line is the key's: a block mapping's own mark is its first child's line.
   void mark(const std::string& field, const YAML::Node& n, const std::string& path) {
     auto it = set_by_.find(field);
     if (it != set_by_.end())
-      fail(n, path, fmt::format("sets {} again (already set by `{}`); keep one spelling", field, it->second));
+      FAIL("{}:{}: {}: sets {} again (already set by `{}`); keep one spelling", source_, key_line_, path, field,
+           it->second);
     set_by_[field] = path;
-    origins_[field] = fmt::format("{}:{} ({})", source_, line(n), path);
+    origins_[field] = fmt::format("{}:{} ({})", source_, key_line_, path);
   }
 
   std::string scalar(const YAML::Node& n, const std::string& path, const char* expected) const {
@@ -163,6 +165,7 @@ class YamlReader {
         FAIL("{}:{}: unknown key `{}` (known keys{}: {})", source_, line(it->first), path,
              prefix.empty() ? " at the top level" : " in " + prefix, fmt::join(known, ", "));
       }
+      key_line_ = line(it->first);
       h->second(it->second, path);
     }
   }
@@ -173,6 +176,7 @@ class YamlReader {
   std::string source_;
   ArgOrigins& origins_;
   std::map<std::string, std::string> set_by_;  // canonical field -> YAML path that set it
+  mutable int key_line_ = 0;                    // line of the key being applied (walk() sets it)
 };
 
 const std::vector<std::string> kKvDtypes = {"auto", "fp8"};
