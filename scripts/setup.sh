@@ -8,6 +8,10 @@ pkgs=(build-essential cmake ninja-build pkg-config libgtest-dev libgmock-dev nlo
       libyaml-cpp-dev libpcre2-dev libfmt-dev python3 python3-numpy nodejs npm)
 missing=()
 for p in "${pkgs[@]}"; do
+  # NodeSource's nodejs bundles npm and conflicts with Debian's npm package: a working binary is enough.
+  if [ "$p" = npm ] || [ "$p" = nodejs ]; then
+    command -v "${p/nodejs/node}" >/dev/null 2>&1 && continue
+  fi
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
