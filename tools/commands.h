@@ -7,5 +7,7 @@ namespace dsv3::tools {
 
 int cmd_make_tiny_model(int argc, char** argv);
 int cmd_inspect(int argc, char** argv);
+int cmd_tokenize(int argc, char** argv);
+int cmd_detokenize(int argc, char** argv);
 
 }  // namespace dsv3::tools

@@ -18,6 +18,8 @@ struct Command {
 const Command kCommands[] = {
     {"make-tiny-model", dsv3::tools::cmd_make_tiny_model, "write a deterministic random checkpoint (HF layout)"},
     {"inspect", dsv3::tools::cmd_inspect, "config summary, parameter counts, bytes by dtype"},
+    {"tokenize", dsv3::tools::cmd_tokenize, "text (JSON lines) -> token ids; --chat, --bench"},
+    {"detokenize", dsv3::tools::cmd_detokenize, "token ids (JSON lines) -> text"},
 };
 
 void usage(std::FILE* f) {
