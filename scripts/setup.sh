@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(build-essential cmake ninja-build pkg-config libgtest-dev libgmock-dev nlohmann-json3-dev libcli11-dev
-      libyaml-cpp-dev libpcre2-dev libfmt-dev python3 python3-numpy nodejs npm)
+      libyaml-cpp-dev libpcre2-dev libfmt-dev libicu-dev python3 python3-numpy python3-jinja2 nodejs npm)
 missing=()
 for p in "${pkgs[@]}"; do
   # NodeSource's nodejs bundles npm and conflicts with Debian's npm package: a working binary is enough.

@@ -160,7 +160,8 @@ Regex::Regex(const std::string& pattern, bool literal) : pattern_(pattern), seri
   const std::string translated = literal ? pattern : oniguruma_to_pcre2(pattern);
   int err = 0;
   PCRE2_SIZE err_off = 0;
-  uint32_t opts = PCRE2_UTF | PCRE2_UCP | (literal ? PCRE2_LITERAL : 0);
+  // PCRE2_LITERAL allows PCRE2_UTF but not PCRE2_UCP (which a literal does not need).
+  const uint32_t opts = literal ? (PCRE2_UTF | PCRE2_LITERAL) : (PCRE2_UTF | PCRE2_UCP);
   pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(translated.data()), translated.size(), opts, &err,
                                    &err_off, nullptr);
   if (!code) {
