@@ -9,5 +9,8 @@ int cmd_forward(int argc, char** argv);
 int cmd_make_tiny_model(int argc, char** argv);
 int cmd_inspect(int argc, char** argv);
 int cmd_prepare_dataset(int argc, char** argv);
+int cmd_tokenize(int argc, char** argv);
+int cmd_detokenize(int argc, char** argv);
+int cmd_generate(int argc, char** argv);
 
 }  // namespace dsv3::tools

@@ -81,13 +81,6 @@ double sampling_uniform(uint64_t seed, uint32_t seq_index, uint32_t step, uint32
   return (static_cast<double>(bits) + 0.5) * 0x1p-52;
 }
 
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
 Sampler::Sampler(SamplerConfig config) : config_(config) {
   EXPECT(config_.vocab_size > 0, "sampler: vocab_size must be > 0, got {}", config_.vocab_size);
 }

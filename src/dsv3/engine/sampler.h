@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "dsv3/base/hash.h"
 #include "dsv3/engine/sampling_params.h"
 
 namespace dsv3 {
@@ -63,8 +64,6 @@ std::array<uint32_t, 4> philox4x32_10(std::array<uint32_t, 4> ctr, std::array<ui
 // u = (double((out[0] << 32 | out[1]) >> 12) + 0.5) * 2^-52: exact in fp64, in [2^-53, 1 - 2^-53], never 0 or 1.
 double sampling_uniform(uint64_t seed, uint32_t seq_index, uint32_t step, uint32_t token);
 
-// SplitMix64 finaliser (Steele et al.), used to turn a counter into well-spread seeds.
-uint64_t splitmix64(uint64_t x);
 
 // Seeds for requests that carry none: splitmix64(base + k) for the k-th call (an atomic counter; the engine owns one
 // source), so each unseeded request owns an independent stream and no two share one.

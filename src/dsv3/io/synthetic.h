@@ -9,11 +9,11 @@
 #include <cstdint>
 #include <string>
 
+#include "dsv3/base/hash.h"
 #include "dsv3/io/schema.h"
 
 namespace dsv3 {
 
-uint64_t splitmix64(uint64_t x);
 uint64_t hash_name(const std::string& s);
 // Uniform in [-1, 1) from (key, index).
 inline float synth_uniform(uint64_t key, uint64_t i) {
