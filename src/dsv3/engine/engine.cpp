@@ -25,10 +25,10 @@ struct Engine::Live {
 
 Engine::Engine(const EngineConfig& config) : config_(config) {
   backend_ = make_backend(config_.backend);
-  auto src = WeightSource::open(config_.model_dir, config_.load_format, config_.dummy_seed);
-  const ModelConfig& mc = src->config();
+  weights_ = WeightSource::open(config_.model_dir, config_.load_format, config_.dummy_seed);
+  const ModelConfig& mc = weights_->config();
   const double t0 = now_seconds();
-  model_ = std::make_unique<DeepseekV3>(mc, load_model_weights(*src, *backend_, config_.numerics, false), *backend_,
+  model_ = std::make_unique<DeepseekV3>(mc, load_model_weights(*weights_, *backend_, config_.numerics, false), *backend_,
                                         config_.numerics);
   log_info("loaded {:.1f} MB of weights in {:.2f} s ({} backend, {} numerics)", model_->weight_bytes() / 1e6,
            now_seconds() - t0, backend_->name(), config_.numerics == Numerics::kFp8 ? "fp8" : "bf16");

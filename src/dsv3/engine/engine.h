@@ -66,6 +66,7 @@ class Engine {
 
   EngineConfig config_;
   std::unique_ptr<Backend> backend_;
+  std::unique_ptr<WeightSource> weights_;  // NOTE: outlives model_: host backends use its mmap views in place
   std::unique_ptr<DeepseekV3> model_;
   std::unique_ptr<KvCache> cache_;
   std::unique_ptr<Tokenizer> tokenizer_;

@@ -62,6 +62,7 @@ struct ModelWeights {
   uint64_t bytes_loaded = 0;
 };
 
+// NOTE: on host-visible backends the weights are views into `src` (mmap or dummy tensors): keep it alive.
 ModelWeights load_model_weights(WeightSource& src, Backend& backend, Numerics numerics, bool load_mtp = true);
 
 // bf16(fp8 · scale_inv) per 128x128 block, on the host.
