@@ -81,7 +81,7 @@ LtGemm::Plan& LtGemm::plan(const GemmProblem& p, int align_a, int align_b, int a
   pl.ok = st == CUBLAS_STATUS_SUCCESS && returned > 0 && result.state == CUBLAS_STATUS_SUCCESS;
   if (pl.ok) pl.algo = result.algo;
   else
-    log_debug("cuBLASLt: no algorithm (status {}) for {} m={} n={} k={} lda={} ldb={} ldd={} batch={}",
+    log_info("cuBLASLt: no algorithm (status {}) for {} m={} n={} k={} lda={} ldb={} ldd={} batch={}; the fallback kernel runs",
               static_cast<int>(st), p.block_scaled ? "fp8 block-scaled" : "bf16", p.m, p.n, p.k, p.lda, p.ldb,
               p.ldd, p.batch);
   return pl;
