@@ -19,6 +19,7 @@ declare -a table
 row() { table+=("$(printf '%-34s %s' "$1" "$2")"); }
 t0=$(date +%s)
 elapsed() { echo "$(( $(date +%s) - t0 ))s"; }
+left() { echo $(( ${BUDGET_S:-400} - ($(date +%s) - t0) )); }  # seconds left of the whole run's budget
 
 { nvidia-smi; nvcc --version; cmake --version | head -1; g++ --version | head -1; } >"$OUT/env.log" 2>&1
 row "gpu" "$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)"
@@ -34,21 +35,25 @@ else
 fi
 lib=$(find "$BUILD" -name 'libdsv3_backend_cuda.a' | head -1)
 if command -v cuobjdump >/dev/null && [ -n "$lib" ]; then
-  cuobjdump --dump-sass "$lib" >"$OUT/sass.txt" 2>&1
-  row "SASS: HMMA in mla_decode_wmma" "$(awk '/Function :.*mla_decode_wmma/{f=1} /Function :/ && !/mla_decode_wmma/{f=0} f && /HMMA/{c++} END{print c+0}' "$OUT/sass.txt")"
+  cuobjdump --dump-sass "$lib" >"$BUILD/sass.txt" 2>&1
+  row "SASS: HMMA in mla_decode_wmma" "$(awk '/Function :.*mla_decode_wmma/{f=1} /Function :/ && !/mla_decode_wmma/{f=0} f && /HMMA/{c++} END{print c+0}' "$BUILD/sass.txt")"
 fi
 
 rc=0
-timeout 240 ctest --test-dir "$BUILD" -L gpu -V >"$OUT/ctest_gpu.log" 2>&1 || rc=$?
+timeout 150 ctest --test-dir "$BUILD" -L gpu -V >"$OUT/ctest_gpu.log" 2>&1 || rc=$?
 row "ctest -L gpu" "$([ $rc = 0 ] && echo ok || echo "FAILED rc=$rc") ($(elapsed))"
 passed=$(grep -E '^[0-9]+/[0-9]+ cases passed' "$OUT/ctest_gpu.log" | head -1)
 row "test_ops (all cases)" "${passed:-no summary}"
 grep -E '^ *[0-9]+: +FAIL|FAILED:' "$OUT/ctest_gpu.log" | head -20
 
+if [ $memcheck = 1 ] && [ "$(left)" -lt 150 ]; then
+  row "memcheck" "skipped: $(left)s left of the budget"
+  memcheck=0
+fi
 if [ $memcheck = 1 ]; then
   if command -v compute-sanitizer >/dev/null; then
     rc=0
-    timeout 150 compute-sanitizer --tool memcheck --error-exitcode 3 "$BUILD/tests/ops/test_ops" --quick \
+    timeout $(( $(left) - 90 )) compute-sanitizer --tool memcheck --error-exitcode 3 "$BUILD/tests/ops/test_ops" --quick \
       >"$OUT/memcheck.log" 2>&1 || rc=$?
     row "memcheck (test_ops --quick)" "rc=$rc, $(grep -E 'ERROR SUMMARY' "$OUT/memcheck.log" | tail -1) ($(elapsed))"
   else
@@ -56,9 +61,13 @@ if [ $memcheck = 1 ]; then
   fi
 fi
 
+if [ $perf = 1 ] && [ "$(left)" -lt 30 ]; then
+  row "perf" "skipped: $(left)s left of the budget"
+  perf=0
+fi
 if [ $perf = 1 ]; then
   rc=0
-  timeout 200 "$BUILD/tests/ops/test_ops" --perf >"$OUT/perf.log" 2>&1 || rc=$?
+  timeout "$(left)" "$BUILD/tests/ops/test_ops" --perf >"$OUT/perf.log" 2>&1 || rc=$?
   row "perf (test_ops --perf)" "rc=$rc ($(elapsed))"
 fi
 

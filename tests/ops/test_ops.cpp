@@ -580,12 +580,11 @@ void perf_decode(Env& env, Backend& gpu, const char* label, const std::vector<in
   // The cache: one random chunk, replicated on the device (random data; never zeros).
   const int64_t chunk_blocks = 256;
   Tensor chunk = rand_bf16(rng, {chunk_blocks, bs, entry});
+  TensorView dchunk = d.up(chunk, "chunk");
   TensorView cache = d.out(DType::kBF16, {n_blocks, bs, entry}, "cache");
-  for (int64_t b = 0; b < n_blocks; b += chunk_blocks) {
+  for (int64_t b = 0; b < n_blocks; b += chunk_blocks) {  // device-to-device replication
     const int64_t cnt = std::min(chunk_blocks, n_blocks - b);
-    TensorView dst = cache.rows(b, b + cnt);
-    TensorView src = chunk.view().rows(0, cnt);
-    gpu.copy(dst, src);
+    gpu.copy(cache.rows(b, b + cnt), dchunk.rows(0, cnt));
   }
   gpu.synchronize();
   for (int ctx : ctxs) {
@@ -629,6 +628,7 @@ void perf_prefill(Env& env) {
 int main(int argc, char** argv) {
   using namespace dsv3;
   using namespace dsv3::ops_test;
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // a run cut short by a timeout still leaves its lines
   bool perf = false, quick = false, self_check = false;
   std::string op_filter, pattern;
   for (int i = 1; i < argc; ++i) {
