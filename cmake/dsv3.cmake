@@ -1,5 +1,8 @@
 # Helpers: one library per module, tests registered with a CTest label (cpu | gpu | mpi).
-set(DSV3_WARNINGS -Wall -Wextra -Werror -Wno-unused-parameter)
+set(DSV3_WARNINGS -Wall -Wextra -Wno-unused-parameter)
+if(DSV3_WERROR)
+  list(APPEND DSV3_WARNINGS -Werror)
+endif()
 
 # dsv3_add_library(name SOURCES ... [DEPS ...] [PUBLIC_DEPS ...])
 function(dsv3_add_library name)

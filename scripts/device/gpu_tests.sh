@@ -2,6 +2,7 @@
 # gpu_tests.sh: on the GPU machine — build dsv3 with CUDA (no tokenizer: that machine has no PCRE2 headers), run the
 # gpu-labelled tests, compute-sanitizer memcheck over the quick op cases, and the ops perf mode. Full logs go to
 # $OUT (the device tool's output folder; ./gpu-logs otherwise); a short table is printed last.
+# -Werror is off there: g++ 13 with fmt 9 reports a false -Warray-bounds inside fmt (CI builds with -Werror).
 # Usage: scripts/device/gpu_tests.sh [--no-perf] [--no-memcheck]
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -24,7 +25,7 @@ left() { echo $(( ${BUDGET_S:-400} - ($(date +%s) - t0) )); }  # seconds left of
 { nvidia-smi; nvcc --version; cmake --version | head -1; g++ --version | head -1; } >"$OUT/env.log" 2>&1
 row "gpu" "$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)"
 
-if cmake -S . -B "$BUILD" -G Ninja -DDSV3_CUDA=ON -DDSV3_TOKENIZER=OFF -DCMAKE_BUILD_TYPE=Release >"$OUT/build.log" 2>&1 &&
+if cmake -S . -B "$BUILD" -G Ninja -DDSV3_CUDA=ON -DDSV3_TOKENIZER=OFF -DDSV3_WERROR=OFF -DCMAKE_BUILD_TYPE=Release >"$OUT/build.log" 2>&1 &&
    ninja -C "$BUILD" -j "$(nproc)" test_ops >>"$OUT/build.log" 2>&1; then
   row "build (test_ops)" "ok ($(elapsed))"
 else

@@ -3,6 +3,7 @@
 // Filters: -o OP (exact op name), -p REGEX (on "op(vars)"), --quick (the small cases, for compute-sanitizer).
 // Each case states its tolerance and why; outputs are poisoned (NaN) and guarded (sentinels) on the device.
 // Without a GPU the binary prints SKIP and exits 77 (CTest's skip code).
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -74,6 +75,11 @@ const Tol kTolGemmFp8{.atol = 0, .rtol = 1.0 / 32, .atol_rms = 2e-2, .min_cos = 
 const Tol kTolAttn{.atol = 0, .rtol = 1.0 / 64, .atol_rms = 4e-3, .min_cos = 0.99999, .max_nmse = 2e-5};
 // Tensor-core decode: P is rounded to bf16 before P·V (relative 2^-9 per weight, averaging out over the keys).
 const Tol kTolAttnWmma{.atol = 0, .rtol = 1.0 / 32, .atol_rms = 1e-2, .min_cos = 0.9999, .max_nmse = 1e-4};
+// MoE: two GEMMs in a chain with bf16 intermediates. Where the first GEMM's result differs by a bf16 ulp, the FP8
+// re-quantization of the down projection's input can move a code by one e4m3 step (12.5%) — for ~1-2% of the
+// inputs, so ~1% relative error in the output is expected from a correct kernel; bf16 weights flip only bf16 ulps.
+const Tol kTolMoeFp8{.atol = 0, .rtol = 0.1, .atol_rms = 0.1, .min_cos = 0.999, .max_nmse = 5e-4};
+const Tol kTolMoeBf16{.atol = 0, .rtol = 1.0 / 32, .atol_rms = 1e-2, .min_cos = 0.9999, .max_nmse = 1e-4};
 const Tol kBitwise{.bitwise = true};
 
 struct Case {
@@ -430,9 +436,7 @@ void moe_case(int n, int d_model, int f, int E, int top_k, bool fp8, int which, 
              env.cpu->moe_experts({.x = x, .topk_ids = tid, .topk_weights = tw, .experts = hw.data(), .n_experts = E, .out = out});
              gpu.moe_experts({.x = d.up(x, "x"), .topk_ids = d.up(tid, "topk_ids"), .topk_weights = d.up(tw, "topk_weights"),
                               .experts = dw.data(), .n_experts = E, .out = dout});
-             // Per-expert GEMMs as in linear (fp8: kTolGemmFp8; the intermediate bf16 roundings of gate/up/SwiGLU
-             // may land on different sides, which the same tolerance absorbs).
-             return compare("out", out, d.get(dout), fp8 ? kTolGemmFp8 : kTolGemmBf16) && d.guards_ok;
+             return compare("out", out, d.get(dout), fp8 ? kTolMoeFp8 : kTolMoeBf16) && d.guards_ok;
            });
 }
 
