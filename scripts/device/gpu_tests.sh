@@ -43,9 +43,9 @@ fi
 rc=0
 timeout 150 ctest --test-dir "$BUILD" -L gpu -V >"$OUT/ctest_gpu.log" 2>&1 || rc=$?
 row "ctest -L gpu" "$([ $rc = 0 ] && echo ok || echo "FAILED rc=$rc") ($(elapsed))"
-passed=$(grep -E '^[0-9]+/[0-9]+ cases passed' "$OUT/ctest_gpu.log" | head -1)
+passed=$(grep -E '^([0-9]+: )?[0-9]+/[0-9]+ cases passed' "$OUT/ctest_gpu.log" | head -1 | sed -E 's/^[0-9]+: //')
 row "test_ops (all cases)" "${passed:-no summary}"
-grep -E '^ *[0-9]+: +FAIL|FAILED:' "$OUT/ctest_gpu.log" | head -20
+grep -E '^([0-9]+: )? +(FAIL|FAILED:)' "$OUT/ctest_gpu.log" | head -20
 
 if [ $memcheck = 1 ] && [ "$(left)" -lt 150 ]; then
   row "memcheck" "skipped: $(left)s left of the budget"

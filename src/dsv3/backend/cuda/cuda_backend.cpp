@@ -28,6 +28,7 @@ CudaBackendOptions CudaBackendOptions::from_env() {
   CudaBackendOptions o;
   o.sync_each_op = env("DSV3_CUDA_SYNC") == "1";
   o.force_gemm_fallback = env("DSV3_CUDA_GEMM") == "fallback";
+  o.fp8_gemm_fallback = env("DSV3_CUDA_FP8_GEMM") == "fallback";
   o.simple_mla_decode = env("DSV3_MLA_DECODE") == "simple";
   return o;
 }
@@ -236,7 +237,7 @@ void CudaBackend::linear(const LinearParams& p) {
     launched("linear (fp8 activation quantization)");
     // cuBLASLt block scaling: whole 128-blocks along K; the weight scales' rows padded to 16 bytes (k/128 % 4 == 0,
     // true for every DeepSeek-V3 projection); 16-byte aligned operands and output rows.
-    const bool lt = !opt_.force_gemm_fallback && !out_f32 && k % 128 == 0 && kb % 4 == 0 && m % 16 == 0 &&
+    const bool lt = !opt_.force_gemm_fallback && !opt_.fp8_gemm_fallback && !out_f32 && k % 128 == 0 && kb % 4 == 0 && m % 16 == 0 &&
                     aligned(p.w.weight.data, 16) && aligned(p.out.data, 16) && aligned(p.w.scale_inv.data, 16);
     if (lt) {
       GemmProblem g;

@@ -40,7 +40,8 @@ LtLayout make_layout(cudaDataType_t type, int64_t rows, int64_t cols, int64_t ld
 
 LtGemm::LtGemm() : handle_(make_lt_handle()), workspace_(kWorkspaceBytes) {}
 
-LtGemm::Plan& LtGemm::plan(const GemmProblem& p, int align_a, int align_b, int align_d) {
+LtGemm::Plan& LtGemm::plan(const GemmProblem& p, int align_a, int align_b, int align_d, const float* a_scale,
+                           const float* b_scale) {
   const Key key{static_cast<int>(p.ab_type), static_cast<int>(p.d_type), p.trans_a, p.trans_b, p.m, p.n, p.k,
                 p.lda, p.ldb, p.ldd, p.batch, p.stride_a, p.stride_b, p.stride_d, p.block_scaled,
                 align_a, align_b, align_d};
@@ -59,6 +60,10 @@ LtGemm::Plan& LtGemm::plan(const GemmProblem& p, int align_a, int align_b, int a
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &mode_b, sizeof(mode_b)));
     const int8_t fast = 0;
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast, sizeof(fast)));
+    // NOTE: the scale pointers must be set before the heuristic query: with block scale modes and null pointers,
+    // cublasLtMatmulAlgoGetHeuristic answered CUBLAS_STATUS_INVALID_VALUE for every shape on the H200 (2026-11-29).
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &a_scale, sizeof(a_scale)));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &b_scale, sizeof(b_scale)));
   }
   pl.a = make_layout(p.ab_type, p.trans_a ? p.k : p.m, p.trans_a ? p.m : p.k, p.lda, p.batch, p.stride_a);
   pl.b = make_layout(p.ab_type, p.trans_b ? p.n : p.k, p.trans_b ? p.k : p.n, p.ldb, p.batch, p.stride_b);
@@ -91,7 +96,7 @@ bool LtGemm::run(const GemmProblem& p, const void* a, const void* b, void* d, co
                  const float* b_scale, cudaStream_t stream) {
   const int ab = type_bytes(p.ab_type), db = type_bytes(p.d_type);
   Plan& pl = plan(p, alignment_of(a, p.stride_a, ab, p.batch), alignment_of(b, p.stride_b, ab, p.batch),
-                  alignment_of(d, p.stride_d, db, p.batch));
+                  alignment_of(d, p.stride_d, db, p.batch), a_scale, b_scale);
   if (!pl.ok) return false;
   if (p.block_scaled) {
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(pl.op.get(), CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &a_scale,

@@ -40,7 +40,7 @@ class LtGemm {
   };
   using Key = std::tuple<int, int, bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, int64_t,
                          int64_t, int64_t, bool, int, int, int>;
-  Plan& plan(const GemmProblem& p, int align_a, int align_b, int align_d);
+  Plan& plan(const GemmProblem& p, int align_a, int align_b, int align_d, const float* a_scale, const float* b_scale);
 
   LtHandle handle_;
   DeviceBuffer workspace_;
