@@ -1,0 +1,630 @@
+// cuda_backend.cpp: CudaBackend — the Backend of backend.h on one GPU (backend/cuda).
+// Each op validates its Params on the host (shapes, dtypes, device residency; dsv3::Error on bad input), fills the
+// kernel Args of kernels.h and enqueues on the backend's own stream; nothing synchronizes except synchronize(),
+// copies into pageable host memory, and moe_experts (which reads the per-expert row counts back: a first step).
+// Scratch memory (FP8 activations, MoE permutation buffers, decode partials) grows on demand and is then reused,
+// so steady-state steps allocate nothing. Device-side input errors are collected in one flag word (kernels.h
+// ErrorBit) and reported at synchronize(): bad token ids throw, broken invariants abort as CHECK does.
+#include "dsv3/backend/cuda/cuda_backend.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "dsv3/backend/cuda/cuda_utils.h"
+#include "dsv3/backend/cuda/gemm.h"
+#include "dsv3/backend/cuda/kernels.h"
+#include "dsv3/base/log.h"
+
+namespace dsv3 {
+
+CudaBackendOptions CudaBackendOptions::from_env() {
+  auto env = [](const char* name) -> std::string {
+    const char* v = std::getenv(name);
+    return v ? v : "";
+  };
+  CudaBackendOptions o;
+  o.sync_each_op = env("DSV3_CUDA_SYNC") == "1";
+  o.force_gemm_fallback = env("DSV3_CUDA_GEMM") == "fallback";
+  o.fp8_gemm_fallback = env("DSV3_CUDA_FP8_GEMM") == "fallback";
+  o.simple_mla_decode = env("DSV3_MLA_DECODE") == "simple";
+  return o;
+}
+
+int cuda_device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  return n;
+}
+
+namespace cuda {
+namespace {
+
+constexpr size_t kStageChunk = 16u << 20;  // pinned staging for large pageable host->device copies
+constexpr size_t kStageMin = 1u << 20;
+
+enum ScratchSlot { kScratchCodes, kScratchScales, kScratchMoe, kScratchDecode, kScratchSlots };
+
+const bf16_t* cbf(const TensorView& t) { return static_cast<const bf16_t*>(t.data); }
+bf16_t* bf(const TensorView& t) { return static_cast<bf16_t*>(t.data); }
+const int32_t* ci32(const TensorView& t) { return static_cast<const int32_t*>(t.data); }
+
+void expect_device(const TensorView& t, const char* op, const char* field) {
+  EXPECT(t.data != nullptr, "{}: {} is empty", op, field);
+  EXPECT(t.device == Device::kCuda, "{}: {} {} is a host tensor; the cuda backend needs it in device memory", op,
+         field, t.shape.str());
+}
+
+void expect_dtype(const TensorView& t, DType dt, const char* op, const char* field) {
+  EXPECT(t.dtype == dt, "{}: {} must be {}, got {}", op, field, dtype_name(dt), dtype_name(t.dtype));
+}
+
+void expect_tensor(const TensorView& t, DType dt, const char* op, const char* field) {
+  expect_device(t, op, field);
+  expect_dtype(t, dt, op, field);
+}
+
+int to_int(int64_t v, const char* op, const char* what) {
+  EXPECT(v >= 0 && v < (int64_t{1} << 31), "{}: {} = {} is outside the supported range", op, what, v);
+  return static_cast<int>(v);
+}
+
+bool aligned(const void* p, size_t a) { return reinterpret_cast<uintptr_t>(p) % a == 0; }
+
+size_t round_up(size_t v, size_t a) { return (v + a - 1) / a * a; }
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(const CudaBackendOptions& opt) : opt_(opt) {
+    CUDA_CHECK(cudaGetDevice(&device_));
+    stream_ = make_stream();
+    err_ = DeviceBuffer(sizeof(uint32_t));
+    err_host_ = PinnedBuffer(sizeof(uint32_t));
+    CUDA_CHECK(cudaMemsetAsync(err_.data(), 0, sizeof(uint32_t), stream_.get()));
+    CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
+  }
+  ~CudaBackend() override { (void)cudaStreamSynchronize(stream_.get()); }
+
+  std::string name() const override { return "cuda"; }
+  Allocator& allocator() override { return device_allocator(); }
+  bool host_visible() const override { return false; }
+
+  void copy(const TensorView& dst, const TensorView& src) override {
+    CHECK(dst.nbytes() == src.nbytes(), "copy: {} bytes to {} bytes", src.nbytes(), dst.nbytes());
+    const size_t n = src.nbytes();
+    if (n == 0) return;
+    if (src.device == Device::kCpu && dst.device == Device::kCuda && n >= kStageMin && !is_pinned(src.data)) {
+      copy_staged(dst.data, src.data, n);
+      return;
+    }
+    CUDA_CHECK(cudaMemcpyAsync(dst.data, src.data, n, cudaMemcpyDefault, stream_.get()));
+  }
+
+  void synchronize() override {
+    CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
+    check_device_errors("");
+  }
+
+  void linear(const LinearParams& p) override;
+  void rms_norm(const RmsNormParams& p) override;
+  void embedding(const EmbeddingParams& p) override;
+  void rope(const RopeParams& p) override;
+  void silu_mul(const SiluMulParams& p) override;
+  void add(const AddParams& p) override;
+  void kv_cache_store(const KvCacheStoreParams& p) override;
+  void kv_cache_gather(const KvCacheGatherParams& p) override;
+  void mla_prefill(const MlaPrefillParams& p) override;
+  void mla_absorb_q(const MlaAbsorbQParams& p) override;
+  void mla_decode(const MlaDecodeParams& p) override;
+  void mla_absorb_v(const MlaAbsorbVParams& p) override;
+  void router(const RouterParams& p) override;
+  void moe_experts(const MoeExpertsParams& p) override;
+
+ private:
+  cudaStream_t stream() const { return stream_.get(); }
+  uint32_t* err() const { return err_.as<uint32_t>(); }
+
+  static bool is_pinned(const void* p) {
+    cudaPointerAttributes attr{};
+    if (cudaPointerGetAttributes(&attr, p) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return false;
+    }
+    return attr.type == cudaMemoryTypeHost;
+  }
+
+  // Pageable host -> device through two pinned chunks, so the DMA of one overlaps the memcpy into the other.
+  void copy_staged(void* dst, const void* src, size_t n) {
+    for (int i = 0; i < 2; ++i) {
+      if (!staging_[i].data()) {
+        staging_[i] = PinnedBuffer(kStageChunk);
+        staging_done_[i] = make_event();
+      }
+    }
+    for (size_t off = 0, i = 0; off < n; off += kStageChunk, i ^= 1) {
+      const size_t len = std::min(kStageChunk, n - off);
+      if (staging_used_[i]) CUDA_CHECK(cudaEventSynchronize(staging_done_[i].get()));
+      std::memcpy(staging_[i].data(), static_cast<const char*>(src) + off, len);
+      CUDA_CHECK(cudaMemcpyAsync(static_cast<char*>(dst) + off, staging_[i].data(), len, cudaMemcpyHostToDevice,
+                                 stream()));
+      CUDA_CHECK(cudaEventRecord(staging_done_[i].get(), stream()));
+      staging_used_[i] = true;
+    }
+  }
+
+  // After every launch: a launch error aborts naming the op; with sync_each_op the op's execution is checked too.
+  void launched(const char* op) {
+    const cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess)
+      dsv3::detail::check_failed(__FILE__, __LINE__, op,
+                                 fmt::format("kernel launch failed: {} ({})", cudaGetErrorName(e), cudaGetErrorString(e)));
+    if (opt_.sync_each_op) {
+      const cudaError_t s = cudaStreamSynchronize(stream());
+      if (s != cudaSuccess)
+        dsv3::detail::check_failed(__FILE__, __LINE__, op,
+                                   fmt::format("kernel failed: {} ({})", cudaGetErrorName(s), cudaGetErrorString(s)));
+      check_device_errors(op);
+    }
+  }
+
+  // Reads and clears the device error word (synchronizes the stream).
+  void check_device_errors(const char* op) {
+    CUDA_CHECK(cudaMemcpyAsync(err_host_.data(), err_.data(), sizeof(uint32_t), cudaMemcpyDeviceToHost, stream()));
+    CUDA_CHECK(cudaStreamSynchronize(stream()));
+    const uint32_t bits = *err_host_.as<uint32_t>();
+    if (bits == 0) return;
+    CUDA_CHECK(cudaMemsetAsync(err_.data(), 0, sizeof(uint32_t), stream()));
+    CUDA_CHECK(cudaStreamSynchronize(stream()));
+    const std::string where = *op ? fmt::format(" (detected after {})", op) : std::string();
+    CHECK(!(bits & kErrKvSlot), "kv_cache_store: a slot outside the pool{}", where);
+    CHECK(!(bits & kErrKvGather), "kv_cache_gather: a position beyond the block table or a bad block id{}", where);
+    CHECK(!(bits & kErrDecodeLen), "mla_decode: a seq_len < 1, beyond the block table, or a bad block id{}", where);
+    CHECK(!(bits & kErrExpertId), "moe_experts: an expert id outside [0, n_experts){}", where);
+    EXPECT(!(bits & kErrEmbeddingId), "embedding: a token id outside the vocabulary{}", where);
+    EXPECT(!(bits & kErrPrefillLen), "mla_prefill: a sequence has more queries than keys{}", where);
+  }
+
+  // Scratch that grows on demand; growing waits for the stream, since queued kernels may still use the old buffer.
+  void* scratch(ScratchSlot slot, size_t bytes) {
+    DeviceBuffer& b = scratch_[slot];
+    if (b.size() < bytes) {
+      CUDA_CHECK(cudaStreamSynchronize(stream()));
+      b = DeviceBuffer();
+      b = DeviceBuffer(round_up(bytes + bytes / 4, 1u << 20));
+    }
+    return b.data();
+  }
+
+  int mla_decode_splits(int n, int head_groups, int max_len, int* split_len) const;
+
+  CudaBackendOptions opt_;
+  int device_ = 0;
+  Stream stream_;
+  LtGemm gemm_;
+  DeviceBuffer err_;
+  PinnedBuffer err_host_;
+  PinnedBuffer staging_[2];
+  Event staging_done_[2];
+  bool staging_used_[2] = {false, false};
+  DeviceBuffer scratch_[kScratchSlots];
+  PinnedBuffer moe_host_;  // [2 * n_experts] i32: counts, then offsets
+};
+
+// ---------------------------------------------------------------------------------------------------- linear
+
+void CudaBackend::linear(const LinearParams& p) {
+  validate(p);
+  const char* op = "linear";
+  expect_device(p.x, op, "x");
+  expect_device(p.w.weight, op, "weight");
+  expect_device(p.out, op, "out");
+  const int n = to_int(p.x.dim(0), op, "rows"), k = to_int(p.x.dim(1), op, "k");
+  const int m = to_int(p.w.weight.dim(0), op, "m");
+  const int64_t xs = p.x_stride ? p.x_stride : k;
+  if (n == 0 || m == 0) return;
+  const bool out_f32 = p.out.dtype == DType::kF32;
+  if (p.w.fp8()) {
+    expect_tensor(p.w.scale_inv, DType::kF32, op, "scale_inv");
+    const int kb = (k + 127) / 128;
+    auto* codes = static_cast<uint8_t*>(scratch(kScratchCodes, static_cast<size_t>(n) * k));
+    auto* scales = static_cast<float*>(scratch(kScratchScales, static_cast<size_t>(kb) * n * sizeof(float)));
+    launch_quantize_fp8({cbf(p.x), codes, scales, xs, n, k, p.ue8m0}, stream());
+    launched("linear (fp8 activation quantization)");
+    // cuBLASLt block scaling: whole 128-blocks along K; the weight scales' rows padded to 16 bytes (k/128 % 4 == 0,
+    // true for every DeepSeek-V3 projection); 16-byte aligned operands and output rows.
+    const bool lt = !opt_.force_gemm_fallback && !opt_.fp8_gemm_fallback && !out_f32 && k % 128 == 0 && kb % 4 == 0 && m % 16 == 0 &&
+                    aligned(p.w.weight.data, 16) && aligned(p.out.data, 16) && aligned(p.w.scale_inv.data, 16);
+    if (lt) {
+      GemmProblem g;
+      g.ab_type = CUDA_R_8F_E4M3;
+      g.d_type = CUDA_R_16BF;
+      g.trans_a = true;
+      g.m = m, g.n = n, g.k = k, g.lda = k, g.ldb = k, g.ldd = m;
+      g.block_scaled = true;
+      if (gemm_.run(g, p.w.weight.data, codes, p.out.data, p.w.scale_inv.as<const float>(), scales, stream())) {
+        launched("linear (cuBLASLt fp8 block-scaled)");
+        return;
+      }
+    }
+    launch_gemm_fallback({codes, scales, p.w.weight.data, p.w.scale_inv.as<const float>(), p.out.data, k, n, m, k,
+                          true, out_f32},
+                         stream());
+    launched("linear (fp8 fallback kernel)");
+    return;
+  }
+  if (!opt_.force_gemm_fallback) {
+    GemmProblem g;
+    g.ab_type = CUDA_R_16BF;
+    g.d_type = out_f32 ? CUDA_R_32F : CUDA_R_16BF;
+    g.trans_a = true;
+    g.m = m, g.n = n, g.k = k, g.lda = k, g.ldb = xs, g.ldd = m;
+    if (gemm_.run(g, p.w.weight.data, p.x.data, p.out.data, nullptr, nullptr, stream())) {
+      launched("linear (cuBLASLt bf16)");
+      return;
+    }
+  }
+  launch_gemm_fallback({p.x.data, nullptr, p.w.weight.data, nullptr, p.out.data, xs, n, m, k, false, out_f32},
+                       stream());
+  launched("linear (bf16 fallback kernel)");
+}
+
+// ---------------------------------------------------------------------------------------------- elementwise
+
+void CudaBackend::rms_norm(const RmsNormParams& p) {
+  validate(p);
+  const char* op = "rms_norm";
+  expect_tensor(p.x, DType::kBF16, op, "x");
+  expect_tensor(p.weight, DType::kBF16, op, "weight");
+  expect_tensor(p.out, DType::kBF16, op, "out");
+  if (p.residual) expect_tensor(p.residual, DType::kBF16, op, "residual");
+  const int dim = to_int(p.weight.dim(0), op, "dim");
+  const int64_t xs = p.x_stride ? p.x_stride : dim, os = p.out_stride ? p.out_stride : dim;
+  const int n = to_int(p.x.numel() / xs, op, "rows");
+  if (n == 0) return;
+  EXPECT((n - 1) * os + dim <= p.out.numel(), "rms_norm: out {} too small for {} rows of stride {}",
+         p.out.shape.str(), n, os);
+  EXPECT(static_cast<size_t>(dim) * 4 <= 200 * 1024, "rms_norm: dim {} too large", dim);
+  launch_rms_norm({cbf(p.x), p.residual ? bf(p.residual) : nullptr, cbf(p.weight), bf(p.out), xs, os, n, dim, p.eps},
+                  stream());
+  launched(op);
+}
+
+void CudaBackend::embedding(const EmbeddingParams& p) {
+  const char* op = "embedding";
+  expect_tensor(p.ids, DType::kI32, op, "ids");
+  expect_tensor(p.table, DType::kBF16, op, "table");
+  expect_tensor(p.out, DType::kBF16, op, "out");
+  const int n = to_int(p.ids.numel(), op, "tokens"), d = to_int(p.table.dim(1), op, "d");
+  EXPECT(p.out.numel() == static_cast<int64_t>(n) * d, "embedding: out {} for {} ids of width {}", p.out.shape.str(),
+         n, d);
+  launch_embedding({ci32(p.ids), cbf(p.table), bf(p.out), n, d, to_int(p.table.dim(0), op, "vocab"), err()}, stream());
+  launched(op);
+}
+
+void CudaBackend::rope(const RopeParams& p) {
+  const char* op = "rope";
+  expect_tensor(p.x, DType::kBF16, op, "x");
+  expect_tensor(p.positions, DType::kI32, op, "positions");
+  expect_tensor(p.inv_freq, DType::kF32, op, "inv_freq");
+  EXPECT(p.x.shape.ndim == 3, "rope: x must be [n, heads, head_stride], got {}", p.x.shape.str());
+  const int n = to_int(p.x.dim(0), op, "n"), heads = to_int(p.x.dim(1), op, "heads");
+  const int stride = to_int(p.x.dim(2), op, "head_stride"), half = to_int(p.inv_freq.numel(), op, "half");
+  EXPECT(p.offset + 2 * half <= stride, "rope: dims [{}, {}) outside head width {}", p.offset, p.offset + 2 * half,
+         stride);
+  EXPECT(p.positions.numel() >= n, "rope: {} positions for {} rows", p.positions.numel(), n);
+  launch_rope({bf(p.x), ci32(p.positions), p.inv_freq.as<const float>(), n, heads, stride, half,
+               static_cast<int>(p.offset)},
+              stream());
+  launched(op);
+}
+
+void CudaBackend::silu_mul(const SiluMulParams& p) {
+  const char* op = "silu_mul";
+  expect_tensor(p.gate, DType::kBF16, op, "gate");
+  expect_tensor(p.up, DType::kBF16, op, "up");
+  expect_tensor(p.out, DType::kBF16, op, "out");
+  EXPECT(p.up.numel() == p.gate.numel() && p.out.numel() == p.gate.numel(), "silu_mul: gate {} up {} out {}",
+         p.gate.shape.str(), p.up.shape.str(), p.out.shape.str());
+  launch_silu_mul({cbf(p.gate), cbf(p.up), bf(p.out), p.gate.numel()}, stream());
+  launched(op);
+}
+
+void CudaBackend::add(const AddParams& p) {
+  const char* op = "add";
+  expect_tensor(p.a, DType::kBF16, op, "a");
+  expect_tensor(p.b, DType::kBF16, op, "b");
+  expect_tensor(p.out, DType::kBF16, op, "out");
+  EXPECT(p.b.numel() == p.a.numel() && p.out.numel() == p.a.numel(), "add: a {} b {} out {}", p.a.shape.str(),
+         p.b.shape.str(), p.out.shape.str());
+  launch_add({cbf(p.a), cbf(p.b), bf(p.out), p.a.numel()}, stream());
+  launched(op);
+}
+
+// ------------------------------------------------------------------------------------------------- KV cache
+
+void CudaBackend::kv_cache_store(const KvCacheStoreParams& p) {
+  const char* op = "kv_cache_store";
+  expect_tensor(p.kv_new, DType::kBF16, op, "kv_new");
+  expect_tensor(p.cache, DType::kBF16, op, "cache");
+  expect_tensor(p.slots, DType::kI32, op, "slots");
+  EXPECT(p.cache.shape.ndim == 3 && p.kv_new.shape.ndim == 2, "kv_cache_store: kv_new {} cache {}",
+         p.kv_new.shape.str(), p.cache.shape.str());
+  const int n = to_int(p.kv_new.dim(0), op, "n"), entry = to_int(p.kv_new.dim(1), op, "entry");
+  EXPECT(p.cache.dim(2) == entry, "kv_cache_store: entry {} vs cache {}", entry, p.cache.shape.str());
+  EXPECT(p.slots.numel() >= n, "kv_cache_store: {} slots for {} rows", p.slots.numel(), n);
+  launch_kv_cache_store({cbf(p.kv_new), bf(p.cache), ci32(p.slots), n, entry, p.cache.dim(0) * p.cache.dim(1), err()},
+                        stream());
+  launched(op);
+}
+
+void CudaBackend::kv_cache_gather(const KvCacheGatherParams& p) {
+  const char* op = "kv_cache_gather";
+  expect_tensor(p.cache, DType::kBF16, op, "cache");
+  expect_tensor(p.block_table, DType::kI32, op, "block_table");
+  expect_tensor(p.cu_kv, DType::kI32, op, "cu_kv");
+  expect_tensor(p.latent_out, DType::kBF16, op, "latent_out");
+  expect_tensor(p.pe_out, DType::kBF16, op, "pe_out");
+  EXPECT(p.cache.shape.ndim == 3 && p.block_table.shape.ndim == 2, "kv_cache_gather: cache {} block_table {}",
+         p.cache.shape.str(), p.block_table.shape.str());
+  const int rank = to_int(p.latent_out.dim(1), op, "rank"), rope = to_int(p.pe_out.dim(1), op, "rope");
+  EXPECT(rank + rope == p.cache.dim(2), "kv_cache_gather: {} + {} != cache entry {}", rank, rope, p.cache.dim(2));
+  EXPECT(p.pe_out.dim(0) == p.latent_out.dim(0), "kv_cache_gather: latent_out {} pe_out {}",
+         p.latent_out.shape.str(), p.pe_out.shape.str());
+  const int n_seqs = to_int(p.cu_kv.numel() - 1, op, "n_seqs");
+  EXPECT(p.block_table.dim(0) >= n_seqs, "kv_cache_gather: block_table {} for {} sequences",
+         p.block_table.shape.str(), n_seqs);
+  launch_kv_cache_gather({cbf(p.cache), ci32(p.block_table), ci32(p.cu_kv), bf(p.latent_out), bf(p.pe_out), n_seqs,
+                          to_int(p.latent_out.dim(0), op, "n_kv"), to_int(p.block_table.dim(1), op, "max_blocks"),
+                          to_int(p.cache.dim(1), op, "block_size"), rank, rope, p.cache.dim(0), err()},
+                         stream());
+  launched(op);
+}
+
+// ------------------------------------------------------------------------------------------------------ MLA
+
+void CudaBackend::mla_prefill(const MlaPrefillParams& p) {
+  validate(p);
+  const char* op = "mla_prefill";
+  expect_tensor(p.q, DType::kBF16, op, "q");
+  expect_tensor(p.kv, DType::kBF16, op, "kv");
+  expect_tensor(p.k_pe, DType::kBF16, op, "k_pe");
+  expect_tensor(p.cu_q, DType::kI32, op, "cu_q");
+  expect_tensor(p.cu_kv, DType::kI32, op, "cu_kv");
+  expect_tensor(p.out, DType::kBF16, op, "out");
+  const int nope = to_int(p.qk_nope_head_dim, op, "nope"), v = to_int(p.v_head_dim, op, "v");
+  const int rope = to_int(p.q.dim(2) - nope, op, "rope");
+  EXPECT(v <= 128, "mla_prefill: v_head_dim {} > 128 is not supported by the CUDA kernel", v);
+  const size_t smem = mla_prefill_smem_bytes(nope, rope, v);
+  EXPECT(smem <= 227 * 1024, "mla_prefill: head dims {} + {} / {} need {} bytes of shared memory", nope, rope, v,
+         smem);
+  launch_mla_prefill({cbf(p.q), cbf(p.kv), cbf(p.k_pe), ci32(p.cu_q), ci32(p.cu_kv), bf(p.out),
+                      to_int(p.cu_q.numel() - 1, op, "n_seqs"), to_int(p.q.dim(0), op, "n_q"),
+                      to_int(p.q.dim(1), op, "heads"), nope, rope, v, p.softmax_scale, err()},
+                     stream());
+  launched(op);
+}
+
+void CudaBackend::mla_absorb_q(const MlaAbsorbQParams& p) {
+  const char* op = "mla_absorb_q";
+  expect_tensor(p.q, DType::kBF16, op, "q");
+  expect_tensor(p.kv_b, DType::kBF16, op, "kv_b");
+  expect_tensor(p.q_abs, DType::kBF16, op, "q_abs");
+  EXPECT(p.q.shape.ndim == 3 && p.q_abs.shape.ndim == 3, "mla_absorb_q: q {} q_abs {}", p.q.shape.str(),
+         p.q_abs.shape.str());
+  const int n = to_int(p.q.dim(0), op, "n"), H = to_int(p.q.dim(1), op, "heads"), qd = to_int(p.q.dim(2), op, "qd");
+  const int nope = to_int(p.qk_nope_head_dim, op, "nope"), rank = to_int(p.kv_b.dim(1), op, "rank");
+  const int rope = qd - nope, per_head = nope + to_int(p.v_head_dim, op, "v");
+  EXPECT(p.kv_b.dim(0) == static_cast<int64_t>(H) * per_head && p.q_abs.dim(2) == rank + rope &&
+             p.q_abs.dim(0) == n && p.q_abs.dim(1) == H,
+         "mla_absorb_q: kv_b {} q_abs {}", p.kv_b.shape.str(), p.q_abs.shape.str());
+  if (n == 0) return;
+  bool done = false;
+  if (!opt_.force_gemm_fallback) {
+    GemmProblem g;  // per head h: q_abs[:, h, :rank]ᵀ (rank x n) = W_UK^h (rank x nope) · q_nope[:, h]ᵀ (nope x n)
+    g.m = rank, g.n = n, g.k = nope;
+    g.lda = rank, g.ldb = static_cast<int64_t>(H) * qd, g.ldd = static_cast<int64_t>(H) * (rank + rope);
+    g.batch = H, g.stride_a = static_cast<int64_t>(per_head) * rank, g.stride_b = qd, g.stride_d = rank + rope;
+    done = gemm_.run(g, p.kv_b.data, p.q.data, p.q_abs.data, nullptr, nullptr, stream());
+  }
+  if (!done) {
+    launch_batched_gemm_fallback({cbf(p.q), cbf(p.kv_b), bf(p.q_abs), qd, static_cast<int64_t>(H) * qd, 1,
+                                  static_cast<int64_t>(per_head) * rank, rank, 1, rank + rope,
+                                  static_cast<int64_t>(H) * (rank + rope), H, n, rank, nope},
+                                 stream());
+  }
+  launched(done ? "mla_absorb_q (cuBLASLt)" : "mla_absorb_q (fallback kernel)");
+  launch_copy_rows({cbf(p.q) + nope, bf(p.q_abs) + rank, qd, rank + rope, n * H, rope}, stream());
+  launched("mla_absorb_q (q_pe copy)");
+}
+
+void CudaBackend::mla_absorb_v(const MlaAbsorbVParams& p) {
+  const char* op = "mla_absorb_v";
+  expect_tensor(p.o_latent, DType::kBF16, op, "o_latent");
+  expect_tensor(p.kv_b, DType::kBF16, op, "kv_b");
+  expect_tensor(p.out, DType::kBF16, op, "out");
+  EXPECT(p.o_latent.shape.ndim == 3 && p.out.shape.ndim == 3, "mla_absorb_v: o_latent {} out {}",
+         p.o_latent.shape.str(), p.out.shape.str());
+  const int n = to_int(p.o_latent.dim(0), op, "n"), H = to_int(p.o_latent.dim(1), op, "heads");
+  const int rank = to_int(p.o_latent.dim(2), op, "rank"), nope = to_int(p.qk_nope_head_dim, op, "nope");
+  const int vd = to_int(p.v_head_dim, op, "v"), per_head = nope + vd;
+  EXPECT(p.kv_b.dim(0) == static_cast<int64_t>(H) * per_head && p.kv_b.dim(1) == rank, "mla_absorb_v: kv_b {}",
+         p.kv_b.shape.str());
+  EXPECT(p.out.dim(0) == n && p.out.dim(1) == H && p.out.dim(2) == vd, "mla_absorb_v: out {}", p.out.shape.str());
+  if (n == 0) return;
+  const bf16_t* w_uv = cbf(p.kv_b) + static_cast<int64_t>(nope) * rank;
+  bool done = false;
+  if (!opt_.force_gemm_fallback) {
+    GemmProblem g;  // per head h: out[:, h]ᵀ (v x n) = W_UV^h (v x rank) · o[:, h]ᵀ (rank x n)
+    g.trans_a = true;
+    g.m = vd, g.n = n, g.k = rank;
+    g.lda = rank, g.ldb = static_cast<int64_t>(H) * rank, g.ldd = static_cast<int64_t>(H) * vd;
+    g.batch = H, g.stride_a = static_cast<int64_t>(per_head) * rank, g.stride_b = rank, g.stride_d = vd;
+    done = gemm_.run(g, w_uv, p.o_latent.data, p.out.data, nullptr, nullptr, stream());
+  }
+  if (!done) {
+    launch_batched_gemm_fallback({cbf(p.o_latent), w_uv, bf(p.out), rank, static_cast<int64_t>(H) * rank, 1,
+                                  static_cast<int64_t>(per_head) * rank, 1, rank, vd, static_cast<int64_t>(H) * vd, H,
+                                  n, vd, rank},
+                                 stream());
+  }
+  launched(done ? "mla_absorb_v (cuBLASLt)" : "mla_absorb_v (fallback kernel)");
+}
+
+// Splits along the sequence so that rows x head groups x splits fills the GPU about twice (132 SMs), each split a
+// whole number of 128-key chunks; at most 64 splits (the partial buffers stay small).
+int CudaBackend::mla_decode_splits(int n, int head_groups, int max_len, int* split_len) const {
+  constexpr int kChunk = 128, kTargetBlocks = 2 * 132, kMaxSplits = 64;
+  const int chunks = std::max(1, (max_len + kChunk - 1) / kChunk);
+  const int per_split_unit = std::max(1, n * head_groups);
+  int splits = std::clamp((kTargetBlocks + per_split_unit - 1) / per_split_unit, 1, std::min(chunks, kMaxSplits));
+  const int chunks_per_split = (chunks + splits - 1) / splits;
+  *split_len = chunks_per_split * kChunk;
+  return (chunks + chunks_per_split - 1) / chunks_per_split;
+}
+
+void CudaBackend::mla_decode(const MlaDecodeParams& p) {
+  validate(p);
+  const char* op = "mla_decode";
+  expect_tensor(p.q_abs, DType::kBF16, op, "q_abs");
+  expect_tensor(p.cache, DType::kBF16, op, "cache");
+  expect_tensor(p.block_table, DType::kI32, op, "block_table");
+  expect_tensor(p.seq_lens, DType::kI32, op, "seq_lens");
+  expect_tensor(p.out, DType::kBF16, op, "out");
+  const int n = to_int(p.q_abs.dim(0), op, "n"), H = to_int(p.q_abs.dim(1), op, "heads");
+  const int entry = to_int(p.q_abs.dim(2), op, "entry"), rank = to_int(p.kv_lora_rank, op, "kv_lora_rank");
+  EXPECT(p.out.dim(0) == n && p.out.dim(1) == H, "mla_decode: out {} for q_abs {}", p.out.shape.str(),
+         p.q_abs.shape.str());
+  EXPECT(entry % 2 == 0 && rank <= 512, "mla_decode: entry {} must be even and kv_lora_rank {} <= 512", entry, rank);
+  EXPECT(entry <= 2048, "mla_decode: entry {} too large", entry);
+  if (n == 0) return;
+  const int bs = to_int(p.cache.dim(1), op, "block_size"), max_blocks = to_int(p.block_table.dim(1), op, "max_blocks");
+  const bool wmma = !opt_.simple_mla_decode && mla_decode_wmma_supported(entry, rank) && aligned(p.q_abs.data, 16) &&
+                    aligned(p.cache.data, 16);
+  const int head_group = wmma ? 32 : 16;
+  int split_len = 0;
+  const int max_len = to_int(static_cast<int64_t>(bs) * max_blocks, op, "max context");
+  const int splits = mla_decode_splits(n, (H + head_group - 1) / head_group, max_len, &split_len);
+  MlaDecodeArgs a{cbf(p.q_abs), cbf(p.cache), ci32(p.block_table), ci32(p.seq_lens), bf(p.out), nullptr, nullptr,
+                  n, H, entry, rank, bs, max_blocks, splits, split_len, p.cache.dim(0), p.softmax_scale, err()};
+  if (splits > 1) {
+    const size_t o_bytes = round_up(mla_decode_part_o_floats(n, H, rank, splits) * sizeof(float), 256);
+    const size_t ml_bytes = mla_decode_part_ml_floats(n, H, splits) * sizeof(float);
+    char* base = static_cast<char*>(scratch(kScratchDecode, o_bytes + ml_bytes));
+    a.part_o = reinterpret_cast<float*>(base);
+    a.part_ml = reinterpret_cast<float*>(base + o_bytes);
+  }
+  launch_mla_decode(a, wmma ? 0 : 1, stream());
+  launched(wmma ? "mla_decode (wmma)" : "mla_decode (simple)");
+}
+
+// ------------------------------------------------------------------------------------------------------ MoE
+
+void CudaBackend::router(const RouterParams& p) {
+  validate(p);
+  const char* op = "router";
+  expect_tensor(p.x, DType::kBF16, op, "x");
+  expect_tensor(p.gate, DType::kBF16, op, "gate");
+  expect_tensor(p.topk_ids, DType::kI32, op, "topk_ids");
+  expect_tensor(p.topk_weights, DType::kF32, op, "topk_weights");
+  if (p.bias) expect_tensor(p.bias, DType::kF32, op, "bias");
+  const int n = to_int(p.x.dim(0), op, "n"), d = to_int(p.x.dim(1), op, "d"), E = to_int(p.gate.dim(0), op, "E");
+  EXPECT(p.topk_weights.numel() == p.topk_ids.numel(), "router: topk_weights {} vs topk_ids {}",
+         p.topk_weights.shape.str(), p.topk_ids.shape.str());
+  if (p.bias) EXPECT(p.bias.numel() == E, "router: bias {} for {} experts", p.bias.shape.str(), E);
+  const size_t smem = router_smem_bytes(d, E, static_cast<int>(p.n_group));
+  EXPECT(smem <= 200 * 1024, "router: d {} with {} experts needs {} bytes of shared memory", d, E, smem);
+  const int method = p.method == RouterTopk::kNoauxTc ? 0 : p.method == RouterTopk::kGreedy ? 1 : 2;
+  launch_router({cbf(p.x), cbf(p.gate), p.bias ? p.bias.as<const float>() : nullptr, p.topk_ids.as<int32_t>(),
+                 p.topk_weights.as<float>(), n, d, E, static_cast<int>(p.n_group), static_cast<int>(p.topk_group),
+                 static_cast<int>(p.top_k), p.scoring == RouterScoring::kSigmoid ? 0 : 1, method, p.norm_topk_prob,
+                 p.routed_scaling_factor},
+                stream());
+  launched(op);
+}
+
+// Tokens are grouped by expert on the device (count, then permute); the per-expert row counts come back to the host,
+// which runs gate/up/SwiGLU/down through linear() for each active expert, then one kernel combines in fp32.
+void CudaBackend::moe_experts(const MoeExpertsParams& p) {
+  validate(p);
+  const char* op = "moe_experts";
+  expect_tensor(p.x, DType::kBF16, op, "x");
+  expect_tensor(p.topk_ids, DType::kI32, op, "topk_ids");
+  expect_tensor(p.topk_weights, DType::kF32, op, "topk_weights");
+  expect_tensor(p.out, DType::kBF16, op, "out");
+  const int n = to_int(p.x.dim(0), op, "n"), d = to_int(p.x.dim(1), op, "d");
+  const int top_k = to_int(p.topk_ids.dim(1), op, "top_k"), E = to_int(p.n_experts, op, "n_experts");
+  EXPECT(top_k <= 32, "moe_experts: top_k {} > 32", top_k);
+  EXPECT(p.topk_weights.numel() == p.topk_ids.numel(), "moe_experts: topk_weights {} vs topk_ids {}",
+         p.topk_weights.shape.str(), p.topk_ids.shape.str());
+  if (n == 0) return;
+  const int entries = n * top_k;
+  int64_t f_max = 0;
+  for (int e = 0; e < E; ++e) f_max = std::max(f_max, p.experts[e].gate.weight.dim(0));
+  // Scratch layout: counts, offsets, cursor [E] | row_of [entries] | x_perm, y_perm [entries, d] | g, u [entries, f].
+  const size_t ints = round_up((3 * static_cast<size_t>(E) + entries) * 4, 256);
+  const size_t rows_d = round_up(static_cast<size_t>(entries) * d * 2, 256);
+  const size_t rows_f = round_up(static_cast<size_t>(entries) * f_max * 2, 256);
+  char* base = static_cast<char*>(scratch(kScratchMoe, ints + 2 * rows_d + 2 * rows_f));
+  auto* counts = reinterpret_cast<int32_t*>(base);
+  int32_t* offsets = counts + E;
+  int32_t* cursor = offsets + E;
+  int32_t* row_of = cursor + E;
+  auto* x_perm = reinterpret_cast<bf16_t*>(base + ints);
+  auto* y_perm = reinterpret_cast<bf16_t*>(base + ints + rows_d);
+  auto* g_buf = reinterpret_cast<bf16_t*>(base + ints + 2 * rows_d);
+  auto* u_buf = reinterpret_cast<bf16_t*>(base + ints + 2 * rows_d + rows_f);
+
+  launch_moe_count({ci32(p.topk_ids), counts, entries, E, err()}, stream());
+  launched("moe_experts (count)");
+  if (moe_host_.size() < 2 * static_cast<size_t>(E) * 4) moe_host_ = PinnedBuffer(2 * static_cast<size_t>(E) * 4);
+  int32_t* h_counts = moe_host_.as<int32_t>();
+  int32_t* h_offsets = h_counts + E;
+  CUDA_CHECK(cudaMemcpyAsync(h_counts, counts, static_cast<size_t>(E) * 4, cudaMemcpyDeviceToHost, stream()));
+  check_device_errors(op);  // synchronizes: the counts are on the host now; aborts on a bad expert id
+  int32_t acc = 0;
+  for (int e = 0; e < E; ++e) {
+    h_offsets[e] = acc;
+    acc += h_counts[e];
+  }
+  CUDA_CHECK(cudaMemcpyAsync(offsets, h_offsets, static_cast<size_t>(E) * 4, cudaMemcpyHostToDevice, stream()));
+  launch_moe_permute({ci32(p.topk_ids), offsets, cursor, row_of, cbf(p.x), x_perm, n, top_k, d, E}, stream());
+  launched("moe_experts (permute)");
+  for (int e = 0; e < E; ++e) {
+    const int64_t cnt = h_counts[e];
+    if (cnt == 0) continue;
+    const ExpertWeights& ew = p.experts[e];
+    const int64_t f = ew.gate.weight.dim(0);
+    EXPECT(ew.up.weight.dim(0) == f && ew.down.weight.dim(1) == f && ew.down.weight.dim(0) == d,
+           "moe_experts: expert {} has gate {} up {} down {}", e, ew.gate.weight.shape.str(), ew.up.weight.shape.str(),
+           ew.down.weight.shape.str());
+    auto view = [](bf16_t* ptr, int64_t rows, int64_t cols) {
+      return TensorView{ptr, DType::kBF16, Shape{rows, cols}, Device::kCuda};
+    };
+    const TensorView xe = view(x_perm + static_cast<int64_t>(h_offsets[e]) * d, cnt, d);
+    const TensorView g = view(g_buf, cnt, f), u = view(u_buf, cnt, f);
+    const TensorView y = view(y_perm + static_cast<int64_t>(h_offsets[e]) * d, cnt, d);
+    linear({.x = xe, .w = ew.gate, .out = g, .ue8m0 = p.ue8m0});
+    linear({.x = xe, .w = ew.up, .out = u, .ue8m0 = p.ue8m0});
+    silu_mul({.gate = g, .up = u, .out = g});
+    linear({.x = g, .w = ew.down, .out = y, .ue8m0 = p.ue8m0});
+  }
+  launch_moe_combine({ci32(p.topk_ids), p.topk_weights.as<const float>(), row_of, y_perm, bf(p.out), n, top_k, d, E},
+                     stream());
+  launched("moe_experts (combine)");
+}
+
+}  // namespace
+}  // namespace cuda
+
+std::unique_ptr<Backend> make_cuda_backend(const CudaBackendOptions& options) {
+  return std::make_unique<cuda::CudaBackend>(options);
+}
+
+std::unique_ptr<Backend> make_cuda_backend() { return make_cuda_backend(CudaBackendOptions::from_env()); }
+
+}  // namespace dsv3

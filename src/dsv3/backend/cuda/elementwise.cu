@@ -1,0 +1,115 @@
+// elementwise.cu: RMSNorm (+ fused residual add), embedding, RoPE, SwiGLU and add (backend/cuda).
+// Parallelisation: rms_norm one block per row; embedding one block per token; rope one thread per (token, pair);
+// silu_mul/add grid-stride over elements.
+// Precision: fp32 math with the CPU reference's operation order and rounding points (explicit _rn intrinsics;
+// RoPE's sin/cos and SiLU's exp in double, rounded to fp32, to agree with glibc's correctly rounded float functions).
+// Reference: CpuBackend (cpu_elementwise.cpp); checked by tests/ops cases rms_norm, embedding, rope, silu_mul, add.
+#include "dsv3/backend/cuda/common.cuh"
+
+namespace dsv3::cuda {
+namespace {
+
+// One block per row. The row (after the optional residual add) is staged in shared memory as fp32, so out may
+// alias x (the row is fully read before it is written).
+__global__ void rms_norm_kernel(const RmsNormArgs a) {
+  extern __shared__ float row[];  // [dim]
+  __shared__ float scratch[32];
+  const int t = blockIdx.x;
+  const bf16_t* xr = a.x + static_cast<int64_t>(t) * a.x_stride;
+  bf16_t* rr = a.residual ? a.residual + static_cast<int64_t>(t) * a.dim : nullptr;
+  float ss = 0.f;
+  for (int i = threadIdx.x; i < a.dim; i += blockDim.x) {
+    float v = ld_bf16(xr + i);
+    if (rr) {  // residual <- bf16(residual + x); the norm reads the new residual
+      const bf16_t nv = to_bf16(__fadd_rn(ld_bf16(rr + i), v));
+      rr[i] = nv;
+      v = __bfloat162float(nv);
+    }
+    row[i] = v;
+    ss = __fmaf_rn(v, v, ss);
+  }
+  ss = block_sum(ss, scratch);
+  const float r = 1.0f / sqrtf(__fadd_rn(__fdiv_rn(ss, static_cast<float>(a.dim)), a.eps));
+  bf16_t* o = a.out + static_cast<int64_t>(t) * a.out_stride;
+  for (int i = threadIdx.x; i < a.dim; i += blockDim.x)
+    o[i] = to_bf16(__fmul_rn(__fmul_rn(row[i], r), ld_bf16(a.weight + i)));
+}
+
+__global__ void embedding_kernel(const EmbeddingArgs a) {
+  const int t = blockIdx.x;
+  const int id = a.ids[t];
+  bf16_t* o = a.out + static_cast<int64_t>(t) * a.d;
+  if (id < 0 || id >= a.vocab) {
+    if (threadIdx.x == 0) set_error(a.err, kErrEmbeddingId);
+    for (int i = threadIdx.x; i < a.d; i += blockDim.x) o[i] = to_bf16(0.f);
+    return;
+  }
+  const bf16_t* src = a.table + static_cast<int64_t>(id) * a.d;
+  for (int i = threadIdx.x; i < a.d; i += blockDim.x) o[i] = src[i];
+}
+
+// One thread per (token, pair i); it rotates pair i of every head with the same angle.
+__global__ void rope_kernel(const RopeArgs a) {
+  const int64_t job = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (job >= static_cast<int64_t>(a.n) * a.half) return;
+  const int t = static_cast<int>(job / a.half), i = static_cast<int>(job % a.half);
+  const float theta = __fmul_rn(static_cast<float>(a.positions[t]), a.inv_freq[i]);  // fp32(p · f_i), §3.6
+  double sd, cd;
+  sincos(static_cast<double>(theta), &sd, &cd);
+  const float c = static_cast<float>(cd), s = static_cast<float>(sd);
+  for (int h = 0; h < a.heads; ++h) {
+    bf16_t* v = a.x + (static_cast<int64_t>(t) * a.heads + h) * a.head_stride + a.offset + 2 * i;
+    const float x0 = ld_bf16(v), x1 = ld_bf16(v + 1);
+    v[0] = to_bf16(__fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s)));
+    v[1] = to_bf16(__fadd_rn(__fmul_rn(x0, s), __fmul_rn(x1, c)));
+  }
+}
+
+__global__ void silu_mul_kernel(const SiluMulArgs a) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < a.count;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const float g = ld_bf16(a.gate + i), u = ld_bf16(a.up + i);
+    const float e = static_cast<float>(exp(-static_cast<double>(g)));
+    const float silu = __fdiv_rn(g, __fadd_rn(1.0f, e));
+    a.out[i] = to_bf16(__fmul_rn(silu, u));
+  }
+}
+
+__global__ void add_kernel(const AddArgs a) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < a.count;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    a.out[i] = to_bf16(__fadd_rn(ld_bf16(a.a + i), ld_bf16(a.b + i)));
+}
+
+}  // namespace
+
+void launch_rms_norm(const RmsNormArgs& a, cudaStream_t s) {
+  if (a.n == 0) return;
+  const size_t smem = static_cast<size_t>(a.dim) * sizeof(float);
+  if (smem > 48 * 1024)
+    cudaFuncSetAttribute(rms_norm_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+  rms_norm_kernel<<<a.n, 256, smem, s>>>(a);
+}
+
+void launch_embedding(const EmbeddingArgs& a, cudaStream_t s) {
+  if (a.n == 0) return;
+  embedding_kernel<<<a.n, 256, 0, s>>>(a);
+}
+
+void launch_rope(const RopeArgs& a, cudaStream_t s) {
+  const int64_t jobs = static_cast<int64_t>(a.n) * a.half;
+  if (jobs == 0) return;
+  rope_kernel<<<static_cast<unsigned>((jobs + 127) / 128), 128, 0, s>>>(a);
+}
+
+void launch_silu_mul(const SiluMulArgs& a, cudaStream_t s) {
+  if (a.count == 0) return;
+  silu_mul_kernel<<<grid_for(a.count, 256, 132 * 16), 256, 0, s>>>(a);
+}
+
+void launch_add(const AddArgs& a, cudaStream_t s) {
+  if (a.count == 0) return;
+  add_kernel<<<grid_for(a.count, 256, 132 * 16), 256, 0, s>>>(a);
+}
+
+}  // namespace dsv3::cuda

@@ -1,0 +1,228 @@
+// kernels.h: the kernel-side Params structs and launchers of the CUDA backend (backend/cuda).
+// The .cu files include only this header (no fmt, no C++20-heavy dsv3 headers); cuda_backend.cpp validates the
+// backend.h Params on the host, fills these trivially copyable structs and calls the launchers on its stream.
+// Every launcher only enqueues work; the caller checks cudaGetLastError() afterwards.
+// Device-side input errors (bad token id, bad slot, ...) never trap: they set a bit in `err` (see ErrorBit) that the
+// backend reads back at synchronize().
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+
+namespace dsv3::cuda {
+
+using bf16_t = __nv_bfloat16;
+
+enum ErrorBit : uint32_t {
+  kErrEmbeddingId = 1u << 0,   // token id outside [0, vocab)
+  kErrKvSlot = 1u << 1,        // kv_cache_store slot outside the pool
+  kErrKvGather = 1u << 2,      // kv_cache_gather position beyond the block table or a bad block id
+  kErrPrefillLen = 1u << 3,    // mla_prefill: a sequence with more queries than keys
+  kErrDecodeLen = 1u << 4,     // mla_decode: seq_len < 1 or beyond the block table, or a bad block id
+  kErrExpertId = 1u << 5,      // moe_experts: expert id outside [0, n_experts)
+};
+
+// ---- elementwise.cu ----
+struct RmsNormArgs {
+  const bf16_t* x;       // [n, x_stride]
+  bf16_t* residual;      // [n, dim]; may be nullptr
+  const bf16_t* weight;  // [dim]
+  bf16_t* out;           // [n, out_stride]
+  int64_t x_stride, out_stride;
+  int n, dim;
+  float eps;
+};
+void launch_rms_norm(const RmsNormArgs& a, cudaStream_t s);
+
+struct EmbeddingArgs {
+  const int32_t* ids;   // [n]
+  const bf16_t* table;  // [vocab, d]
+  bf16_t* out;          // [n, d]
+  int n, d, vocab;
+  uint32_t* err;
+};
+void launch_embedding(const EmbeddingArgs& a, cudaStream_t s);
+
+struct RopeArgs {
+  bf16_t* x;                 // [n, heads, head_stride]
+  const int32_t* positions;  // [n]
+  const float* inv_freq;     // [half]
+  int n, heads, head_stride, half, offset;
+};
+void launch_rope(const RopeArgs& a, cudaStream_t s);
+
+struct SiluMulArgs {
+  const bf16_t* gate;  // [count]
+  const bf16_t* up;    // [count]
+  bf16_t* out;         // [count]
+  int64_t count;
+};
+void launch_silu_mul(const SiluMulArgs& a, cudaStream_t s);
+
+struct AddArgs {
+  const bf16_t* a;
+  const bf16_t* b;
+  bf16_t* out;
+  int64_t count;
+};
+void launch_add(const AddArgs& a, cudaStream_t s);
+
+// ---- kv_cache.cu ----
+struct KvStoreArgs {
+  const bf16_t* kv_new;  // [n, entry]
+  bf16_t* cache;         // [n_slots, entry]
+  const int32_t* slots;  // [n]
+  int n, entry;
+  int64_t n_slots;
+  uint32_t* err;
+};
+void launch_kv_cache_store(const KvStoreArgs& a, cudaStream_t s);
+
+struct KvGatherArgs {
+  const bf16_t* cache;        // [n_blocks, block_size, rank + rope]
+  const int32_t* block_table; // [n_seqs, max_blocks]
+  const int32_t* cu_kv;       // [n_seqs + 1]
+  bf16_t* latent_out;         // [n_kv, rank]
+  bf16_t* pe_out;             // [n_kv, rope]
+  int n_seqs, n_kv, max_blocks, block_size, rank, rope;
+  int64_t n_blocks;
+  uint32_t* err;
+};
+void launch_kv_cache_gather(const KvGatherArgs& a, cudaStream_t s);
+
+// ---- linear.cu (FP8 activation quantization and the fallback GEMM) ----
+// Quantizes x per row in 1x128 groups (model-spec §5.3), exactly as quantize_row_fp8 does on the CPU.
+struct QuantArgs {
+  const bf16_t* x;   // [n, x_stride]
+  uint8_t* codes;    // [n, k] e4m3
+  float* scales;     // [kb, n]: group g of row t at g * n + t (the outer-dim-major layout cuBLASLt's VEC128 wants)
+  int64_t x_stride;
+  int n, k;
+  bool ue8m0;
+};
+void launch_quantize_fp8(const QuantArgs& a, cudaStream_t s);
+
+// out[t, j] = Σ_g (Σ_{i∈g} a[t,i]·w[j,i]) · sa[g,t] · sw[j/128, g] in the CPU reference's summation order.
+// fp8: a = codes (scales from QuantArgs), w = e4m3 with scale_inv [ceil(m/128), kb]. bf16: a = x (a_stride), w bf16,
+// no scales, one running sum over k. Used for shapes cuBLASLt rejects; bitwise equal to CpuBackend::linear.
+struct GemmFallbackArgs {
+  const void* a;          // fp8: [n, k] codes; bf16: [n, a_stride] bf16
+  const float* sa;        // fp8 only: [kb, n]
+  const void* w;          // [m, k] e4m3 or bf16
+  const float* sw;        // fp8 only: [ceil(m/128), kb]
+  void* out;              // [n, m] bf16 or f32
+  int64_t a_stride;
+  int n, m, k;
+  bool fp8, out_f32;
+};
+void launch_gemm_fallback(const GemmFallbackArgs& a, cudaStream_t s);
+
+// C_b[i, j] = Σ_l A_b[i, l] · B_b[l, j] in fp32 (sequential over l), bf16 out; row-major views with strides, batch b.
+// The fallback for mla_absorb_q / mla_absorb_v when cuBLASLt has no algorithm for the strides.
+struct BatchedGemmArgs {
+  const bf16_t* a;  // A_b[i, l] = a[b * a_batch + i * a_row + l * a_col]
+  const bf16_t* b;  // B_b[l, j] = b[b * b_batch + l * b_row + j * b_col]
+  bf16_t* c;        // C_b[i, j] = c[b * c_batch + i * c_row + j]
+  int64_t a_batch, a_row, a_col, b_batch, b_row, b_col, c_batch, c_row;
+  int batch, rows, cols, inner;
+};
+void launch_batched_gemm_fallback(const BatchedGemmArgs& a, cudaStream_t s);
+
+// ---- mla_absorb.cu ----
+struct CopyRowsArgs {  // dst[r, 0:width] = src[r, 0:width], rows r with their own strides
+  const bf16_t* src;
+  bf16_t* dst;
+  int64_t src_stride, dst_stride;
+  int rows, width;
+};
+void launch_copy_rows(const CopyRowsArgs& a, cudaStream_t s);
+
+// ---- mla_prefill.cu ----
+struct MlaPrefillArgs {
+  const bf16_t* q;      // [n_q, H, nope + rope]
+  const bf16_t* kv;     // [n_kv, H, nope + v]
+  const bf16_t* k_pe;   // [n_kv, rope]
+  const int32_t* cu_q;  // [n_seqs + 1]
+  const int32_t* cu_kv; // [n_seqs + 1]
+  bf16_t* out;          // [n_q, H, v]
+  int n_seqs, n_q, heads, nope, rope, v;
+  float softmax_scale;
+  uint32_t* err;
+};
+void launch_mla_prefill(const MlaPrefillArgs& a, cudaStream_t s);
+size_t mla_prefill_smem_bytes(int nope, int rope, int v);
+
+// ---- mla_decode.cu ----
+struct MlaDecodeArgs {
+  const bf16_t* q;             // [n, H, entry]
+  const bf16_t* cache;         // [n_blocks, block_size, entry]
+  const int32_t* block_table;  // [n, max_blocks]
+  const int32_t* seq_lens;     // [n]
+  bf16_t* out;                 // [n, H, rank]
+  float* part_o;               // [n, n_splits, H, rank] fp32 partial outputs (n_splits > 1)
+  float* part_ml;              // [n, n_splits, H, 2] running max and sum (n_splits > 1)
+  int n, heads, entry, rank, block_size, max_blocks, n_splits, split_len;
+  int64_t n_blocks;
+  float softmax_scale;
+  uint32_t* err;
+};
+// Partial-buffer sizes for a given split count; the backend provides the workspace.
+size_t mla_decode_part_o_floats(int n, int heads, int rank, int n_splits);
+size_t mla_decode_part_ml_floats(int n, int heads, int n_splits);
+// kernel: 0 = tensor-core (WMMA) path, 1 = simple CUDA-core path (DSV3_MLA_DECODE=simple).
+bool mla_decode_wmma_supported(int entry, int rank);
+void launch_mla_decode(const MlaDecodeArgs& a, int kernel, cudaStream_t s);
+
+// ---- router.cu ----
+struct RouterArgs {
+  const bf16_t* x;        // [n, d]
+  const bf16_t* gate;     // [E, d]
+  const float* bias;      // [E] or nullptr
+  int32_t* topk_ids;      // [n, top_k]
+  float* topk_weights;    // [n, top_k]
+  int n, d, n_experts, n_group, topk_group, top_k;
+  int scoring;            // 0 sigmoid, 1 softmax
+  int method;             // 0 noaux_tc, 1 greedy, 2 group_limited_greedy
+  bool norm_topk_prob;
+  float routed_scaling_factor;
+};
+void launch_router(const RouterArgs& a, cudaStream_t s);
+size_t router_smem_bytes(int d, int n_experts, int n_group);
+
+// ---- moe.cu ----
+struct MoeCountArgs {
+  const int32_t* ids;  // [n * top_k]
+  int32_t* counts;     // [n_experts], zeroed by the launcher
+  int entries, n_experts;
+  uint32_t* err;
+};
+void launch_moe_count(const MoeCountArgs& a, cudaStream_t s);
+
+struct MoePermuteArgs {
+  const int32_t* ids;      // [n * top_k]
+  const int32_t* offsets;  // [n_experts] first row of each expert in the permuted buffer
+  int32_t* cursor;         // [n_experts] scratch, zeroed by the launcher
+  int32_t* row_of;         // [n * top_k] permuted row of entry (t, k)
+  const bf16_t* x;         // [n, d]
+  bf16_t* x_perm;          // [n * top_k, d]
+  int n, top_k, d, n_experts;
+};
+void launch_moe_permute(const MoePermuteArgs& a, cudaStream_t s);
+
+struct MoeCombineArgs {
+  const int32_t* ids;     // [n, top_k]
+  const float* weights;   // [n, top_k]
+  const int32_t* row_of;  // [n, top_k]
+  const bf16_t* y_perm;   // [n * top_k, d]
+  bf16_t* out;            // [n, d]
+  int n, top_k, d, n_experts;
+};
+void launch_moe_combine(const MoeCombineArgs& a, cudaStream_t s);
+
+static_assert(std::is_trivially_copyable_v<RmsNormArgs> && std::is_trivially_copyable_v<MlaDecodeArgs> &&
+              std::is_trivially_copyable_v<RouterArgs> && std::is_trivially_copyable_v<GemmFallbackArgs>);
+
+}  // namespace dsv3::cuda

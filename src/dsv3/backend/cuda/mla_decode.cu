@@ -1,0 +1,153 @@
+// mla_decode.cu: absorbed-MLA decode attention over the paged latent cache, split along the sequence (backend/cuda).
+// Parallelisation: grid = (head groups of 16, KV splits, rows); 256 threads = 16 heads x 16 lanes. Each block
+// stages 32-key tiles of the cache (latent ‖ k_pe) in shared memory, keeps an online softmax per head and owns
+// rank/16 output columns per lane. With several splits, each writes an unnormalised partial (O, max, sum) and
+// mla_decode_combine merges them (one block per (row, head)).
+// Precision: bf16 q/cache in, fp32 scores, softmax and accumulators, one bf16 rounding of the output.
+// Reference: CpuBackend::mla_decode (model-spec §3.8); checked by tests/ops case "mla_decode".
+// NOTE: the simple CUDA-core path; mla_decode_wmma.cu holds the tensor-core path that the backend prefers.
+#include <cfloat>
+
+#include "dsv3/backend/cuda/common.cuh"
+#include "dsv3/backend/cuda/mla_decode_common.cuh"
+
+namespace dsv3::cuda {
+namespace {
+
+constexpr int kHeads = 16, kLanes = 16, kKeys = 32, kThreads = kHeads * kLanes, kMaxCols = 32;  // rank <= 512
+
+__global__ void __launch_bounds__(kThreads) mla_decode_simple_kernel(const MlaDecodeArgs a) {
+  extern __shared__ float sm[];
+  const int kstride = a.entry + 2;  // bf16 elements per staged key row; +2 keeps lanes on distinct banks
+  float* qs = sm;                                                     // [kHeads][entry]
+  bf16_t* ks = reinterpret_cast<bf16_t*>(sm + kHeads * a.entry);      // [kKeys][kstride]
+  float* ps = sm + kHeads * a.entry + (kKeys * kstride + 1) / 2;      // [kHeads][kKeys]
+  const int hg = blockIdx.x, sp = blockIdx.y, t = blockIdx.z;
+  const int hl = threadIdx.x / kLanes, lane = threadIdx.x % kLanes, h = hg * kHeads + hl;
+  const DecodeRow row = decode_row(a, t, sp);
+  for (int e = threadIdx.x; e < kHeads * a.entry; e += kThreads) {
+    const int r = e / a.entry, c = e % a.entry, hh = hg * kHeads + r;
+    qs[e] = hh < a.heads ? ld_bf16(a.q + (static_cast<int64_t>(t) * a.heads + hh) * a.entry + c) : 0.f;
+  }
+  float m = -FLT_MAX, l = 0.f;
+  float o[kMaxCols];
+#pragma unroll
+  for (int q = 0; q < kMaxCols; ++q) o[q] = 0.f;
+  for (int k0 = row.begin; k0 < row.end; k0 += kKeys) {
+    __syncthreads();
+    // Stage keys [k0, k0 + kKeys) (zeros past the end or for a bad block id).
+    for (int e = threadIdx.x; e < kKeys * (a.entry / 2); e += kThreads) {
+      const int kr = e / (a.entry / 2), c2 = e % (a.entry / 2);
+      const bf16_t* src = cache_row(a, t, k0 + kr, row.end);
+      __nv_bfloat162 v = __floats2bfloat162_rn(0.f, 0.f);
+      if (src) v = reinterpret_cast<const __nv_bfloat162*>(src)[c2];
+      ks[kr * kstride + 2 * c2] = v.x;
+      ks[kr * kstride + 2 * c2 + 1] = v.y;
+    }
+    __syncthreads();
+    float s[kKeys / kLanes];
+    float tmax = -FLT_MAX;
+#pragma unroll
+    for (int jj = 0; jj < kKeys / kLanes; ++jj) {
+      const int kr = lane + kLanes * jj;
+      const float* qr = qs + hl * a.entry;
+      const bf16_t* kr_ = ks + kr * kstride;
+      float d = 0.f;
+      for (int c = 0; c < a.entry; ++c) d = fmaf(qr[c], __bfloat162float(kr_[c]), d);
+      s[jj] = (k0 + kr < row.end) ? d * a.softmax_scale : -FLT_MAX;
+      tmax = fmaxf(tmax, s[jj]);
+    }
+#pragma unroll
+    for (int off = kLanes / 2; off > 0; off >>= 1) tmax = fmaxf(tmax, __shfl_xor_sync(0xffffffffu, tmax, off));
+    const float m_new = fmaxf(m, tmax);  // tile has >= 1 valid key, so m_new is finite
+    const float corr = expf(m - m_new);  // m = -FLT_MAX at first: corr = 0
+    float psum = 0.f;
+#pragma unroll
+    for (int jj = 0; jj < kKeys / kLanes; ++jj) {
+      const float p = s[jj] > -FLT_MAX ? expf(s[jj] - m_new) : 0.f;
+      ps[hl * kKeys + lane + kLanes * jj] = p;
+      psum += p;
+    }
+#pragma unroll
+    for (int off = kLanes / 2; off > 0; off >>= 1) psum += __shfl_xor_sync(0xffffffffu, psum, off);
+    l = l * corr + psum;
+    m = m_new;
+    __syncwarp();
+#pragma unroll
+    for (int q = 0; q < kMaxCols; ++q) {
+      const int c = lane + kLanes * q;
+      if (c >= a.rank) break;
+      float acc = o[q] * corr;
+      for (int kr = 0; kr < kKeys; ++kr) acc = fmaf(ps[hl * kKeys + kr], __bfloat162float(ks[kr * kstride + c]), acc);
+      o[q] = acc;
+    }
+  }
+  if (h >= a.heads) return;
+  if (lane == 0) store_decode_ml(a, t, sp, h, m, l);
+#pragma unroll
+  for (int q = 0; q < kMaxCols; ++q) {
+    const int c = lane + kLanes * q;
+    if (c < a.rank) store_decode_col(a, t, sp, h, c, o[q], l);
+  }
+}
+
+__global__ void mla_decode_combine_kernel(const MlaDecodeArgs a) {
+  const int h = blockIdx.x, t = blockIdx.y;
+  __shared__ float w[64];
+  __shared__ float inv_l;
+  if (threadIdx.x == 0) {
+    float M = -FLT_MAX;
+    for (int sp = 0; sp < a.n_splits; ++sp) {
+      const float* ml = a.part_ml + ((static_cast<int64_t>(t) * a.n_splits + sp) * a.heads + h) * 2;
+      if (ml[1] > 0.f) M = fmaxf(M, ml[0]);
+    }
+    float L = 0.f;
+    for (int sp = 0; sp < a.n_splits; ++sp) {
+      const float* ml = a.part_ml + ((static_cast<int64_t>(t) * a.n_splits + sp) * a.heads + h) * 2;
+      w[sp] = ml[1] > 0.f ? expf(ml[0] - M) : 0.f;
+      L += ml[1] * w[sp];
+    }
+    inv_l = L > 0.f ? 1.f / L : 0.f;
+  }
+  __syncthreads();
+  for (int c = threadIdx.x; c < a.rank; c += blockDim.x) {
+    float acc = 0.f;
+    for (int sp = 0; sp < a.n_splits; ++sp)
+      if (w[sp] > 0.f) acc += w[sp] * a.part_o[((static_cast<int64_t>(t) * a.n_splits + sp) * a.heads + h) * a.rank + c];
+    a.out[(static_cast<int64_t>(t) * a.heads + h) * a.rank + c] = to_bf16(acc * inv_l);
+  }
+}
+
+size_t simple_smem_bytes(int entry) {
+  const int kstride = entry + 2;
+  return (static_cast<size_t>(kHeads) * entry + (kKeys * kstride + 1) / 2 + kHeads * kKeys) * sizeof(float);
+}
+
+}  // namespace
+
+size_t mla_decode_part_o_floats(int n, int heads, int rank, int n_splits) {
+  return static_cast<size_t>(n) * n_splits * heads * rank;
+}
+size_t mla_decode_part_ml_floats(int n, int heads, int n_splits) {
+  return static_cast<size_t>(n) * n_splits * heads * 2;
+}
+
+void launch_mla_decode_combine(const MlaDecodeArgs& a, cudaStream_t s) {
+  mla_decode_combine_kernel<<<dim3(a.heads, a.n), 128, 0, s>>>(a);
+}
+
+void launch_mla_decode(const MlaDecodeArgs& a, int kernel, cudaStream_t s) {
+  if (a.n == 0 || a.heads == 0) return;
+  if (kernel == 0 && mla_decode_wmma_supported(a.entry, a.rank)) {
+    launch_mla_decode_wmma(a, s);
+  } else {
+    const size_t smem = simple_smem_bytes(a.entry);
+    cudaFuncSetAttribute(mla_decode_simple_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                         static_cast<int>(smem));
+    const dim3 grid((a.heads + kHeads - 1) / kHeads, a.n_splits, a.n);
+    mla_decode_simple_kernel<<<grid, kThreads, smem, s>>>(a);
+  }
+  if (a.n_splits > 1) launch_mla_decode_combine(a, s);
+}
+
+}  // namespace dsv3::cuda
