@@ -24,10 +24,10 @@ test: build
 	cd $(BUILD) && ctest -L cpu --output-on-failure -j $(JOBS)
 
 $(MODEL)/config.json: | build
-	$(DSV3) make-tiny-model --preset tiny --out $(MODEL) --tokenizer models/tokenizers/deepseek-v3
+	$(DSV3) make-tiny-model --preset tiny --out $(MODEL)
 
 run: build $(MODEL)/config.json
-	$(DSV3) forward --model_dir $(MODEL) --input_ids 0,17,42,1000,7 --out $(BUILD)/logits.npy
+	$(DSV3) generate --model_dir $(MODEL)
 
 clean:
 	rm -rf $(BUILD)
