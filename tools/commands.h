@@ -12,5 +12,6 @@ int cmd_prepare_dataset(int argc, char** argv);
 int cmd_tokenize(int argc, char** argv);
 int cmd_detokenize(int argc, char** argv);
 int cmd_generate(int argc, char** argv);
+int cmd_bench(int argc, char** argv);
 
 }  // namespace dsv3::tools

@@ -17,6 +17,7 @@ struct Command {
 
 const Command kCommands[] = {
     {"generate", dsv3::tools::cmd_generate, "prompts in, generated text out (the recipe's quickstart)"},
+    {"bench", dsv3::tools::cmd_bench, "throughput | latency benchmark over a dataset, as trtllm-bench"},
     {"forward", dsv3::tools::cmd_forward, "token ids in, float32 logits of every position out (.npy)"},
     {"make-tiny-model", dsv3::tools::cmd_make_tiny_model, "write a deterministic random checkpoint (HF layout)"},
     {"inspect", dsv3::tools::cmd_inspect, "config summary, parameter counts, bytes by dtype"},

@@ -112,9 +112,9 @@ void Engine::wait_idle() {
   idle_cv_.wait(lock, [&] { return incoming_.empty() && !busy_; });
 }
 
-std::vector<IterationStats> Engine::take_iteration_stats() {
+std::vector<EngineStepStats> Engine::take_iteration_stats() {
   std::lock_guard<std::mutex> lock(mu_);
-  std::vector<IterationStats> out;
+  std::vector<EngineStepStats> out;
   out.swap(stats_);
   return out;
 }
@@ -183,7 +183,7 @@ void Engine::finish(int64_t id, FinishReason reason, const std::string& error) {
 bool Engine::step() {
   sched::SchedulerOutput so = sched_->schedule();
   if (so.empty()) return false;
-  IterationStats st;
+  EngineStepStats st;
   st.step = n_steps_++;
   st.start = now_seconds();
   // Build the ragged batch: generated positions (absorbed form) first, then prompt positions (naive form).

@@ -28,7 +28,7 @@ struct GenerateRequest {
   bool streaming = true;  // push a delta per step; otherwise only the final output
 };
 
-struct IterationStats {
+struct EngineStepStats {
   int64_t step = 0;
   double start = 0, end = 0;  // now_seconds()
   int n_logit_rows = 0;
@@ -54,7 +54,7 @@ class Engine {
   const Tokenizer* tokenizer() const { return tokenizer_.get(); }
   int64_t kv_blocks() const { return kv_blocks_; }
   // Per-step statistics since the last call (for --iteration_log and /metrics).
-  std::vector<IterationStats> take_iteration_stats();
+  std::vector<EngineStepStats> take_iteration_stats();
 
  private:
   struct Live;
@@ -83,7 +83,7 @@ class Engine {
   std::deque<std::pair<int64_t, GenerateRequest>> incoming_;
   std::vector<std::shared_ptr<RequestHandle>> incoming_handles_;
   std::vector<int64_t> aborts_;
-  std::vector<IterationStats> stats_;
+  std::vector<EngineStepStats> stats_;
   int64_t next_id_ = 1;
   int64_t n_steps_ = 0;
   bool busy_ = false;
