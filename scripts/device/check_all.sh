@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# check_all.sh: one call on the GPU machine — build dsv3 with CUDA, run the gpu-labelled op tests, compare the whole
+# model on the GPU with the CPU reference (golden fixtures, greedy generate), make the HF tokenizer goldens and run
+# both tokenizer benchmarks. Logs and fixtures go to $OUT; a short table is printed last.
+# Carry: .devdeps (pcre2.h: that machine has the PCRE2 runtime but no headers) and models/tokenizers/deepseek-v3.
+# Usage: scripts/device/check_all.sh   (BUDGET_S bounds the optional parts; default 540)
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-$PWD/gpu-logs}
+BUILD=${BUILD:-build-gpu}
+mkdir -p "$OUT"
+t0=$(date +%s)
+elapsed() { echo "$(( $(date +%s) - t0 ))s"; }
+declare -a table
+row() { table+=("$(printf '%-40s %s' "$1" "$2")"); }
+finish() { echo; echo "== dsv3 check_all: $(date -u +%Y-%m-%dT%H:%MZ) =="; printf '%s\n' "${table[@]}"; }
+trap finish EXIT
+
+{ nvidia-smi; nvcc --version; } >"$OUT/env.log" 2>&1
+row "gpu" "$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
+pcre=$(ls /usr/lib/x86_64-linux-gnu/libpcre2-8.so* 2>/dev/null | head -1)
+if ! cmake -S . -B "$BUILD" -G Ninja -DDSV3_CUDA=ON -DDSV3_WERROR=OFF -DCMAKE_BUILD_TYPE=Release \
+     -DDSV3_PCRE2_ROOT="$PWD/.devdeps" -DDSV3_PCRE2_LIB="$pcre" >"$OUT/build.log" 2>&1 ||
+   ! ninja -C "$BUILD" -j "$(nproc)" dsv3 test_ops >>"$OUT/build.log" 2>&1; then
+  row "build" "FAILED (build.log)"; tail -30 "$OUT/build.log"; exit 1
+fi
+row "build (dsv3, test_ops)" "ok ($(elapsed))"
+DSV3=$BUILD/tools/dsv3
+
+rc=0; timeout 200 "$BUILD/tests/ops/test_ops" >"$OUT/test_ops.log" 2>&1 || rc=$?
+row "test_ops (CPU vs CUDA, every op)" "rc=$rc: $(grep -E 'cases passed' "$OUT/test_ops.log" | tail -1) ($(elapsed))"
+grep -E '^ *(FAIL|FAILED)' "$OUT/test_ops.log" | head -10
+
+# Whole model: CUDA vs CPU on the golden fixtures, and vs the references.
+for g in yarn-odd noq-plain; do
+  d=tests/data/golden/$g
+  ids=$(python3 -c "import json;print(','.join(map(str,json.load(open('$d/input_ids.json')))))")
+  for be in cpu cuda; do
+    for num in fp8 bf16; do
+      $DSV3 forward --model_dir $d --input_ids $ids --backend $be --numerics $num --out "$OUT/$g-$be-$num.npy" \
+        >>"$OUT/forward.log" 2>&1 || echo "forward $g $be $num failed" >>"$OUT/forward.log"
+    done
+    $DSV3 forward --model_dir $d --input_ids $ids --backend $be --numerics bf16 --decode_from 3 \
+      --out "$OUT/$g-$be-dec.npy" >>"$OUT/forward.log" 2>&1
+  done
+  res=$(python3 - "$OUT" "$g" "$d" <<'PY'
+import sys, numpy as np
+out, g, d = sys.argv[1:4]
+L = lambda f: np.load(f"{out}/{g}-{f}.npy")
+rel = lambda a, b: float(np.linalg.norm(a - b) / np.linalg.norm(b))
+am = lambda a, b: float((a.argmax(1) == b.argmax(1)).mean())
+hf = np.load(f"{d}/logits_hf.npy")
+print(f"fp8 cuda~cpu {rel(L('cuda-fp8'), L('cpu-fp8')):.2e} (argmax {am(L('cuda-fp8'), L('cpu-fp8')):.2f}); "
+      f"bf16 cuda~hf {rel(L('cuda-bf16'), hf):.2e}; decode cuda~cpu {rel(L('cuda-dec'), L('cpu-dec')):.2e}")
+PY
+)
+  row "forward $g" "$res"
+done
+
+# Greedy generate on a tiny model: GPU tokens vs CPU tokens.
+$DSV3 make-tiny-model --preset tiny --out /tmp/tiny --tokenizer models/tokenizers/deepseek-v3 >"$OUT/generate.log" 2>&1
+for be in cpu cuda; do
+  $DSV3 generate --model_dir /tmp/tiny --backend $be --max_tokens 24 >"$OUT/generate-$be.txt" 2>>"$OUT/generate.log"
+done
+same=$(python3 - "$OUT" <<'PY'
+import sys
+out = sys.argv[1]
+a = [l for l in open(f"{out}/generate-cpu.txt") if l.startswith("[")]
+b = [l for l in open(f"{out}/generate-cuda.txt") if l.startswith("[")]
+print(f"{sum(x == y for x, y in zip(a, b))}/{len(a)} prompts identical (cuda lines: {len(b)})")
+PY
+)
+row "generate greedy cuda vs cpu" "$same"
+
+# Tokenizer: HF goldens and the encode benchmark.
+python3 scripts/reference/tokenizer_goldens.py --tokenizer models/tokenizers/deepseek-v3 --data tests/data/tokenizer \
+  --out /tmp/tokhf >"$OUT/tokenizer_goldens.log" 2>&1 && tar czf "$OUT/tokenizer_hf.tgz" -C /tmp/tokhf .
+row "tokenizer HF goldens" "rc=$? ($(ls /tmp/tokhf 2>/dev/null | tr '\n' ' '))"
+python3 scripts/reference/make_tokenizer_bench_text.py --out /tmp/tokbench.jsonl --mb 16 >/dev/null 2>&1
+hf=$(python3 scripts/reference/bench_hf_tokenizer.py --tokenizer models/tokenizers/deepseek-v3 --bench /tmp/tokbench.jsonl 2>&1 | tail -1)
+d1=$($DSV3 tokenize --tokenizer models/tokenizers/deepseek-v3 --bench /tmp/tokbench.jsonl --threads 1 2>&1 | tail -1)
+d16=$($DSV3 tokenize --tokenizer models/tokenizers/deepseek-v3 --bench /tmp/tokbench.jsonl --threads 16 2>&1 | tail -1)
+echo "hf: $hf" >"$OUT/tokenizer_bench.log"; echo "dsv3 1t: $d1" >>"$OUT/tokenizer_bench.log"; echo "dsv3 16t: $d16" >>"$OUT/tokenizer_bench.log"
+row "tokenizer bench" "see tokenizer_bench.log ($(elapsed))"
+cat "$OUT/tokenizer_bench.log"
