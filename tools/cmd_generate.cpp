@@ -1,6 +1,9 @@
 // cmd_generate.cpp: `dsv3 generate` — the quickstart (TensorRT-LLM's quickstart_advanced.py, every era's flags):
 // prompts in, one `[i] Prompt: '...', Generated text: '...'` line per prompt out, after a progress bar (tools).
+#include <fstream>
+
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 #include "commands.h"
 #include "common/progress.h"
@@ -24,7 +27,7 @@ int cmd_generate(int argc, char** argv) {
   double kv_cache_fraction = 0.9;
   bool reuse_flag = false, disable_reuse = false, chunked = false, chat = false, attention_dp = false,
        print_iter_log = false;
-  std::string spec_algo, kv_cache_dtype = "auto", attention_backend = "TRTLLM";
+  std::string spec_algo, kv_cache_dtype = "auto", attention_backend = "TRTLLM", output_json;
   app.add_option("--model_dir,--model-dir", model_dir, "HF checkpoint folder")->required();
   app.add_option("--prompt", prompts, "prompt (repeatable); default: the recipe's four prompts");
   app.add_option("--max_tokens,--max-tokens", max_tokens, "tokens to generate per prompt")->capture_default_str();
@@ -49,6 +52,8 @@ int cmd_generate(int argc, char** argv) {
   app.add_option("--kv_cache_dtype,--kv-cache-dtype", kv_cache_dtype, "auto (bf16)")->capture_default_str();
   app.add_option("--attention_backend,--attention-backend", attention_backend, "accepted for compatibility");
   app.add_flag("--print_iter_log,--print-iter-log", print_iter_log, "log every engine step");
+  app.add_option("--output_json,--output-json", output_json,
+                 "also write [{prompt, prompt_token_ids, text, token_ids, finish_reason}] to this file");
   // Parallelism and speculative decoding: accepted spellings, refused until they work.
   app.add_option("--tp_size,--tp-size", tp_size);
   app.add_option("--pp_size,--pp-size", pp_size);
@@ -119,6 +124,15 @@ int cmd_generate(int argc, char** argv) {
       log_info("iter {}: {:.1f} ms, batch {}, decode {} + prefill {} tokens, KV blocks used {} free {}", s.step,
                (s.end - s.start) * 1e3, s.sched.batch_size, s.sched.n_decode_tokens, s.sched.n_prefill_tokens,
                s.sched.n_blocks_used, s.sched.n_blocks_free);
+  if (!output_json.empty()) {
+    nlohmann::json j = nlohmann::json::array();
+    for (size_t i = 0; i < outs.size(); ++i)
+      j.push_back({{"prompt", prompts[i]}, {"prompt_token_ids", outs[i].prompt_token_ids}, {"text", outs[i].text},
+                   {"token_ids", outs[i].token_ids}, {"finish_reason", finish_reason_name(outs[i].finish_reason)}});
+    std::ofstream f(output_json);
+    f << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    EXPECT(f.good(), "--output_json {}: cannot write", output_json);
+  }
   for (size_t i = 0; i < outs.size(); ++i) {
     EXPECT(outs[i].error.empty(), "prompt {}: {}", i, outs[i].error);
     std::printf("[%zu] Prompt: %s, Generated text: %s\n", i, py_repr(prompts[i]).c_str(),

@@ -6,14 +6,19 @@
 # Usage: scripts/device/check_all.sh   (BUDGET_S bounds the optional parts; default 540)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-OUT=${OUT:-$PWD/gpu-logs}
+FINAL=${OUT:-$PWD/gpu-logs}
+OUT=/tmp/dsv3-check   # everything lands here, then one tarball in $FINAL (the device tool brings back 8 files)
 BUILD=${BUILD:-build-gpu}
-mkdir -p "$OUT"
+rm -rf "$OUT"; mkdir -p "$OUT" "$FINAL"
 t0=$(date +%s)
 elapsed() { echo "$(( $(date +%s) - t0 ))s"; }
 declare -a table
 row() { table+=("$(printf '%-40s %s' "$1" "$2")"); }
-finish() { echo; echo "== dsv3 check_all: $(date -u +%Y-%m-%dT%H:%MZ) =="; printf '%s\n' "${table[@]}"; }
+finish() {
+  printf '%s\n' "${table[@]}" >"$OUT/table.txt"
+  tar czf "$FINAL/check_all.tgz" -C "$OUT" . 2>/dev/null
+  echo; echo "== dsv3 check_all: $(date -u +%Y-%m-%dT%H:%MZ) =="; printf '%s\n' "${table[@]}"
+}
 trap finish EXIT
 
 { nvidia-smi; nvcc --version; } >"$OUT/env.log" 2>&1
@@ -60,7 +65,8 @@ done
 # Greedy generate on a tiny model: GPU tokens vs CPU tokens.
 $DSV3 make-tiny-model --preset tiny --out /tmp/tiny --tokenizer models/tokenizers/deepseek-v3 >"$OUT/generate.log" 2>&1
 for be in cpu cuda; do
-  $DSV3 generate --model_dir /tmp/tiny --backend $be --max_tokens 24 >"$OUT/generate-$be.txt" 2>>"$OUT/generate.log"
+  $DSV3 generate --model_dir /tmp/tiny --backend $be --max_tokens 24 --output_json "$OUT/generate-$be.json" \
+    >"$OUT/generate-$be.txt" 2>>"$OUT/generate.log"
 done
 same=$(python3 - "$OUT" <<'PY'
 import sys
@@ -71,11 +77,38 @@ print(f"{sum(x == y for x, y in zip(a, b))}/{len(a)} prompts identical (cuda lin
 PY
 )
 row "generate greedy cuda vs cpu" "$same"
+# Teacher-forced: the CPU reference scores the GPU's greedy continuation; each GPU token must be the CPU's argmax or
+# a near-tie (random weights give near-flat logits over 129280 ids, so fp32 summation order decides some ties).
+tf=$(python3 - "$OUT" "$DSV3" <<'PY'
+import json, subprocess, sys, numpy as np
+out, dsv3 = sys.argv[1:3]
+agree = total = 0; worst = 0.0
+for i, r in enumerate(json.load(open(f"{out}/generate-cuda.json"))):
+    p, g = r["prompt_token_ids"], r["token_ids"]
+    ids = ",".join(map(str, p + g[:-1]))
+    subprocess.run([dsv3, "forward", "--model_dir", "/tmp/tiny", "--backend", "cpu", "--input_ids", ids,
+                    "--decode_from", str(len(p)), "--out", f"{out}/tf{i}.npy"], check=True, capture_output=True)
+    lg = np.load(f"{out}/tf{i}.npy")[len(p) - 1:]
+    for row, tok in zip(lg, g):
+        total += 1; agree += int(row.argmax() == tok)
+        worst = max(worst, float((row.max() - row[tok]) / row.std()))
+print(f"{agree}/{total} GPU tokens are the CPU argmax; worst margin {worst:.4f} logit std")
+PY
+)
+row "teacher-forced cuda tokens on cpu" "$tf"
+
+# Op benchmarks and compute-sanitizer.
+timeout 120 "$BUILD/tests/ops/test_ops" --perf >"$OUT/perf.log" 2>&1
+row "test_ops --perf" "rc=$? ($(elapsed))"
+if command -v compute-sanitizer >/dev/null; then
+  timeout 150 compute-sanitizer --tool memcheck --error-exitcode 3 "$BUILD/tests/ops/test_ops" --quick >"$OUT/memcheck.log" 2>&1
+  row "memcheck (test_ops --quick)" "rc=$?, $(grep -E 'ERROR SUMMARY' "$OUT/memcheck.log" | tail -1) ($(elapsed))"
+fi
 
 # Tokenizer: HF goldens and the encode benchmark.
 python3 scripts/reference/tokenizer_goldens.py --tokenizer models/tokenizers/deepseek-v3 --data tests/data/tokenizer \
-  --out /tmp/tokhf >"$OUT/tokenizer_goldens.log" 2>&1 && tar czf "$OUT/tokenizer_hf.tgz" -C /tmp/tokhf .
-row "tokenizer HF goldens" "rc=$? ($(ls /tmp/tokhf 2>/dev/null | tr '\n' ' '))"
+  --out "$OUT/tokenizer_hf" >"$OUT/tokenizer_goldens.log" 2>&1
+row "tokenizer HF goldens" "rc=$? ($(ls "$OUT/tokenizer_hf" 2>/dev/null | tr '\n' ' '))"
 python3 scripts/reference/make_tokenizer_bench_text.py --out /tmp/tokbench.jsonl --mb 16 >/dev/null 2>&1
 hf=$(python3 scripts/reference/bench_hf_tokenizer.py --tokenizer models/tokenizers/deepseek-v3 --bench /tmp/tokbench.jsonl 2>&1 | tail -1)
 d1=$($DSV3 tokenize --tokenizer models/tokenizers/deepseek-v3 --bench /tmp/tokbench.jsonl --threads 1 2>&1 | tail -1)
