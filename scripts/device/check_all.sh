@@ -122,7 +122,7 @@ row "teacher-forced, cuBLASLt FP8" "$tf"
 # Op benchmarks and compute-sanitizer.
 timeout 120 "$BUILD/tests/ops/test_ops" --perf >"$OUT/perf.log" 2>&1
 row "test_ops --perf" "rc=$? ($(elapsed))"
-if command -v compute-sanitizer >/dev/null; then
+if [ -z "${SKIP_MEMCHECK:-}" ] && command -v compute-sanitizer >/dev/null; then
   timeout 150 compute-sanitizer --tool memcheck --error-exitcode 3 "$BUILD/tests/ops/test_ops" --quick >"$OUT/memcheck.log" 2>&1
   row "memcheck (test_ops --quick)" "rc=$?, $(grep -E 'ERROR SUMMARY' "$OUT/memcheck.log" | tail -1) ($(elapsed))"
 fi
