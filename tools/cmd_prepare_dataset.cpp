@@ -8,6 +8,7 @@
 #include <CLI/CLI.hpp>
 
 #include "commands.h"
+#include "dsv3/tokenizer/tokenizer.h"
 #include "common/dataset_gen.h"
 #include "dsv3/base/error.h"
 #include "dsv3/base/log.h"
@@ -15,12 +16,11 @@
 namespace dsv3::tools {
 namespace {
 
-// The encoder for the `dataset` subcommand (real prompts). NOTE: plug dsv3::Tokenizer in here once
-// src/dsv3/tokenizer is merged (link dsv3_tokenizer to the dsv3 target):
-//   auto t = std::shared_ptr<Tokenizer>(Tokenizer::load(dir));
-//   return [t](std::string_view s, bool special) { return t->encode(s, special); };
-// Until then `dataset` reports that this build has no encoder; the synthetic subcommands never need it.
-EncodeFn make_encoder(const std::string& /*dir*/) { return {}; }
+// The `dataset` subcommand encodes prompts with the real tokenizer (tokenizer.encode, special tokens as asked).
+EncodeFn make_encoder(const std::string& dir) {
+  std::shared_ptr<Tokenizer> t(Tokenizer::load(dir));
+  return [t](std::string_view s, bool special) { return t->encode(s, special); };
+}
 
 void write_all(std::FILE* f, const std::string& data, const std::string& what) {
   EXPECT(std::fwrite(data.data(), 1, data.size(), f) == data.size() && std::fflush(f) == 0, "cannot write {}",

@@ -86,7 +86,7 @@ def write_jsonl(path, rows):
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
 
 
-def make_goldens(tokenizer, data_dir, out_dir, versions):
+def make_goldens(tokenizer, data_dir, out_dir, versions, raw=None):
     os.makedirs(out_dir, exist_ok=True)
     corpus = read_corpus(data_dir)
     with open(os.path.join(data_dir, "conversations.json"), encoding="utf-8") as f:
@@ -96,6 +96,9 @@ def make_goldens(tokenizer, data_dir, out_dir, versions):
     for i, text in enumerate(corpus):
         ids = to_list(tokenizer.encode(text, add_special_tokens=False))
         ids_special = to_list(tokenizer.encode(text, add_special_tokens=True))
+        if raw is not None:  # the tokenizers library on tokenizer.json itself must agree with the transformers class
+            raw_ids = raw.encode(text, add_special_tokens=False).ids
+            assert raw_ids == ids, f"line {i}: transformers {type(tokenizer).__name__} {ids} != tokenizers {raw_ids}"
         rows.append({"i": i, "ids": ids, "ids_special": ids_special,
                      "decoded": tokenizer.decode(ids),
                      "decoded_skip": tokenizer.decode(ids_special, skip_special_tokens=True)})
@@ -131,10 +134,15 @@ def main():
     args = ap.parse_args()
     import tokenizers
     import transformers
-    tok = transformers.AutoTokenizer.from_pretrained(args.tokenizer)
+    # NOTE: transformers 5's AutoTokenizer maps this folder (tokenizer_class LlamaTokenizerFast, legacy) to its
+    # LlamaTokenizer, which rebuilds a SentencePiece-style pre-tokenizer instead of the file's byte-level splits
+    # ("Hello world" -> [42, 6629, 10030] instead of [19923, 2058]). The generic fast tokenizer loads tokenizer.json
+    # as it is (and honours add_bos_token); the raw `tokenizers` library cross-checks every corpus line.
+    tok = transformers.PreTrainedTokenizerFast.from_pretrained(args.tokenizer)
+    raw = tokenizers.Tokenizer.from_file(os.path.join(args.tokenizer, "tokenizer.json"))
     meta = make_goldens(tok, args.data, args.out, {"tokenizers": tokenizers.__version__,
                                                    "transformers": transformers.__version__,
-                                                   "tokenizer_class": type(tok).__name__})
+                                                   "tokenizer_class": type(tok).__name__}, raw=raw)
     print(json.dumps(meta))
     return 0
 

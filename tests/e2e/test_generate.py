@@ -53,5 +53,22 @@ for flags, needle in ((["--tp_size", "2"], "parallel"), (["--mtp_nextn", "1"], "
     check(p3.returncode != 0 and needle in p3.stderr, f"{flags} refused with a clear error: {p3.stderr[-200:]}")
 p4 = subprocess.run([DSV3, "generate", "--model_dir", os.path.join(WORK, "nope")], capture_output=True, text=True)
 check(p4.returncode == 1 and "nope" in p4.stderr, "missing model dir named")
+# prepare-dataset `dataset` over a local JSONL file: prompt + ' ' + input, encoded with special tokens, output length
+# = the token count of the golden output (interfaces.md §1.1) — checked against `dsv3 tokenize` of the same strings.
+import json
+qa = os.path.join(WORK, "qa.jsonl")
+with open(qa, "w") as f:
+    f.write(json.dumps({"q": "What is 2+2?", "a": "4"}) + "\n" + json.dumps({"q": "Name a colour.", "a": "Blue, say."}) + "\n")
+p5 = subprocess.run([DSV3, "prepare-dataset", "--tokenizer", TOK, "--stdout", "dataset", "--dataset-name", qa,
+                     "--dataset-split", "train", "--dataset-input-key", "q", "--dataset-output-key", "a",
+                     "--dataset-prompt", "Answer:"], capture_output=True, text=True)
+check(p5.returncode == 0, "prepare-dataset dataset runs: " + p5.stderr[-300:])
+rows = [json.loads(l) for l in p5.stdout.splitlines()]
+texts = ["Answer: What is 2+2?", "Answer: Name a colour.", "4", "Blue, say."]
+tk = subprocess.run([DSV3, "tokenize", "--tokenizer", TOK, "--add_special_tokens"], input="\n".join(json.dumps(t) for t in texts),
+                    capture_output=True, text=True)
+ids = [json.loads(l) for l in tk.stdout.splitlines()]
+check(len(rows) == 2 and [r["input_ids"] for r in rows] == ids[:2], "dataset input_ids = encode(prompt + ' ' + input)")
+check([r["output_tokens"] for r in rows] == [len(ids[2]), len(ids[3])], "dataset output_tokens = len(encode(output))")
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)

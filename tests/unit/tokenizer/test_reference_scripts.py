@@ -68,6 +68,8 @@ class AutoTokenizer:
     @staticmethod
     def from_pretrained(path):
         return StubTokenizer(path)
+
+PreTrainedTokenizerFast = AutoTokenizer
 '''
 
 STUB_TOKENIZERS = r'''
@@ -81,8 +83,15 @@ class Tokenizer:
     def from_file(path):
         json.load(open(path, encoding="utf-8"))  # must be a JSON file
         return Tokenizer()
-    def encode(self, text, add_special_tokens=True):
-        return Encoding(list(text.encode("utf-8")))
+    def encode(self, text, add_special_tokens=True):  # the stub transformers tokenizer's ids: specials, then byte + 3
+        ids, i = [], 0
+        while i < len(text):
+            for tok, tid in (("<｜begin▁of▁sentence｜>", 0), ("<｜end▁of▁sentence｜>", 1)):
+                if text.startswith(tok, i):
+                    ids.append(tid); i += len(tok); break
+            else:
+                ids.extend(b + 3 for b in text[i].encode("utf-8")); i += 1
+        return Encoding(([0] if add_special_tokens else []) + ids)
     def encode_batch(self, texts, add_special_tokens=True):
         return [self.encode(t) for t in texts]
 '''
