@@ -53,7 +53,12 @@ TEST(TokenizerGoldens, EncodeAndDecodeCorpus) {
       std::cout << "line " << i << ": differs from HF (Unicode 15 character, see the file comment)\n";
     } else {
       EXPECT_EQ(tok->encode(text, false), ids) << "line " << i << ": " << text.substr(0, 200);
-      EXPECT_EQ(tok->encode(text, true), ids_special) << "line " << i;
+      // NOTE: transformers 5's generic fast tokenizer (the goldens' class, see tokenizer_goldens.py) does not apply
+      // tokenizer_config.json's add_bos_token: true, since tokenizer.json's post-processor adds nothing. dsv3 adds
+      // BOS as transformers 4.x's LlamaTokenizerFast does (the recipe's era, model-spec §7.2): [bos] + ids.
+      std::vector<int32_t> want = ids_special;
+      if (want == ids) want.insert(want.begin(), *tok->bos_id());
+      EXPECT_EQ(tok->encode(text, true), want) << "line " << i;
     }
     EXPECT_EQ(tok->decode(ids), r["decoded"].get<std::string>()) << "line " << i;
     EXPECT_EQ(tok->decode(ids_special, true), r["decoded_skip"].get<std::string>()) << "line " << i;
