@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dsv3/io/npy.h"
+#include "dsv3/io/tiny_model.h"
 #include "model/run_model.h"
 
 namespace dsv3::test {
@@ -110,6 +111,34 @@ TEST(GoldenBf16Checkpoint, DequantizedCheckpointGivesTheBf16NumericsLogits) {
   auto bsrc = WeightSource::open(out, LoadFormat::kAuto);
   RunResult got = run_model(*bsrc, g.ids, {.numerics = Numerics::kFp8});  // no FP8 weights: nothing to quantize
   EXPECT_EQ(got.logits, want.logits);
+}
+
+}  // namespace
+}  // namespace dsv3::test
+
+namespace dsv3::test {
+namespace {
+
+TEST(TinyV2, SoftmaxGroupLimitedRouterWithoutQCompressionIsSelfConsistent) {
+  // DeepSeek-V2 style (model-spec §9.3): softmax scores, group_limited_greedy, no renormalization, q_proj,
+  // 2 shared experts, mscale 0.707. No HF golden: checks that prompt, chunked and decode paths agree.
+  const std::string dir = ::testing::TempDir() + "/dsv3_tiny_v2";
+  std::filesystem::remove_all(dir);
+  TinyModelOptions o;
+  o.out_dir = dir;
+  write_tiny_model(tiny_model_preset("tiny-v2"), o);
+  auto src = WeightSource::open(dir, LoadFormat::kAuto);
+  EXPECT_EQ(src->config().q_lora_rank, 0);
+  EXPECT_EQ(src->config().topk_method, TopkMethod::kGroupLimitedGreedy);
+  EXPECT_FALSE(src->has_mtp());
+  std::vector<int32_t> ids;
+  for (int i = 0; i < 11; ++i) ids.push_back((i * 97 + 5) % 1000);
+  RunResult full = run_model(*src, ids, {.numerics = Numerics::kBf16});
+  RunResult chunked = run_model(*src, ids, {.numerics = Numerics::kBf16, .chunk = 4});
+  RunResult inc = run_model(*src, ids, {.numerics = Numerics::kBf16, .decode_from = 2});
+  EXPECT_EQ(chunked.logits, full.logits);
+  EXPECT_LT(rel_err(inc.logits, full.logits), 2e-2);
+  EXPECT_EQ(argmax_rows(inc.logits, inc.vocab), argmax_rows(full.logits, full.vocab));
 }
 
 }  // namespace
