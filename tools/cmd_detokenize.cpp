@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "common/json_lines.h"
 #include "dsv3/base/error.h"
 #include "dsv3/tokenizer/tokenizer.h"
 
@@ -32,15 +33,7 @@ int cmd_detokenize(int argc, char** argv) {
   }
   std::istream& in = input.empty() ? std::cin : file;
   const std::string name = input.empty() ? "<stdin>" : input;
-  std::string line;
-  for (int64_t n = 1; std::getline(in, line); ++n) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception& e) {
-      FAIL("{}:{}: invalid JSON: {}", name, n, e.what());
-    }
+  for_each_json_line(in, name, [&](const nlohmann::json& j, int64_t n) {
     EXPECT(j.is_array(), "{}:{}: expected a JSON list of ids", name, n);
     std::vector<int32_t> ids;
     for (const auto& v : j) {
@@ -49,7 +42,7 @@ int cmd_detokenize(int argc, char** argv) {
       ids.push_back(v.get<int32_t>());
     }
     std::printf("%s\n", nlohmann::json(tok->decode(ids, skip_special)).dump().c_str());
-  }
+  });
   return 0;
 }
 

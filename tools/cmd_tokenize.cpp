@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "common/json_lines.h"
 #include "dsv3/base/error.h"
 #include "dsv3/base/thread_pool.h"
 #include "dsv3/tokenizer/chat_template.h"
@@ -30,18 +31,10 @@ std::string ids_json(const std::vector<int32_t>& ids) {
 // Reads JSON-lines of strings; empty lines are skipped.
 std::vector<std::string> read_text_lines(std::istream& in, const std::string& name) {
   std::vector<std::string> texts;
-  std::string line;
-  for (int64_t n = 1; std::getline(in, line); ++n) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception& e) {
-      FAIL("{}:{}: invalid JSON: {}", name, n, e.what());
-    }
+  for_each_json_line(in, name, [&](const nlohmann::json& j, int64_t n) {
     EXPECT(j.is_string(), "{}:{}: expected a JSON string", name, n);
     texts.push_back(j.get<std::string>());
-  }
+  });
   return texts;
 }
 
