@@ -24,7 +24,8 @@ int cmd_generate(int argc, char** argv) {
       spec_nextn = 0;
   std::optional<float> temperature, top_p;
   std::optional<uint64_t> seed;
-  double kv_cache_fraction = 0.9;
+  double kv_cache_fraction = 0.9, kv_cache_cpu_gb = 1.0;
+  int64_t kv_cache_max_tokens = 0;
   bool reuse_flag = false, disable_reuse = false, chunked = false, chat = false, attention_dp = false,
        print_iter_log = false;
   std::string spec_algo, kv_cache_dtype = "auto", attention_backend = "TRTLLM", output_json;
@@ -40,6 +41,10 @@ int cmd_generate(int argc, char** argv) {
   app.add_option("--max_seq_len,--max-seq-len", max_seq_len, "default: the model's max_position_embeddings");
   app.add_option("--kv_cache_fraction,--kv-cache-fraction", kv_cache_fraction,
                  "share of free GPU memory for the KV cache")->capture_default_str();
+  app.add_option("--kv_cache_max_tokens,--kv-cache-max-tokens", kv_cache_max_tokens,
+                 "KV pool size in tokens (kv_cache_config.max_tokens); 0: from memory");
+  app.add_option("--kv_cache_cpu_gb,--kv-cache-cpu-gb", kv_cache_cpu_gb,
+                 "CPU backend: KV pool byte budget in GB when --kv_cache_max_tokens is 0")->capture_default_str();
   app.add_flag("--kv_cache_enable_block_reuse,--kv-cache-enable-block-reuse", reuse_flag,
                "E1/E2 spelling: passing it DISABLES block reuse (as in the recipe)");
   app.add_flag("--disable_kv_cache_reuse,--disable-kv-cache-reuse", disable_reuse, "disable KV block reuse");
@@ -90,6 +95,9 @@ int cmd_generate(int argc, char** argv) {
   ec.enable_chunked_prefill = chunked;
   ec.enable_block_reuse = !(reuse_flag || disable_reuse);
   ec.kv_free_gpu_mem_fraction = kv_cache_fraction;
+  ec.kv_max_tokens = kv_cache_max_tokens;
+  EXPECT(kv_cache_cpu_gb > 0, "--kv_cache_cpu_gb must be > 0");
+  ec.kv_cpu_bytes = static_cast<int64_t>(kv_cache_cpu_gb * 1e9);
   ec.tokens_per_block = tokens_per_block;
   LLM llm(ec);
   EXPECT(llm.tokenizer(), "{} has no tokenizer.json: generate needs a tokenizer (dsv3 make-tiny-model copies one "
