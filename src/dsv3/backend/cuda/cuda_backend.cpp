@@ -29,7 +29,8 @@ CudaBackendOptions CudaBackendOptions::from_env() {
   o.sync_each_op = env("DSV3_CUDA_SYNC") == "1";
   o.force_gemm_fallback = env("DSV3_CUDA_GEMM") == "fallback";
   // cuBLASLt's block-scaled FP8 GEMM matches the CPU reference (tests/ops "linear", 2026-11-29); it rejects some
-  // shapes (e.g. a single row), which then run the fallback kernel. DSV3_CUDA_FP8_GEMM=fallback forces the kernel.
+  // shapes (e.g. a single row), which then run the fallback kernel. DSV3_CUDA_FP8_GEMM=fallback forces the kernel
+  // (bitwise equal to the CPU) for every row count, the decode GEMV's included.
   o.fp8_gemm_fallback = env("DSV3_CUDA_FP8_GEMM") == "fallback";
   // FP8 linears with 1..16 rows run the bandwidth-bound GEMV (gemv_fp8.cu; tests/ops "linear ... path=gemv").
   o.no_fp8_gemv = env("DSV3_CUDA_FP8_GEMV") == "0";
