@@ -30,6 +30,7 @@ struct Env {
   Backend* gpu = nullptr;         // cuBLASLt + WMMA decode (the production configuration)
   Backend* gpu_fb = nullptr;      // own GEMM kernels (DSV3_CUDA_GEMM=fallback)
   Backend* gpu_simple = nullptr;  // CUDA-core mla_decode (DSV3_MLA_DECODE=simple)
+  Backend* gpu_nogemv = nullptr;  // production without the FP8 decode GEMV (DSV3_CUDA_FP8_GEMV=0), for --perf
 };
 
 // One case's device tensors; a deque keeps references stable.
@@ -236,11 +237,14 @@ void kv_gather_case(std::vector<int> lens, int bs, int rank, int rope) {
            });
 }
 
-// Linear: `which` picks the backend (0 production, 1 fallback kernels).
+// Linear: `which` picks the backend (0 production, 1 fallback kernels). Production runs FP8 weights with at most
+// kGemvRows rows through the decode GEMV (gemv_fp8.cu), larger ones through cuBLASLt (or the fallback it rejects).
+constexpr int kGemvRows = 16;
 void linear_case(int n, int m, int k, bool fp8, bool out_f32, int x_stride, bool ue8m0, int which, bool quick) {
+  const bool gemv = which == 0 && fp8 && n <= kGemvRows;
   add_case("linear", fmt::format("n={},m={},k={},w={},out={},x_stride={},ue8m0={},path={}", n, m, k,
                                  fp8 ? "fp8" : "bf16", out_f32 ? "f32" : "bf16", x_stride, ue8m0,
-                                 which ? "fallback" : "cublaslt"),
+                                 which ? "fallback" : gemv ? "gemv" : "cublaslt"),
            quick, [=](Env& env) {
              Backend& gpu = which ? *env.gpu_fb : *env.gpu;
              Rng rng(7000 + n * 31 + m + k);
@@ -259,8 +263,9 @@ void linear_case(int n, int m, int k, bool fp8, bool out_f32, int x_stride, bool
              env.cpu->linear({.x = x, .x_stride = x_stride, .w = w.view(), .out = out, .ue8m0 = ue8m0});
              gpu.linear({.x = dx, .x_stride = x_stride, .w = d.weight(w), .out = dout, .ue8m0 = ue8m0});
              // The fallback kernels sum in the reference's order with the same roundings: bitwise. cuBLASLt: see Tol.
+             // The GEMV multiplies on the tensor cores and sums in its own order: the cuBLASLt FP8 tolerance.
              const bool lt_fp8_path = which == 0 && fp8 && !out_f32 && k % 512 == 0 && m % 16 == 0;
-             const Tol tol = which ? kBitwise : lt_fp8_path ? kTolGemmFp8 : fp8 ? kBitwise : out_f32
+             const Tol tol = which ? kBitwise : gemv || lt_fp8_path ? kTolGemmFp8 : fp8 ? kBitwise : out_f32
                  ? Tol{.atol = 0, .rtol = 1e-4, .atol_rms = 1e-5, .min_cos = 0.999999, .max_nmse = 1e-9}
                  : kTolGemmBf16;
              return compare("out", out, d.get(dout), tol) && d.guards_ok;
@@ -473,6 +478,24 @@ void register_cases() {
     linear_case(3, 1000, 7168, false, true, 0, false, which, true);        // lm_head-like, f32 logits
     linear_case(4, 33, 70, false, false, 77, false, which, true);          // odd bf16 with stride
   }
+  // The decode GEMV (path=gemv): DeepSeek-V3 shapes at 1..16 tokens, the 8/9-token switch to the upper mma rows,
+  // two tiles per warp (9..16 tokens, m >= 4096) with a partial last tile, partial K blocks, K % 16 != 0 (the
+  // bytewise path), f32 outputs and ue8m0 scales.
+  for (int n : {1, 2, 5, 16}) {
+    if (n > 1) linear_case(n, 1536, 7168, true, false, 0, false, 0, n < 16);  // q_a_proj (n = 1: above)
+    linear_case(n, 576, 7168, true, n == 5, 0, false, 0, n < 16);   // kv_a_proj_with_mqa
+    linear_case(n, 32768, 512, true, false, 0, n == 2, 0, false);   // kv_b_proj
+  }
+  linear_case(1, 7168, 16384, true, false, 0, false, 0, false);  // o_proj
+  linear_case(16, 7168, 16384, true, false, 0, true, 0, false);
+  linear_case(8, 576, 7168, true, false, 0, false, 0, true);
+  linear_case(9, 4100, 1040, true, true, 0, false, 0, true);
+  linear_case(12, 2048, 7168, true, false, 0, true, 0, true);     // expert gate/up
+  linear_case(1, 100, 200, true, false, 0, false, 0, true);
+  linear_case(5, 100, 200, true, true, 0, false, 0, true);
+  linear_case(16, 100, 200, true, false, 0, true, 0, true);
+  linear_case(3, 300, 1000, true, false, 0, false, 0, true);
+  linear_case(14, 130, 1000, true, true, 150 + 1000, true, 0, true);
   for (int which : {0, 1}) {
     absorb_case(1, 16, 128, 64, 128, 512, which, true);
     absorb_case(9, 16, 128, 64, 128, 512, which, false);
@@ -527,9 +550,11 @@ constexpr double kHbmRead = 4.54e12, kFp8BlockTflops = 1320e12, kBf16Tflops = 81
 
 void perf_linear(Env& env) {
   Backend& gpu = *env.gpu;
-  fmt::print("\n== perf: linear, FP8 block-scaled (cuBLASLt), DeepSeek-V3 shapes ==\n");
-  fmt::print("{:<22} {:>5} {:>6} {:>6} {:>10} {:>9} {:>7} {:>10} {:>7}\n", "weight", "M", "N", "K", "time_us",
-             "TFLOPS", "%1320", "weight_GB/s", "%4540");
+  // M <= 16 runs the decode GEMV; "no-gemv" is the same call with it switched off (cuBLASLt, or the fallback kernel
+  // where cuBLASLt refuses the shape, e.g. M = 1).
+  fmt::print("\n== perf: linear, FP8 block-scaled (GEMV for M <= 16, cuBLASLt above), DeepSeek-V3 shapes ==\n");
+  fmt::print("{:<22} {:>5} {:>6} {:>6} {:>9} {:>10} {:>9} {:>7} {:>10} {:>7}\n", "weight", "M", "N", "K", "path",
+             "time_us", "TFLOPS", "%1320", "weight_GB/s", "%4540");
   struct Shape3 {
     const char* name;
     int n, k;
@@ -545,14 +570,18 @@ void perf_linear(Env& env) {
     Dev d(gpu);
     std::vector<LinearWeight> w;
     for (int c = 0; c < copies; ++c) w.push_back(d.weight(hw));
-    for (int M : {1, 64, 4096}) {
+    for (int M : {1, 16, 64, 4096}) {
       Tensor x = tiled_bf16(rng, {M, s.k}, 1.f);
       Dev io(gpu);
       TensorView dx = io.up(x, "x"), dout = io.out(DType::kBF16, {M, s.n}, "out");
-      const double t = time_it(gpu, [&](int i) { gpu.linear({.x = dx, .w = w[static_cast<size_t>(i % copies)], .out = dout}); });
-      const double tflops = 2.0 * M * s.n * s.k / t, gbs = static_cast<double>(wbytes) / t;
-      fmt::print("{:<22} {:>5} {:>6} {:>6} {:>10.1f} {:>9.1f} {:>6.1f}% {:>10.0f} {:>6.1f}%\n", s.name, M, s.n, s.k,
-                 t * 1e6, tflops / 1e12, 100 * tflops / kFp8BlockTflops, gbs / 1e9, 100 * gbs / kHbmRead);
+      for (int variant = 0; variant < (M <= kGemvRows && env.gpu_nogemv ? 2 : 1); ++variant) {
+        Backend& b = variant ? *env.gpu_nogemv : gpu;  // same device: the buffers are shared
+        const double t = time_it(b, [&](int i) { b.linear({.x = dx, .w = w[static_cast<size_t>(i % copies)], .out = dout}); });
+        const double tflops = 2.0 * M * s.n * s.k / t, gbs = static_cast<double>(wbytes) / t;
+        fmt::print("{:<22} {:>5} {:>6} {:>6} {:>9} {:>10.1f} {:>9.1f} {:>6.1f}% {:>10.0f} {:>6.1f}%\n", s.name, M, s.n,
+                   s.k, variant ? "no-gemv" : M <= kGemvRows ? "gemv" : "cublaslt", t * 1e6, tflops / 1e12,
+                   100 * tflops / kFp8BlockTflops, gbs / 1e9, 100 * gbs / kHbmRead);
+      }
     }
   }
   fmt::print("\n== perf: linear, BF16 (cuBLASLt), lm_head 129280 x 7168, f32 logits ==\n");
@@ -654,7 +683,7 @@ int main(int argc, char** argv) {
   CpuBackend cpu, cpu2;
   CudaBackendOptions o;
   o.sync_each_op = !perf;  // in tests: name the op that faults
-  std::unique_ptr<Backend> gpu, gpu_fb, gpu_simple;
+  std::unique_ptr<Backend> gpu, gpu_fb, gpu_simple, gpu_nogemv;
   if (!self_check) {
     gpu = make_cuda_backend(o);
     o.force_gemm_fallback = true;
@@ -662,8 +691,12 @@ int main(int argc, char** argv) {
     o.force_gemm_fallback = false;
     o.simple_mla_decode = true;
     gpu_simple = make_cuda_backend(o);
+    o.simple_mla_decode = false;
+    o.no_fp8_gemv = true;
+    if (perf) gpu_nogemv = make_cuda_backend(o);
   }
-  Env env = self_check ? Env{&cpu, &cpu2, &cpu2, &cpu2} : Env{&cpu, gpu.get(), gpu_fb.get(), gpu_simple.get()};
+  Env env = self_check ? Env{&cpu, &cpu2, &cpu2, &cpu2}
+                       : Env{&cpu, gpu.get(), gpu_fb.get(), gpu_simple.get(), gpu_nogemv.get()};
   try {
     if (perf) {
       if (op_filter.empty() || op_filter == "linear") perf_linear(env);

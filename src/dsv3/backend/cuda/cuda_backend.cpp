@@ -29,8 +29,11 @@ CudaBackendOptions CudaBackendOptions::from_env() {
   o.sync_each_op = env("DSV3_CUDA_SYNC") == "1";
   o.force_gemm_fallback = env("DSV3_CUDA_GEMM") == "fallback";
   // cuBLASLt's block-scaled FP8 GEMM matches the CPU reference (tests/ops "linear", 2026-11-29); it rejects some
-  // shapes (e.g. a single row), which then run the fallback kernel. DSV3_CUDA_FP8_GEMM=fallback forces the kernel.
+  // shapes (e.g. a single row), which then run the fallback kernel. DSV3_CUDA_FP8_GEMM=fallback forces the kernel
+  // (bitwise equal to the CPU) for every row count, the decode GEMV's included.
   o.fp8_gemm_fallback = env("DSV3_CUDA_FP8_GEMM") == "fallback";
+  // FP8 linears with 1..16 rows run the bandwidth-bound GEMV (gemv_fp8.cu; tests/ops "linear ... path=gemv").
+  o.no_fp8_gemv = env("DSV3_CUDA_FP8_GEMV") == "0";
   o.simple_mla_decode = env("DSV3_MLA_DECODE") == "simple";
   return o;
 }
@@ -237,6 +240,15 @@ void CudaBackend::linear(const LinearParams& p) {
     auto* scales = static_cast<float*>(scratch(kScratchScales, static_cast<size_t>(kb) * n * sizeof(float)));
     launch_quantize_fp8({cbf(p.x), codes, scales, xs, n, k, p.ue8m0}, stream());
     launched("linear (fp8 activation quantization)");
+    // Decode sizes: weight-read bound, and cuBLASLt refuses a single row. The forced-fallback options keep their
+    // bitwise-exact kernel.
+    if (n <= kGemvMaxTokens && !opt_.no_fp8_gemv && !opt_.force_gemm_fallback && !opt_.fp8_gemm_fallback) {
+      launch_linear_fp8_gemv({codes, scales, p.w.weight.as<const uint8_t>(), p.w.scale_inv.as<const float>(),
+                              p.out.data, n, m, k, out_f32},
+                             stream());
+      launched("linear (fp8 gemv)");
+      return;
+    }
     // cuBLASLt block scaling: whole 128-blocks along K; the weight scales' rows padded to 16 bytes (k/128 % 4 == 0,
     // true for every DeepSeek-V3 projection); 16-byte aligned operands and output rows.
     const bool lt = !opt_.force_gemm_fallback && !opt_.fp8_gemm_fallback && !out_f32 && k % 128 == 0 && kb % 4 == 0 && m % 16 == 0 &&

@@ -120,6 +120,21 @@ struct GemmFallbackArgs {
 };
 void launch_gemm_fallback(const GemmFallbackArgs& a, cudaStream_t s);
 
+// ---- gemv_fp8.cu (decode-size FP8 GEMM) ----
+// The same sum as GemmFallbackArgs' fp8 case for 1..kGemvMaxTokens tokens, streamed at HBM bandwidth with the
+// products on the tensor cores; not bitwise equal to the reference (summation order). Any k, any m.
+constexpr int kGemvMaxTokens = 16;
+struct LinearFp8GemvArgs {
+  const uint8_t* codes;  // [n, k] e4m3 activation codes (launch_quantize_fp8)
+  const float* sa;       // [kb, n] activation scales, kb = ceil(k/128)
+  const uint8_t* w;      // [m, k] e4m3 weight
+  const float* sw;       // [ceil(m/128), kb] weight scale_inv
+  void* out;             // [n, m] bf16 or f32
+  int n, m, k;           // n in 1..kGemvMaxTokens
+  bool out_f32;
+};
+void launch_linear_fp8_gemv(const LinearFp8GemvArgs& a, cudaStream_t s);
+
 // C_b[i, j] = Σ_l A_b[i, l] · B_b[l, j] in fp32 (sequential over l), bf16 out; row-major views with strides, batch b.
 // The fallback for mla_absorb_q / mla_absorb_v when cuBLASLt has no algorithm for the strides.
 struct BatchedGemmArgs {
@@ -223,6 +238,7 @@ struct MoeCombineArgs {
 void launch_moe_combine(const MoeCombineArgs& a, cudaStream_t s);
 
 static_assert(std::is_trivially_copyable_v<RmsNormArgs> && std::is_trivially_copyable_v<MlaDecodeArgs> &&
-              std::is_trivially_copyable_v<RouterArgs> && std::is_trivially_copyable_v<GemmFallbackArgs>);
+              std::is_trivially_copyable_v<RouterArgs> && std::is_trivially_copyable_v<GemmFallbackArgs> &&
+              std::is_trivially_copyable_v<LinearFp8GemvArgs>);
 
 }  // namespace dsv3::cuda
