@@ -5,6 +5,7 @@
 
 #include "dsv3/base/thread_pool.h"
 #include "dsv3/io/schema.h"
+#include "dsv3/io/synthetic.h"
 
 namespace dsv3 {
 
@@ -32,7 +33,8 @@ namespace {
 
 class Loader {
  public:
-  Loader(WeightSource& src, Backend& be, Numerics num, ModelWeights& mw) : src_(src), be_(be), num_(num), mw_(mw) {}
+  Loader(WeightSource& src, Backend& be, Numerics num, ModelWeights& mw)
+      : src_(src), be_(be), num_(num), mw_(mw), device_synth_(src.is_dummy() && !be.host_visible()) {}
 
   TensorView place(const TensorView& host) {
     mw_.bytes_loaded += host.nbytes();
@@ -52,8 +54,38 @@ class Loader {
     }
     return place(v);
   }
-  TensorView tensor(const std::string& name) { return place(src_.get(name)); }
+  // --load_format dummy on a device backend: the backend makes the tensor in its own memory, bit-identical to the
+  // host generator, instead of the host generating tens of GB and copying them. False when the backend has no
+  // generator; the host path is then taken from here on.
+  bool synthesize(const TensorSpec& w, const TensorSpec* scale, LinearWeight& out) {
+    if (!device_synth_) return false;
+    Tensor t(w.dtype, w.shape, be_.allocator()), sc;
+    if (scale) sc = Tensor(scale->dtype, scale->shape, be_.allocator());
+    if (!be_.synthesize({.rule = synth_rule(w, src_.seed()), .out = t.view(), .scale_inv = sc.view()})) {
+      device_synth_ = false;
+      return false;
+    }
+    out = {t.view(), sc.view()};
+    mw_.bytes_loaded += t.nbytes() + sc.nbytes();
+    mw_.owned.push_back(std::move(t));
+    if (scale) mw_.owned.push_back(std::move(sc));
+    return true;
+  }
+  TensorView tensor(const std::string& name) {
+    LinearWeight made;
+    if (synthesize(src_.spec(name), nullptr, made)) return made.weight;
+    return place(src_.get(name));
+  }
   LinearWeight linear(const std::string& name) {
+    if (device_synth_) {
+      // FP8 weights are made as FP8 (with their scales) unless bf16 numerics dequantize them on the host.
+      const TensorSpec& ws = src_.spec(name + ".weight");
+      const bool fp8 = ws.dtype == DType::kFP8E4M3;
+      LinearWeight made;
+      if ((!fp8 || num_ == Numerics::kFp8) &&
+          synthesize(ws, fp8 ? &src_.spec(name + ".weight_scale_inv") : nullptr, made))
+        return made;
+    }
     LinearWeight w = src_.linear(name);
     if (w.fp8() && num_ == Numerics::kBf16) return {place_owned(dequantize_fp8(w)), {}};
     LinearWeight out;
@@ -114,6 +146,7 @@ class Loader {
   Backend& be_;
   Numerics num_;
   ModelWeights& mw_;
+  bool device_synth_;
 };
 
 }  // namespace
@@ -137,6 +170,7 @@ ModelWeights load_model_weights(WeightSource& src, Backend& backend, Numerics nu
     m.block = ld.layer(L);
     mw.mtp = std::move(m);
   }
+  backend.synchronize();  // copies and generators are queued on the backend's stream: loading ends here
   return mw;
 }
 
