@@ -451,6 +451,10 @@ void moe_case(int n, int d_model, int f, int E, int top_k, bool fp8, int which, 
 void synth_case(std::string name, TensorRole role, DType dtype, Shape shape, uint64_t seed, bool quick) {
   add_case("synthesize", fmt::format("{},{},{},seed={}", name, dtype_name(dtype), shape.str(), seed), quick,
            [=](Env& env) {
+             if (env.gpu->host_visible()) {  // --self-check: there is no device generator to check
+               fmt::print("    skipped: backend {} is host-visible\n", env.gpu->name());
+               return true;
+             }
              const TensorSpec spec{name, role, dtype, shape};
              const bool fp8 = dtype == DType::kFP8E4M3;
              Tensor ref(dtype, shape), ref_sc;
@@ -476,64 +480,19 @@ void synth_case(std::string name, TensorRole role, DType dtype, Shape shape, uin
 
 // The loader end to end: a dummy model loaded for the GPU (made on the device) equals the same model loaded for the
 // CPU (made on the host), tensor by tensor, byte for byte.
-void append_linear(std::vector<std::pair<std::string, TensorView>>& v, const std::string& name, const LinearWeight& w) {
-  v.emplace_back(name, w.weight);
-  if (w.scale_inv) v.emplace_back(name + ".scale_inv", w.scale_inv);
-}
-void append_layer(std::vector<std::pair<std::string, TensorView>>& v, const std::string& p, const LayerWeights& l) {
-  v.emplace_back(p + "input_layernorm", l.input_layernorm);
-  v.emplace_back(p + "post_attention_layernorm", l.post_attention_layernorm);
-  const AttentionWeights& a = l.self_attn;
-  for (auto& [n, w] : {std::pair{"q_a_proj", &a.q_a_proj}, {"q_b_proj", &a.q_b_proj}, {"q_proj", &a.q_proj},
-                       {"kv_a_proj_with_mqa", &a.kv_a_proj_with_mqa}, {"kv_b_proj", &a.kv_b_proj}, {"o_proj", &a.o_proj}})
-    if (w->weight) append_linear(v, p + n, *w);
-  if (a.q_a_layernorm) v.emplace_back(p + "q_a_layernorm", a.q_a_layernorm);
-  v.emplace_back(p + "kv_a_layernorm", a.kv_a_layernorm);
-  v.emplace_back(p + "kv_b_bf16", a.kv_b_bf16);
-  auto mlp = [&](const std::string& q, const LinearWeight& g, const LinearWeight& u, const LinearWeight& dn) {
-    append_linear(v, q + "gate_proj", g);
-    append_linear(v, q + "up_proj", u);
-    append_linear(v, q + "down_proj", dn);
-  };
-  if (!l.moe) {
-    mlp(p + "mlp.", l.mlp.gate_proj, l.mlp.up_proj, l.mlp.down_proj);
-    return;
-  }
-  v.emplace_back(p + "gate", l.moe_mlp.gate);
-  if (l.moe_mlp.e_score_correction_bias) v.emplace_back(p + "e_score_correction_bias", l.moe_mlp.e_score_correction_bias);
-  for (size_t e = 0; e < l.moe_mlp.experts.size(); ++e) {
-    const ExpertWeights& ew = l.moe_mlp.experts[e];
-    mlp(fmt::format("{}experts.{}.", p, e), ew.gate, ew.up, ew.down);
-  }
-  if (l.moe_mlp.has_shared)
-    mlp(p + "shared_experts.", l.moe_mlp.shared_experts.gate_proj, l.moe_mlp.shared_experts.up_proj,
-        l.moe_mlp.shared_experts.down_proj);
-}
-std::vector<std::pair<std::string, TensorView>> all_weights(const ModelWeights& mw) {
-  std::vector<std::pair<std::string, TensorView>> v;
-  v.emplace_back("embed_tokens", mw.embed_tokens);
-  v.emplace_back("norm", mw.norm);
-  append_linear(v, "lm_head", mw.lm_head);
-  for (size_t L = 0; L < mw.layers.size(); ++L) append_layer(v, fmt::format("layers.{}.", L), mw.layers[L]);
-  if (mw.mtp) {
-    v.emplace_back("mtp.enorm", mw.mtp->enorm);
-    v.emplace_back("mtp.hnorm", mw.mtp->hnorm);
-    v.emplace_back("mtp.shared_head_norm", mw.mtp->shared_head_norm);
-    append_linear(v, "mtp.eh_proj", mw.mtp->eh_proj);
-    append_layer(v, "mtp.", mw.mtp->block);
-  }
-  return v;
-}
-
 void dummy_load_case(std::string preset, bool fp8, Numerics numerics, bool quick) {
   add_case("dummy_load", fmt::format("preset={},fp8={},numerics={}", preset, fp8, numerics == Numerics::kFp8 ? "fp8" : "bf16"),
            quick, [=](Env& env) {
+             if (env.gpu->host_visible()) {  // --self-check: there is no device generator to check
+               fmt::print("    skipped: backend {} is host-visible\n", env.gpu->name());
+               return true;
+             }
              ModelConfig c = tiny_model_preset(preset);
              c.quant.fp8 = fp8;
              auto host_src = WeightSource::dummy(c, 11), dev_src = WeightSource::dummy(c, 11);
              ModelWeights h = load_model_weights(*host_src, *env.cpu, numerics);
              ModelWeights g = load_model_weights(*dev_src, *env.gpu, numerics);
-             auto hv = all_weights(h), gv = all_weights(g);
+             auto hv = named_weights(h), gv = named_weights(g);
              if (hv.size() != gv.size()) {
                fmt::print("    {} host tensors vs {} device tensors\n", hv.size(), gv.size());
                return false;

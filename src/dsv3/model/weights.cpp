@@ -66,9 +66,12 @@ class Loader {
       return false;
     }
     out = {t.view(), sc.view()};
-    mw_.bytes_loaded += t.nbytes() + sc.nbytes();
+    mw_.bytes_loaded += t.nbytes();
     mw_.owned.push_back(std::move(t));
-    if (scale) mw_.owned.push_back(std::move(sc));
+    if (scale) {
+      mw_.bytes_loaded += sc.nbytes();
+      mw_.owned.push_back(std::move(sc));
+    }
     return true;
   }
   TensorView tensor(const std::string& name) {
@@ -150,6 +153,64 @@ class Loader {
 };
 
 }  // namespace
+
+namespace {
+
+using Named = std::vector<std::pair<std::string, TensorView>>;
+
+void append_linear(Named& v, const std::string& name, const LinearWeight& w) {
+  v.emplace_back(name, w.weight);
+  if (w.scale_inv) v.emplace_back(name + ".scale_inv", w.scale_inv);
+}
+void append_layer(Named& v, const std::string& p, const LayerWeights& l) {
+  v.emplace_back(p + "input_layernorm", l.input_layernorm);
+  v.emplace_back(p + "post_attention_layernorm", l.post_attention_layernorm);
+  const AttentionWeights& a = l.self_attn;
+  const std::pair<const char*, const LinearWeight*> attn[] = {
+      {"q_a_proj", &a.q_a_proj}, {"q_b_proj", &a.q_b_proj}, {"q_proj", &a.q_proj},
+      {"kv_a_proj_with_mqa", &a.kv_a_proj_with_mqa}, {"kv_b_proj", &a.kv_b_proj}, {"o_proj", &a.o_proj}};
+  for (const auto& [n, w] : attn)
+    if (w->weight) append_linear(v, p + n, *w);
+  if (a.q_a_layernorm) v.emplace_back(p + "q_a_layernorm", a.q_a_layernorm);
+  v.emplace_back(p + "kv_a_layernorm", a.kv_a_layernorm);
+  v.emplace_back(p + "kv_b_bf16", a.kv_b_bf16);
+  auto mlp = [&](const std::string& q, const LinearWeight& g, const LinearWeight& u, const LinearWeight& dn) {
+    append_linear(v, q + "gate_proj", g);
+    append_linear(v, q + "up_proj", u);
+    append_linear(v, q + "down_proj", dn);
+  };
+  if (!l.moe) {
+    mlp(p + "mlp.", l.mlp.gate_proj, l.mlp.up_proj, l.mlp.down_proj);
+    return;
+  }
+  v.emplace_back(p + "gate", l.moe_mlp.gate);
+  if (l.moe_mlp.e_score_correction_bias) v.emplace_back(p + "e_score_correction_bias", l.moe_mlp.e_score_correction_bias);
+  for (size_t e = 0; e < l.moe_mlp.experts.size(); ++e) {
+    const ExpertWeights& ew = l.moe_mlp.experts[e];
+    mlp(fmt::format("{}experts.{}.", p, e), ew.gate, ew.up, ew.down);
+  }
+  if (l.moe_mlp.has_shared)
+    mlp(p + "shared_experts.", l.moe_mlp.shared_experts.gate_proj, l.moe_mlp.shared_experts.up_proj,
+        l.moe_mlp.shared_experts.down_proj);
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, TensorView>> named_weights(const ModelWeights& mw) {
+  Named v;
+  v.emplace_back("embed_tokens", mw.embed_tokens);
+  v.emplace_back("norm", mw.norm);
+  append_linear(v, "lm_head", mw.lm_head);
+  for (size_t L = 0; L < mw.layers.size(); ++L) append_layer(v, fmt::format("layers.{}.", L), mw.layers[L]);
+  if (mw.mtp) {
+    v.emplace_back("mtp.enorm", mw.mtp->enorm);
+    v.emplace_back("mtp.hnorm", mw.mtp->hnorm);
+    v.emplace_back("mtp.shared_head_norm", mw.mtp->shared_head_norm);
+    append_linear(v, "mtp.eh_proj", mw.mtp->eh_proj);
+    append_layer(v, "mtp.", mw.mtp->block);
+  }
+  return v;
+}
 
 ModelWeights load_model_weights(WeightSource& src, Backend& backend, Numerics numerics, bool load_mtp) {
   const ModelConfig& c = src.config();
