@@ -6,6 +6,7 @@
 # sampler's read-back); TTFT/TPOT from --streaming. A table with the ratios to DeepSeek's reference and to the floors
 # is printed last; all logs go to one tarball in $OUT.
 # Carry: .devdeps (pcre2.h) and models/tokenizers/deepseek-v3. About 6 minutes on one H200 (16 cores), build included.
+# First, test_ops' synthesize/dummy_load cases check the GPU-made weights against the host generator byte for byte.
 # Usage: scripts/device/bench_v3_slice.sh   (env: OSL_B1=64, OSL_B128=48 decode lengths; BUDGET_S=540)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -33,11 +34,16 @@ row "gpu" "$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
 pcre=$(ls /usr/lib/x86_64-linux-gnu/libpcre2-8.so* 2>/dev/null | head -1)
 if ! cmake -S . -B "$BUILD" -G Ninja -DDSV3_CUDA=ON -DDSV3_WERROR=OFF -DCMAKE_BUILD_TYPE=Release \
      -DDSV3_PCRE2_ROOT="$PWD/.devdeps" -DDSV3_PCRE2_LIB="$pcre" >"$OUT/build.log" 2>&1 ||
-   ! ninja -C "$BUILD" -j "$(nproc)" dsv3 >>"$OUT/build.log" 2>&1; then
+   ! ninja -C "$BUILD" -j "$(nproc)" dsv3 test_ops >>"$OUT/build.log" 2>&1; then
   row "build" "FAILED (build.log)"; tail -30 "$OUT/build.log"; exit 1
 fi
-row "build (dsv3)" "ok ($(elapsed))"
+row "build (dsv3, test_ops)" "ok ($(elapsed))"
 DSV3=$PWD/$BUILD/tools/dsv3
+
+# The device generator against the host generator, byte for byte, before its weights are benchmarked.
+rc=0; timeout 120 "$BUILD/tests/ops/test_ops" -p 'synthesize|dummy_load' >"$OUT/test_synth.log" 2>&1 || rc=$?
+row "test_ops synthesize, dummy_load" "rc=$rc: $(grep -E 'cases passed' "$OUT/test_synth.log" | tail -1) ($(elapsed))"
+grep -E '^ *(FAIL|FAILED)' "$OUT/test_synth.log" | head -10
 
 M=/tmp/v3-slice
 rm -rf "$M"
@@ -99,15 +105,16 @@ pre = [s["iterLatencyMS"] for s in iters("prefill") if ib(s)["numCtxTokens"] == 
 pre_ms = med(pre)
 pre_tps = 8192 / (pre_ms / 1e3) if pre else float("nan")
 rows.append(("prefill 8 x 1024 (tok/s)", pre_tps, 13.3e3, pre_tps / 13.3e3, 270e3, pre_tps / 270e3,
-             f"step {pre_ms:.1f} ms over {len(pre)} steps"))
+             f"step {pre_ms:.1f} ms over {len(pre)} steps; target >= 10x ref"))
 # Decode: steps with only decode tokens at the full batch; the first two are dropped (cuBLASLt heuristics, caches).
 def decode(name, batch):
     st = [s["iterLatencyMS"] for s in iters(name) if ib(s)["numCtxTokens"] == 0 and ib(s)["numGenRequests"] == batch]
     return med(st[2:] if len(st) > 4 else st), len(st)
-for name, b, ref_ms, floor_ms in (("b1", 1, 27.8, 1.0), ("b128", 128, 361.0, 8.0)):
+for name, b, ref_ms, floor_ms, target in (("b1", 1, 27.8, 1.0, "target >= 80% floor (<= 1.25x)"),
+                                          ("b128", 128, 361.0, 8.0, "target >= 40x ref")):
     ms, n = decode(name, b)
     rows.append((f"decode batch {b}, ctx 1024 (ms/step)", ms, ref_ms, ref_ms / ms, floor_ms, floor_ms / ms,
-                 f"{b / ms * 1e3:.0f} tok/s over {n} steps"))
+                 f"{b / ms * 1e3:.0f} tok/s over {n} steps; {target}"))
 print(f"{'metric':<34} {'dsv3':>10} {'reference':>10} {'x ref':>7} {'floor':>9} {'% floor':>8}  note")
 for name, v, ref, xr, fl, xf, note in rows:
     print(f"{name:<34} {v:>10.1f} {ref:>10.1f} {xr:>7.2f} {fl:>9.1f} {100 * xf:>7.1f}%  {note}")
