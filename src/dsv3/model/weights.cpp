@@ -152,10 +152,6 @@ class Loader {
   bool device_synth_;
 };
 
-}  // namespace
-
-namespace {
-
 using Named = std::vector<std::pair<std::string, TensorView>>;
 
 void append_linear(Named& v, const std::string& name, const LinearWeight& w) {
