@@ -20,6 +20,10 @@
 #include "dsv3/backend/cpu/cpu_backend.h"
 #include "dsv3/backend/cuda/cuda_backend.h"
 #include "dsv3/base/timer.h"
+#include "dsv3/io/synthetic.h"
+#include "dsv3/io/tiny_model.h"
+#include "dsv3/io/weight_source.h"
+#include "dsv3/model/weights.h"
 #include "ops_harness.h"
 
 namespace dsv3::ops_test {
@@ -445,7 +449,104 @@ void moe_case(int n, int d_model, int f, int E, int top_k, bool fp8, int which, 
            });
 }
 
+// --load_format dummy on the device: the backend's generator against the host's (io/synthetic.cpp), byte for byte.
+// The host side uses numeric.h's reference conversions, so this also checks the device's bf16 rounding and its
+// integer e4m3 encoder on real data; shapes with partial 128x128 edge blocks and widths that are not a multiple of 4
+// (the kernel's unpacked stores) are included.
+void synth_case(std::string name, TensorRole role, DType dtype, Shape shape, uint64_t seed, bool quick) {
+  add_case("synthesize", fmt::format("{},{},{},seed={}", name, dtype_name(dtype), shape.str(), seed), quick,
+           [=](Env& env) {
+             if (env.gpu->host_visible()) {  // --self-check: there is no device generator to check
+               fmt::print("    skipped: backend {} is host-visible\n", env.gpu->name());
+               return true;
+             }
+             const TensorSpec spec{name, role, dtype, shape};
+             const bool fp8 = dtype == DType::kFP8E4M3;
+             Tensor ref(dtype, shape), ref_sc;
+             Shape sc_shape;
+             if (fp8) {
+               sc_shape = Shape{ceil_div(shape[0], 128), ceil_div(shape[1], 128)};
+               ref_sc = Tensor(DType::kF32, sc_shape);
+               synth_fp8_linear(spec, seed, ref.as<uint8_t>(), ref_sc.as<float>());
+             } else {
+               synth_fill(spec, seed, ref.view().data);
+             }
+             Dev d(*env.gpu);
+             TensorView out = d.out(dtype, shape, "out"), sc = fp8 ? d.out(DType::kF32, sc_shape, "scale_inv") : TensorView{};
+             if (!env.gpu->synthesize({.rule = synth_rule(spec, seed), .out = out, .scale_inv = sc})) {
+               fmt::print("    backend {} has no synthesize()\n", env.gpu->name());
+               return false;
+             }
+             bool ok = compare("out", ref, d.get(out), kBitwise);
+             if (fp8) ok &= compare("scale_inv", ref_sc, d.get(sc), kBitwise);
+             return ok && d.guards_ok;
+           });
+}
+
+// The loader end to end: a dummy model loaded for the GPU (made on the device) equals the same model loaded for the
+// CPU (made on the host), tensor by tensor, byte for byte.
+void dummy_load_case(std::string preset, bool fp8, Numerics numerics, bool quick) {
+  add_case("dummy_load", fmt::format("preset={},fp8={},numerics={}", preset, fp8, numerics == Numerics::kFp8 ? "fp8" : "bf16"),
+           quick, [=](Env& env) {
+             if (env.gpu->host_visible()) {  // --self-check: there is no device generator to check
+               fmt::print("    skipped: backend {} is host-visible\n", env.gpu->name());
+               return true;
+             }
+             ModelConfig c = tiny_model_preset(preset);
+             c.quant.fp8 = fp8;
+             auto host_src = WeightSource::dummy(c, 11), dev_src = WeightSource::dummy(c, 11);
+             ModelWeights h = load_model_weights(*host_src, *env.cpu, numerics);
+             ModelWeights g = load_model_weights(*dev_src, *env.gpu, numerics);
+             auto hv = named_weights(h), gv = named_weights(g);
+             if (hv.size() != gv.size()) {
+               fmt::print("    {} host tensors vs {} device tensors\n", hv.size(), gv.size());
+               return false;
+             }
+             bool ok = g.bytes_loaded == h.bytes_loaded;
+             if (!ok) fmt::print("    bytes_loaded: host {} device {}\n", h.bytes_loaded, g.bytes_loaded);
+             int checked = 0;
+             for (size_t i = 0; i < hv.size(); ++i) {
+               const TensorView& a = hv[i].second;
+               const TensorView& b = gv[i].second;
+               if (b.device != Device::kCuda || a.dtype != b.dtype || !(a.shape == b.shape)) {
+                 fmt::print("    {}: host {} {} vs device {} {} ({})\n", hv[i].first, dtype_name(a.dtype), a.shape.str(),
+                            dtype_name(b.dtype), b.shape.str(), b.device == Device::kCuda ? "cuda" : "host");
+                 ok = false;
+                 continue;
+               }
+               Tensor got(b.dtype, b.shape);
+               env.gpu->copy(got.view(), b);
+               env.gpu->synchronize();
+               if (!compare(hv[i].first, a, got, kBitwise)) ok = false;
+               ++checked;
+             }
+             fmt::print("    {} tensors, {:.1f} MB compared\n", checked, static_cast<double>(h.bytes_loaded) / 1e6);
+             return ok;
+           });
+}
+
 void register_cases() {
+  // Synthetic weights: DeepSeek-V3 shapes (kv_a_proj_with_mqa 576 x 7168: a partial row block), partial blocks in both
+  // dimensions, widths that are not a multiple of 4, a single partial block, and the non-FP8 roles.
+  const std::string lp = "model.layers.3.";
+  synth_case(lp + "self_attn.kv_a_proj_with_mqa.weight", TensorRole::kLinear, DType::kFP8E4M3, {576, 7168}, 0, true);
+  synth_case(lp + "mlp.experts.17.down_proj.weight", TensorRole::kLinear, DType::kFP8E4M3, {7168, 2048}, 5, false);
+  synth_case(lp + "self_attn.q_b_proj.weight", TensorRole::kLinear, DType::kFP8E4M3, {200, 300}, 1, true);
+  synth_case(lp + "self_attn.o_proj.weight", TensorRole::kLinear, DType::kFP8E4M3, {129, 130}, 2, true);
+  synth_case(lp + "mlp.up_proj.weight", TensorRole::kLinear, DType::kFP8E4M3, {7, 5}, 3, true);
+  synth_case(lp + "mlp.down_proj.weight", TensorRole::kLinear, DType::kBF16, {300, 257}, 4, true);  // bf16 checkpoint
+  synth_case("model.embed_tokens.weight", TensorRole::kEmbedding, DType::kBF16, {3001, 7168}, 0, false);
+  synth_case("model.embed_tokens.weight", TensorRole::kEmbedding, DType::kBF16, {37, 33}, 9, true);
+  synth_case("lm_head.weight", TensorRole::kLinearBf16, DType::kBF16, {1000, 7168}, 0, true);
+  synth_case(lp + "input_layernorm.weight", TensorRole::kNorm, DType::kBF16, {7168}, 0, true);
+  synth_case(lp + "self_attn.kv_a_layernorm.weight", TensorRole::kNorm, DType::kBF16, {512}, 6, true);
+  synth_case(lp + "mlp.gate.e_score_correction_bias", TensorRole::kBias, DType::kF32, {256}, 0, true);
+  synth_case(lp + "mlp.gate.e_score_correction_bias", TensorRole::kBias, DType::kF32, {1}, 8, true);
+  dummy_load_case("micro", true, Numerics::kFp8, true);
+  dummy_load_case("micro", true, Numerics::kBf16, true);  // FP8 linears dequantized on the host, the rest on the device
+  dummy_load_case("micro", false, Numerics::kFp8, true);  // a bf16 checkpoint
+  dummy_load_case("tiny", true, Numerics::kFp8, false);
+
   for (int n : {1, 7, 64}) rms_norm_case(n, 7168, n == 7, 0, 0, n < 64);
   rms_norm_case(5, 512, false, 576, 0, true);    // kv_a output: the latent part of a wider row
   rms_norm_case(3, 1536, false, 0, 2112, true);  // output into a wider row

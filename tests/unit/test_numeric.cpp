@@ -6,6 +6,7 @@
 
 #include "dsv3/backend/cpu/cpu_backend.h"
 #include "dsv3/base/numeric.h"
+#include "dsv3/base/synth_rules.h"
 
 namespace dsv3 {
 namespace {
@@ -55,6 +56,41 @@ TEST(Fp8, EncodeRoundsToNearestEvenAndSaturates) {
   EXPECT_EQ(f32_to_fp8e4m3(1000.0f), 0x7e);   // saturates to 448
   EXPECT_EQ(f32_to_fp8e4m3(-449.0f), 0xfe);
   EXPECT_EQ(f32_to_fp8e4m3(std::ldexp(1.0f, -11)), 0);  // below half the smallest subnormal
+}
+
+// The integer encoder the CUDA dummy-weight generator runs (synth_rules.h) against the reference encoder. Rounding
+// can only go wrong at the boundaries, so: every code value and every midpoint between consecutive codes (including
+// 2^-10, the midpoint 0 | 2^-9, and 464, the midpoint 448 | 480) with its neighbours up to 3 ulps away, both signs;
+// every 7th fp32 from 2^-12 to 2^10 (the range where anything but 0 or saturation happens); every 65521st bit
+// pattern over all 2^32 (NaN, inf, denormals, both signs). An exhaustive run over every fp32 in [2^-12, 2^10] (185M
+// values) also matched when this encoder was written (~5 s, kept out of CI).
+TEST(Fp8, IntegerEncoderEqualsTheReference) {
+  int64_t checked = 0, bad = 0;
+  auto check = [&](uint32_t u) {
+    ++checked;
+    const uint8_t want = f32_to_fp8e4m3(bits_to_f32(u)), got = synth_e4m3_from_bits(u);
+    if (got != want && bad++ < 5)
+      ADD_FAILURE() << "bits 0x" << std::hex << u << std::dec << " (" << bits_to_f32(u) << "): reference "
+                    << int(want) << ", integer encoder " << int(got);
+  };
+  auto around = [&](float f) {
+    for (float x : {f, -f})
+      for (int d = -3; d <= 3; ++d) check(f32_to_bits(x) + static_cast<uint32_t>(d));
+  };
+  for (int code = 0; code <= 0x7e; ++code) {
+    const float a = fp8e4m3_to_f32(static_cast<uint8_t>(code));
+    const float b = code < 0x7e ? fp8e4m3_to_f32(static_cast<uint8_t>(code + 1)) : 480.0f;  // 480: one step past 448
+    around(a);
+    around(0.5f * (a + b));  // exact in fp32: both are e4m3 values
+  }
+  for (uint64_t u = f32_to_bits(std::ldexp(1.0f, -12)); u <= f32_to_bits(std::ldexp(1.0f, 10)); u += 7)
+    check(static_cast<uint32_t>(u));
+  for (uint64_t u = 0; u <= 0xffffffffull; u += 65521) check(static_cast<uint32_t>(u));
+  for (float f : {INFINITY, -INFINITY, 1e-45f, -1e-45f, std::ldexp(1.0f, -7) * 0.99999994f}) check(f32_to_bits(f));
+  EXPECT_EQ(synth_e4m3_from_bits(f32_to_bits(std::nanf(""))), 0x7f);
+  EXPECT_EQ(synth_e4m3_from_bits(0xffc00001u), 0x7f);  // a negative NaN too, as f32_to_fp8e4m3
+  EXPECT_EQ(bad, 0) << "of " << checked << " inputs";
+  EXPECT_GT(checked, 26000000);
 }
 
 TEST(Bf16, RoundsToNearestEven) {

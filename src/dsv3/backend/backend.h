@@ -11,6 +11,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "dsv3/base/synth_rules.h"
 #include "dsv3/tensor/tensor.h"
 
 namespace dsv3 {
@@ -152,6 +153,15 @@ struct AddParams {
   TensorView out;   // [n, d] bf16
 };
 
+// Deterministic synthetic weights made in place in backend memory (--load_format dummy), bit-identical to the host
+// generator (io/synthetic.h; rules in base/synth_rules.h). FP8 out: rule.kind must be kUniform, and scale_inv gets
+// the 128x128 block scales. Otherwise out is bf16 or f32 and scale_inv is empty.
+struct SynthesizeParams {
+  SynthRule rule;
+  TensorView out;        // [rows, cols] FP8E4M3, or any shape bf16 / f32 (filled as [numel] in row-major order)
+  TensorView scale_inv;  // [ceil(rows/128), ceil(cols/128)] f32 for an FP8 out; empty otherwise
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -177,6 +187,9 @@ class Backend {
   virtual void mla_absorb_v(const MlaAbsorbVParams& p) = 0;
   virtual void router(const RouterParams& p) = 0;
   virtual void moe_experts(const MoeExpertsParams& p) = 0;
+  // Fills p.out (and p.scale_inv) on the backend; false when this backend has no generator (the caller then makes
+  // the tensor on the host and copies it). Host-visible backends need none: the loader uses host tensors in place.
+  virtual bool synthesize(const SynthesizeParams& p) { return false; }
 };
 
 // Host-side validation shared by every backend (shapes and dtypes); throws dsv3::Error naming the op and field.

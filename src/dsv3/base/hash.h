@@ -4,9 +4,11 @@
 
 #include <cstdint>
 
+#include "dsv3/base/host_device.h"
+
 namespace dsv3 {
 
-constexpr uint64_t splitmix64(uint64_t x) {
+DSV3_HD constexpr uint64_t splitmix64(uint64_t x) {
   x += 0x9e3779b97f4a7c15ull;
   x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
   x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;

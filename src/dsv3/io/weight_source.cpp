@@ -184,7 +184,8 @@ class CheckpointSource final : public WeightSource {
 
 class DummySource final : public WeightSource {
  public:
-  DummySource(const ModelConfig& c, const std::string& dir, uint64_t seed) : seed_(seed) {
+  DummySource(const ModelConfig& c, const std::string& dir, uint64_t seed) {
+    seed_ = seed;
     config_ = c;
     model_dir_ = dir;
     dummy_ = true;
@@ -214,7 +215,6 @@ class DummySource final : public WeightSource {
   }
 
  private:
-  uint64_t seed_;
   std::map<std::string, Tensor> made_;
 };
 

@@ -38,6 +38,11 @@ class WeightSource {
   LinearWeight linear(const std::string& name);
   // Per dtype byte totals of what the model would load (for inspect).
   const std::vector<TensorSpec>& schema() const { return schema_; }
+  // The schema entry of a tensor (name, role, dtype, shape); a name outside the schema is a bug.
+  const TensorSpec& spec(const std::string& name) const;
+  // Dummy sources: the seed of the generator. With spec() and synth_rule() (io/synthetic.h) a device backend makes
+  // any tensor in its own memory, bit-identical to get()/linear(), without materializing it on the host.
+  uint64_t seed() const { return seed_; }
 
  protected:
   WeightSource() = default;
@@ -47,11 +52,11 @@ class WeightSource {
   std::string model_dir_;
   bool dummy_ = false;
   bool has_mtp_ = false;
+  uint64_t seed_ = 0;
   std::vector<TensorSpec> schema_;
   std::map<std::string, size_t> by_name_;
 
   void build_schema(bool fp8);
-  const TensorSpec& spec(const std::string& name) const;
   void validate(const TensorSpec& spec, const TensorView& v, const std::string& where) const;
 };
 

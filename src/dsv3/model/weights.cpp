@@ -5,6 +5,7 @@
 
 #include "dsv3/base/thread_pool.h"
 #include "dsv3/io/schema.h"
+#include "dsv3/io/synthetic.h"
 
 namespace dsv3 {
 
@@ -32,7 +33,8 @@ namespace {
 
 class Loader {
  public:
-  Loader(WeightSource& src, Backend& be, Numerics num, ModelWeights& mw) : src_(src), be_(be), num_(num), mw_(mw) {}
+  Loader(WeightSource& src, Backend& be, Numerics num, ModelWeights& mw)
+      : src_(src), be_(be), num_(num), mw_(mw), device_synth_(src.is_dummy() && !be.host_visible()) {}
 
   TensorView place(const TensorView& host) {
     mw_.bytes_loaded += host.nbytes();
@@ -52,8 +54,41 @@ class Loader {
     }
     return place(v);
   }
-  TensorView tensor(const std::string& name) { return place(src_.get(name)); }
+  // --load_format dummy on a device backend: the backend makes the tensor in its own memory, bit-identical to the
+  // host generator, instead of the host generating tens of GB and copying them. False when the backend has no
+  // generator; the host path is then taken from here on.
+  bool synthesize(const TensorSpec& w, const TensorSpec* scale, LinearWeight& out) {
+    if (!device_synth_) return false;
+    Tensor t(w.dtype, w.shape, be_.allocator()), sc;
+    if (scale) sc = Tensor(scale->dtype, scale->shape, be_.allocator());
+    if (!be_.synthesize({.rule = synth_rule(w, src_.seed()), .out = t.view(), .scale_inv = sc.view()})) {
+      device_synth_ = false;
+      return false;
+    }
+    out = {t.view(), sc.view()};
+    mw_.bytes_loaded += t.nbytes();
+    mw_.owned.push_back(std::move(t));
+    if (scale) {
+      mw_.bytes_loaded += sc.nbytes();
+      mw_.owned.push_back(std::move(sc));
+    }
+    return true;
+  }
+  TensorView tensor(const std::string& name) {
+    LinearWeight made;
+    if (synthesize(src_.spec(name), nullptr, made)) return made.weight;
+    return place(src_.get(name));
+  }
   LinearWeight linear(const std::string& name) {
+    if (device_synth_) {
+      // FP8 weights are made as FP8 (with their scales) unless bf16 numerics dequantize them on the host.
+      const TensorSpec& ws = src_.spec(name + ".weight");
+      const bool fp8 = ws.dtype == DType::kFP8E4M3;
+      LinearWeight made;
+      if ((!fp8 || num_ == Numerics::kFp8) &&
+          synthesize(ws, fp8 ? &src_.spec(name + ".weight_scale_inv") : nullptr, made))
+        return made;
+    }
     LinearWeight w = src_.linear(name);
     if (w.fp8() && num_ == Numerics::kBf16) return {place_owned(dequantize_fp8(w)), {}};
     LinearWeight out;
@@ -114,9 +149,64 @@ class Loader {
   Backend& be_;
   Numerics num_;
   ModelWeights& mw_;
+  bool device_synth_;
 };
 
+using Named = std::vector<std::pair<std::string, TensorView>>;
+
+void append_linear(Named& v, const std::string& name, const LinearWeight& w) {
+  v.emplace_back(name, w.weight);
+  if (w.scale_inv) v.emplace_back(name + ".scale_inv", w.scale_inv);
+}
+void append_layer(Named& v, const std::string& p, const LayerWeights& l) {
+  v.emplace_back(p + "input_layernorm", l.input_layernorm);
+  v.emplace_back(p + "post_attention_layernorm", l.post_attention_layernorm);
+  const AttentionWeights& a = l.self_attn;
+  const std::pair<const char*, const LinearWeight*> attn[] = {
+      {"q_a_proj", &a.q_a_proj}, {"q_b_proj", &a.q_b_proj}, {"q_proj", &a.q_proj},
+      {"kv_a_proj_with_mqa", &a.kv_a_proj_with_mqa}, {"kv_b_proj", &a.kv_b_proj}, {"o_proj", &a.o_proj}};
+  for (const auto& [n, w] : attn)
+    if (w->weight) append_linear(v, p + n, *w);
+  if (a.q_a_layernorm) v.emplace_back(p + "q_a_layernorm", a.q_a_layernorm);
+  v.emplace_back(p + "kv_a_layernorm", a.kv_a_layernorm);
+  v.emplace_back(p + "kv_b_bf16", a.kv_b_bf16);
+  auto mlp = [&](const std::string& q, const LinearWeight& g, const LinearWeight& u, const LinearWeight& dn) {
+    append_linear(v, q + "gate_proj", g);
+    append_linear(v, q + "up_proj", u);
+    append_linear(v, q + "down_proj", dn);
+  };
+  if (!l.moe) {
+    mlp(p + "mlp.", l.mlp.gate_proj, l.mlp.up_proj, l.mlp.down_proj);
+    return;
+  }
+  v.emplace_back(p + "gate", l.moe_mlp.gate);
+  if (l.moe_mlp.e_score_correction_bias) v.emplace_back(p + "e_score_correction_bias", l.moe_mlp.e_score_correction_bias);
+  for (size_t e = 0; e < l.moe_mlp.experts.size(); ++e) {
+    const ExpertWeights& ew = l.moe_mlp.experts[e];
+    mlp(fmt::format("{}experts.{}.", p, e), ew.gate, ew.up, ew.down);
+  }
+  if (l.moe_mlp.has_shared)
+    mlp(p + "shared_experts.", l.moe_mlp.shared_experts.gate_proj, l.moe_mlp.shared_experts.up_proj,
+        l.moe_mlp.shared_experts.down_proj);
+}
+
 }  // namespace
+
+std::vector<std::pair<std::string, TensorView>> named_weights(const ModelWeights& mw) {
+  Named v;
+  v.emplace_back("embed_tokens", mw.embed_tokens);
+  v.emplace_back("norm", mw.norm);
+  append_linear(v, "lm_head", mw.lm_head);
+  for (size_t L = 0; L < mw.layers.size(); ++L) append_layer(v, fmt::format("layers.{}.", L), mw.layers[L]);
+  if (mw.mtp) {
+    v.emplace_back("mtp.enorm", mw.mtp->enorm);
+    v.emplace_back("mtp.hnorm", mw.mtp->hnorm);
+    v.emplace_back("mtp.shared_head_norm", mw.mtp->shared_head_norm);
+    append_linear(v, "mtp.eh_proj", mw.mtp->eh_proj);
+    append_layer(v, "mtp.", mw.mtp->block);
+  }
+  return v;
+}
 
 ModelWeights load_model_weights(WeightSource& src, Backend& backend, Numerics numerics, bool load_mtp) {
   const ModelConfig& c = src.config();
@@ -137,6 +227,7 @@ ModelWeights load_model_weights(WeightSource& src, Backend& backend, Numerics nu
     m.block = ld.layer(L);
     mw.mtp = std::move(m);
   }
+  backend.synchronize();  // copies and generators are queued on the backend's stream: loading ends here
   return mw;
 }
 

@@ -6,6 +6,8 @@
 
 #include <memory>
 #include <optional>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "dsv3/backend/backend.h"
@@ -64,6 +66,10 @@ struct ModelWeights {
 
 // NOTE: on host-visible backends the weights are views into `src` (mmap or dummy tensors): keep it alive.
 ModelWeights load_model_weights(WeightSource& src, Backend& backend, Numerics numerics, bool load_mtp = true);
+
+// Every tensor of `mw` with a readable name ("layers.3.experts.17.up_proj.scale_inv"), in a fixed order: for tests
+// that compare two loads of one model and for dumps.
+std::vector<std::pair<std::string, TensorView>> named_weights(const ModelWeights& mw);
 
 // bf16(fp8 · scale_inv) per 128x128 block, on the host.
 Tensor dequantize_fp8(const LinearWeight& w);

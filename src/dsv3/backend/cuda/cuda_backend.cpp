@@ -129,6 +129,7 @@ class CudaBackend final : public Backend {
   void mla_absorb_v(const MlaAbsorbVParams& p) override;
   void router(const RouterParams& p) override;
   void moe_experts(const MoeExpertsParams& p) override;
+  bool synthesize(const SynthesizeParams& p) override;
 
  private:
   cudaStream_t stream() const { return stream_.get(); }
@@ -630,6 +631,39 @@ void CudaBackend::moe_experts(const MoeExpertsParams& p) {
   launch_moe_combine({ci32(p.topk_ids), p.topk_weights.as<const float>(), row_of, y_perm, bf(p.out), n, top_k, d, E},
                      stream());
   launched("moe_experts (combine)");
+}
+
+// ------------------------------------------------------------------------------------------------- synthesize
+
+bool CudaBackend::synthesize(const SynthesizeParams& p) {
+  const char* op = "synthesize";
+  expect_device(p.out, op, "out");
+  SynthArgs a{};
+  a.rule = p.rule;
+  a.out = p.out.data;
+  if (p.out.dtype == DType::kFP8E4M3) {
+    EXPECT(p.out.shape.ndim == 2, "synthesize: an FP8 out must be [rows, cols], got {}", p.out.shape.str());
+    EXPECT(p.rule.kind == SynthKind::kUniform, "synthesize: FP8 weights are made by the uniform rule only");
+    expect_tensor(p.scale_inv, DType::kF32, op, "scale_inv");
+    const int64_t rows = p.out.dim(0), cols = p.out.dim(1);
+    const Shape want{(rows + kSynthFp8Block - 1) / kSynthFp8Block, (cols + kSynthFp8Block - 1) / kSynthFp8Block};
+    EXPECT(p.scale_inv.shape == want, "synthesize: scale_inv {} for an FP8 out {} (expected {})",
+           p.scale_inv.shape.str(), p.out.shape.str(), want.str());
+    to_int(want[0] * want[1], op, "128x128 blocks");
+    a.scale_inv = p.scale_inv.as<float>();
+    a.rows = rows;
+    a.cols = cols;
+    a.out_kind = kSynthOutFp8;
+  } else {
+    EXPECT(p.out.dtype == DType::kBF16 || p.out.dtype == DType::kF32, "synthesize: out must be F8_E4M3, BF16 or F32, "
+           "got {}", dtype_name(p.out.dtype));
+    EXPECT(!p.scale_inv, "synthesize: scale_inv is only for an FP8 out");
+    a.count = p.out.numel();
+    a.out_kind = p.out.dtype == DType::kBF16 ? kSynthOutBf16 : kSynthOutF32;
+  }
+  launch_synthesize(a, stream());
+  launched(op);
+  return true;
 }
 
 }  // namespace

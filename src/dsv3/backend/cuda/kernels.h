@@ -12,6 +12,8 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
 
+#include "dsv3/base/synth_rules.h"
+
 namespace dsv3::cuda {
 
 using bf16_t = __nv_bfloat16;
@@ -237,8 +239,20 @@ struct MoeCombineArgs {
 };
 void launch_moe_combine(const MoeCombineArgs& a, cudaStream_t s);
 
+// ---- synthetic.cu (--load_format dummy: weights made in device memory, bit-identical to io/synthetic.cpp) ----
+enum SynthOut : int { kSynthOutF32, kSynthOutBf16, kSynthOutFp8 };
+struct SynthArgs {
+  SynthRule rule;
+  void* out;          // f32 / bf16: [count]; fp8: [rows, cols] e4m3 codes
+  float* scale_inv;   // fp8 only: [ceil(rows/128), ceil(cols/128)]
+  int64_t count;      // f32 / bf16
+  int64_t rows, cols; // fp8
+  int out_kind;       // SynthOut
+};
+void launch_synthesize(const SynthArgs& a, cudaStream_t s);
+
 static_assert(std::is_trivially_copyable_v<RmsNormArgs> && std::is_trivially_copyable_v<MlaDecodeArgs> &&
               std::is_trivially_copyable_v<RouterArgs> && std::is_trivially_copyable_v<GemmFallbackArgs> &&
-              std::is_trivially_copyable_v<LinearFp8GemvArgs>);
+              std::is_trivially_copyable_v<LinearFp8GemvArgs> && std::is_trivially_copyable_v<SynthArgs>);
 
 }  // namespace dsv3::cuda

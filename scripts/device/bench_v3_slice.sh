@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# bench_v3_slice.sh: on the GPU machine — build dsv3 with CUDA, then the end-to-end v3-slice benchmark of
+# shared/docs/performance.md (real DeepSeek-V3 dims, 4 layers, random FP8 weights made on the GPU by
+# --load_format dummy): prefill 8 x 1024 tokens, decode at batch 1 and 128 with context 1024, and the weight load time.
+# Step times come from `dsv3 bench throughput --iteration_log` (the engine's own step wall time, which ends with the
+# sampler's read-back); TTFT/TPOT from --streaming. A table with the ratios to DeepSeek's reference and to the floors
+# is printed last; all logs go to one tarball in $OUT.
+# Carry: .devdeps (pcre2.h) and models/tokenizers/deepseek-v3. About 6 minutes on one H200 (16 cores), build included.
+# First, test_ops' synthesize/dummy_load cases check the GPU-made weights against the host generator byte for byte.
+# Usage: scripts/device/bench_v3_slice.sh   (env: OSL_B1=64, OSL_B128=48 decode lengths; BUDGET_S=540)
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+FINAL=${OUT:-$PWD/gpu-logs}
+OUT=/tmp/dsv3-bench-v3   # everything lands here, then one tarball in $FINAL (the device tool brings back 8 files)
+BUILD=${BUILD:-build-gpu}
+TOK=models/tokenizers/deepseek-v3
+OSL_B1=${OSL_B1:-64}
+OSL_B128=${OSL_B128:-48}
+rm -rf "$OUT"; mkdir -p "$OUT" "$FINAL"
+t0=$(date +%s)
+elapsed() { echo "$(( $(date +%s) - t0 ))s"; }
+left() { echo $(( ${BUDGET_S:-540} - ($(date +%s) - t0) )); }
+declare -a table
+row() { table+=("$(printf '%-34s %s' "$1" "$2")"); }
+finish() {
+  printf '%s\n' "${table[@]}" >"$OUT/table.txt"
+  tar czf "$FINAL/bench_v3_slice.tgz" -C "$OUT" . 2>/dev/null
+  echo; echo "== dsv3 bench_v3_slice: $(date -u +%Y-%m-%dT%H:%MZ) =="; printf '%s\n' "${table[@]}"
+}
+trap finish EXIT
+
+{ nvidia-smi; nvcc --version; } >"$OUT/env.log" 2>&1
+row "gpu" "$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
+pcre=$(ls /usr/lib/x86_64-linux-gnu/libpcre2-8.so* 2>/dev/null | head -1)
+if ! cmake -S . -B "$BUILD" -G Ninja -DDSV3_CUDA=ON -DDSV3_WERROR=OFF -DCMAKE_BUILD_TYPE=Release \
+     -DDSV3_PCRE2_ROOT="$PWD/.devdeps" -DDSV3_PCRE2_LIB="$pcre" >"$OUT/build.log" 2>&1 ||
+   ! ninja -C "$BUILD" -j "$(nproc)" dsv3 test_ops >>"$OUT/build.log" 2>&1; then
+  row "build" "FAILED (build.log)"; tail -30 "$OUT/build.log"; exit 1
+fi
+row "build (dsv3, test_ops)" "ok ($(elapsed))"
+DSV3=$PWD/$BUILD/tools/dsv3
+
+# The device generator against the host generator, byte for byte, before its weights are benchmarked.
+rc=0; timeout 120 "$BUILD/tests/ops/test_ops" -p 'synthesize|dummy_load' >"$OUT/test_synth.log" 2>&1 || rc=$?
+row "test_ops synthesize, dummy_load" "rc=$rc: $(grep -E 'cases passed' "$OUT/test_synth.log" | tail -1) ($(elapsed))"
+grep -E '^ *(FAIL|FAILED)' "$OUT/test_synth.log" | head -10
+
+M=/tmp/v3-slice
+rm -rf "$M"
+$DSV3 make-tiny-model --preset v3-slice --config_only --out "$M" --tokenizer "$TOK" >"$OUT/make_model.log" 2>&1 ||
+  { row "make-tiny-model v3-slice" "FAILED"; cat "$OUT/make_model.log"; exit 1; }
+cp "$M/config.json" "$OUT/config.json"
+# The KV pool: 128 x 2048 tokens (4 cached layers x 1152 B per token, ~1.2 GB); block reuse off as trtllm-bench does.
+cat >"$OUT/extra.yaml" <<'EOF'
+load_format: dummy
+max_batch_size: 128
+max_num_tokens: 8192
+kv_cache_config:
+  max_tokens: 262144
+  enable_block_reuse: false
+EOF
+dataset() {  # name n_requests isl osl
+  $DSV3 prepare-dataset --tokenizer "$TOK" --stdout --random-seed 7 token-norm-dist --num-requests "$2" \
+    --input-mean "$3" --input-stdev 0 --output-mean "$4" --output-stdev 0 >"$OUT/$1.jsonl" 2>>"$OUT/datasets.log"
+}
+dataset prefill 24 1024 1  # 3 steps of 8 x 1024 (max_num_tokens 8192), after a warm-up of 8
+dataset b1 1 1024 "$OSL_B1"
+dataset b128 128 1024 "$OSL_B128"
+row "datasets" "prefill 24x1024/1, b1 1x1024/$OSL_B1, b128 128x1024/$OSL_B128 ($(wc -l <"$OUT/b128.jsonl") lines)"
+
+bench() {  # name warmup timeout
+  local lim=$(( $(left) < $3 ? $(left) : $3 ))
+  if [ "$lim" -lt 30 ]; then echo "skipped: out of time" >"$OUT/$1.log"; return; fi
+  timeout "$lim" $DSV3 bench --model "$M" throughput --dataset "$OUT/$1.jsonl" --backend cuda --streaming \
+    --warmup "$2" --extra_llm_api_options "$OUT/extra.yaml" --iteration_log "$OUT/$1.iter.jsonl" \
+    --report_json "$OUT/$1.report.json" >"$OUT/$1.log" 2>&1
+  echo "rc=$?" >>"$OUT/$1.log"
+}
+bench prefill 8 150
+row "bench prefill" "$(tail -1 "$OUT/prefill.log") ($(elapsed))"
+bench b1 1 120
+row "bench decode batch 1" "$(tail -1 "$OUT/b1.log") ($(elapsed))"
+bench b128 0 200
+row "bench decode batch 128" "$(tail -1 "$OUT/b128.log") ($(elapsed))"
+
+python3 - "$OUT" >"$OUT/summary.txt" 2>&1 <<'PY'
+import json, os, re, statistics, sys
+out = sys.argv[1]
+def iters(name):
+    p = f"{out}/{name}.iter.jsonl"
+    return [json.loads(l) for l in open(p)] if os.path.exists(p) else []
+def report(name):
+    p = f"{out}/{name}.report.json"
+    return json.load(open(p)) if os.path.exists(p) else {}
+def load(name):  # "loaded 39000.0 MB of weights in 3.21 s (...)"
+    m = re.search(r"loaded ([\d.]+) MB of weights in ([\d.]+) s", open(f"{out}/{name}.log").read()) \
+        if os.path.exists(f"{out}/{name}.log") else None
+    return (float(m.group(1)), float(m.group(2))) if m else None
+def med(xs):
+    return statistics.median(xs) if xs else float("nan")
+ib = lambda s: s["inflightBatchingStats"]
+rows = []
+# Prefill: the steps that hold all 8 x 1024 prompt tokens (warm-up excluded by bench).
+pre = [s["iterLatencyMS"] for s in iters("prefill") if ib(s)["numCtxTokens"] == 8192]
+pre_ms = med(pre)
+pre_tps = 8192 / (pre_ms / 1e3) if pre else float("nan")
+rows.append(("prefill 8 x 1024 (tok/s)", pre_tps, 13.3e3, pre_tps / 13.3e3, 270e3, pre_tps / 270e3,
+             f"step {pre_ms:.1f} ms over {len(pre)} steps; target >= 10x ref"))
+# Decode: steps with only decode tokens at the full batch; the first two are dropped (cuBLASLt heuristics, caches).
+def decode(name, batch):
+    st = [s["iterLatencyMS"] for s in iters(name) if ib(s)["numCtxTokens"] == 0 and ib(s)["numGenRequests"] == batch]
+    return med(st[2:] if len(st) > 4 else st), len(st)
+for name, b, ref_ms, floor_ms, target in (("b1", 1, 27.8, 1.0, "target >= 80% floor (<= 1.25x)"),
+                                          ("b128", 128, 361.0, 8.0, "target >= 40x ref")):
+    ms, n = decode(name, b)
+    rows.append((f"decode batch {b}, ctx 1024 (ms/step)", ms, ref_ms, ref_ms / ms, floor_ms, floor_ms / ms,
+                 f"{b / ms * 1e3:.0f} tok/s over {n} steps; {target}"))
+print(f"{'metric':<34} {'dsv3':>10} {'reference':>10} {'x ref':>7} {'floor':>9} {'% floor':>8}  note")
+for name, v, ref, xr, fl, xf, note in rows:
+    print(f"{name:<34} {v:>10.1f} {ref:>10.1f} {xr:>7.2f} {fl:>9.1f} {100 * xf:>7.1f}%  {note}")
+print("(x ref: speed-up over DeepSeek's reference; % floor: floor / measured, 100% = at the floor)")
+for name in ("prefill", "b1", "b128"):
+    r = report(name)
+    sm = r.get("streaming_metrics", {})
+    l = load(name)
+    lw = f"weights {l[0] / 1e3:.1f} GB in {l[1]:.2f} s = {l[0] / 1e3 / l[1]:.1f} GB/s" if l else "no load line"
+    print(f"{name}: {lw}; TTFT avg {sm.get('avg_ttft_ms', float('nan')):.1f} ms, TPOT avg "
+          f"{sm.get('avg_tpot_ms', float('nan')):.2f} ms, output {r.get('performance', {}).get('system_output_throughput_tok_s', float('nan')):.1f} tok/s")
+PY
+cat "$OUT/summary.txt"
+while IFS= read -r l; do table+=("$l"); done <"$OUT/summary.txt"
