@@ -41,8 +41,8 @@ row "build (dsv3, test_ops)" "ok ($(elapsed))"
 DSV3=$PWD/$BUILD/tools/dsv3
 
 # The device generator against the host generator, byte for byte, before its weights are benchmarked.
-rc=0; timeout 120 "$BUILD/tests/ops/test_ops" -p 'synthesize|dummy_load' >"$OUT/test_synth.log" 2>&1 || rc=$?
-row "test_ops synthesize, dummy_load" "rc=$rc: $(grep -E 'cases passed' "$OUT/test_synth.log" | tail -1) ($(elapsed))"
+rc=0; timeout 120 "$BUILD/tests/ops/test_ops" -p 'synthesize|dummy_load|linear|moe_experts' >"$OUT/test_synth.log" 2>&1 || rc=$?
+row "test_ops synth, dummy_load, linear, moe" "rc=$rc: $(grep -E 'cases passed' "$OUT/test_synth.log" | tail -1) ($(elapsed))"
 grep -E '^ *(FAIL|FAILED)' "$OUT/test_synth.log" | head -10
 
 M=/tmp/v3-slice
