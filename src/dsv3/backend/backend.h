@@ -172,6 +172,8 @@ class Backend {
   // Copies between host and backend memory (either direction), ordered with the ops.
   virtual void copy(const TensorView& dst, const TensorView& src) = 0;
   virtual void synchronize() = 0;
+  // Device memory free right now, in bytes; -1 for host backends (whose KV budget is a configured byte count).
+  virtual int64_t free_device_memory() { return -1; }
 
   virtual void linear(const LinearParams& p) = 0;
   virtual void rms_norm(const RmsNormParams& p) = 0;

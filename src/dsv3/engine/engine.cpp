@@ -42,8 +42,21 @@ Engine::Engine(const EngineConfig& config) : config_(config) {
   EXPECT(config_.tokens_per_block > 0, "tokens_per_block must be > 0");
   const int64_t bs = config_.tokens_per_block;
   const int64_t block_bytes = model_->n_cache_layers() * bs * mc.kv_entry_dim() * 2;
-  if (config_.kv_max_tokens > 0) kv_blocks_ = (config_.kv_max_tokens + bs - 1) / bs;
-  else kv_blocks_ = config_.kv_cpu_bytes / block_bytes;
+  // KV pool (TensorRT-LLM's rule): on a GPU, free_gpu_memory_fraction of the memory free after the weights, capped
+  // by kv_cache_config.max_tokens when that is set too; on the CPU, max_tokens or the byte budget.
+  backend_->synchronize();
+  const int64_t free_dev = backend_->free_device_memory();
+  const int64_t max_tokens_blocks = config_.kv_max_tokens > 0 ? (config_.kv_max_tokens + bs - 1) / bs : -1;
+  if (free_dev >= 0) {
+    EXPECT(config_.kv_free_gpu_mem_fraction > 0 && config_.kv_free_gpu_mem_fraction < 1,
+           "kv_cache_config.free_gpu_memory_fraction must be in (0, 1), got {}", config_.kv_free_gpu_mem_fraction);
+    kv_blocks_ = static_cast<int64_t>(static_cast<double>(free_dev) * config_.kv_free_gpu_mem_fraction) / block_bytes;
+    if (max_tokens_blocks > 0) kv_blocks_ = std::min(kv_blocks_, max_tokens_blocks);
+    log_info("memory plan: weights {:.2f} GB, free after weights {:.2f} GB, KV pool up to {:.0f}% of it",
+             model_->weight_bytes() / 1e9, free_dev / 1e9, config_.kv_free_gpu_mem_fraction * 100);
+  } else {
+    kv_blocks_ = max_tokens_blocks > 0 ? max_tokens_blocks : config_.kv_cpu_bytes / block_bytes;
+  }
   // Never more than every request could use at once.
   kv_blocks_ = std::min<int64_t>(kv_blocks_, int64_t(config_.max_batch_size) * ((max_seq_len_ + bs - 1) / bs) + 1);
   EXPECT(kv_blocks_ >= 1, "the KV cache budget holds no block of {} tokens ({} bytes each)", bs, block_bytes);

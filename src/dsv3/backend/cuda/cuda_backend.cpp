@@ -115,6 +115,12 @@ class CudaBackend final : public Backend {
     check_device_errors("");
   }
 
+  int64_t free_device_memory() override {
+    size_t free_b = 0, total_b = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    return static_cast<int64_t>(free_b);
+  }
+
   void linear(const LinearParams& p) override;
   void rms_norm(const RmsNormParams& p) override;
   void embedding(const EmbeddingParams& p) override;
