@@ -10,34 +10,12 @@
 # Usage: scripts/device/bench_v3_slice.sh   (env: OSL_B1=64, OSL_B128=48 decode lengths; BUDGET_S=540)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-FINAL=${OUT:-$PWD/gpu-logs}
-OUT=/tmp/dsv3-bench-v3   # everything lands here, then one tarball in $FINAL (the device tool brings back 8 files)
-BUILD=${BUILD:-build-gpu}
+source scripts/device/common.sh
+device_init bench_v3_slice 34
 TOK=models/tokenizers/deepseek-v3
 OSL_B1=${OSL_B1:-64}
 OSL_B128=${OSL_B128:-48}
-rm -rf "$OUT"; mkdir -p "$OUT" "$FINAL"
-t0=$(date +%s)
-elapsed() { echo "$(( $(date +%s) - t0 ))s"; }
-left() { echo $(( ${BUDGET_S:-540} - ($(date +%s) - t0) )); }
-declare -a table
-row() { table+=("$(printf '%-34s %s' "$1" "$2")"); }
-finish() {
-  printf '%s\n' "${table[@]}" >"$OUT/table.txt"
-  tar czf "$FINAL/bench_v3_slice.tgz" -C "$OUT" . 2>/dev/null
-  echo; echo "== dsv3 bench_v3_slice: $(date -u +%Y-%m-%dT%H:%MZ) =="; printf '%s\n' "${table[@]}"
-}
-trap finish EXIT
-
-{ nvidia-smi; nvcc --version; } >"$OUT/env.log" 2>&1
-row "gpu" "$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
-pcre=$(ls /usr/lib/x86_64-linux-gnu/libpcre2-8.so* 2>/dev/null | head -1)
-if ! cmake -S . -B "$BUILD" -G Ninja -DDSV3_CUDA=ON -DDSV3_WERROR=OFF -DCMAKE_BUILD_TYPE=Release \
-     -DDSV3_PCRE2_ROOT="$PWD/.devdeps" -DDSV3_PCRE2_LIB="$pcre" >"$OUT/build.log" 2>&1 ||
-   ! ninja -C "$BUILD" -j "$(nproc)" dsv3 test_ops >>"$OUT/build.log" 2>&1; then
-  row "build" "FAILED (build.log)"; tail -30 "$OUT/build.log"; exit 1
-fi
-row "build (dsv3, test_ops)" "ok ($(elapsed))"
+device_build dsv3 test_ops
 DSV3=$PWD/$BUILD/tools/dsv3
 
 # The device generator against the host generator, byte for byte, before its weights are benchmarked.

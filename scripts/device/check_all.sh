@@ -6,31 +6,9 @@
 # Usage: scripts/device/check_all.sh   (BUDGET_S bounds the optional parts; default 540)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-FINAL=${OUT:-$PWD/gpu-logs}
-OUT=/tmp/dsv3-check   # everything lands here, then one tarball in $FINAL (the device tool brings back 8 files)
-BUILD=${BUILD:-build-gpu}
-rm -rf "$OUT"; mkdir -p "$OUT" "$FINAL"
-t0=$(date +%s)
-elapsed() { echo "$(( $(date +%s) - t0 ))s"; }
-declare -a table
-row() { table+=("$(printf '%-40s %s' "$1" "$2")"); }
-finish() {
-  printf '%s\n' "${table[@]}" >"$OUT/table.txt"
-  rm -f "$OUT"/*.npy   # logits stay on the machine; the tarball must stay under 16 MB
-  tar czf "$FINAL/check_all.tgz" -C "$OUT" . 2>/dev/null
-  echo; echo "== dsv3 check_all: $(date -u +%Y-%m-%dT%H:%MZ) =="; printf '%s\n' "${table[@]}"
-}
-trap finish EXIT
-
-{ nvidia-smi; nvcc --version; } >"$OUT/env.log" 2>&1
-row "gpu" "$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
-pcre=$(ls /usr/lib/x86_64-linux-gnu/libpcre2-8.so* 2>/dev/null | head -1)
-if ! cmake -S . -B "$BUILD" -G Ninja -DDSV3_CUDA=ON -DDSV3_WERROR=OFF -DCMAKE_BUILD_TYPE=Release \
-     -DDSV3_PCRE2_ROOT="$PWD/.devdeps" -DDSV3_PCRE2_LIB="$pcre" >"$OUT/build.log" 2>&1 ||
-   ! ninja -C "$BUILD" -j "$(nproc)" dsv3 test_ops >>"$OUT/build.log" 2>&1; then
-  row "build" "FAILED (build.log)"; tail -30 "$OUT/build.log"; exit 1
-fi
-row "build (dsv3, test_ops)" "ok ($(elapsed))"
+source scripts/device/common.sh
+device_init check_all 40
+device_build dsv3 test_ops
 DSV3=$BUILD/tools/dsv3
 
 rc=0; timeout 200 "$BUILD/tests/ops/test_ops" >"$OUT/test_ops.log" 2>&1 || rc=$?
