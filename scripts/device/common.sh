@@ -1,5 +1,6 @@
 # common.sh: shared by the scripts/device/*.sh runs (sourced, not run): output folders, the result table, the
-# build on the GPU machine (Ubuntu 24.04, CUDA 13, no PCRE2 headers: pcre2.h comes from the carried .devdeps).
+# build on the GPU machine (Ubuntu 24.04, CUDA 13, no PCRE2 headers: pcre2.h comes from the carried .devdeps, made
+# here once with `mkdir -p .devdeps/include && cp /usr/include/pcre2.h .devdeps/include/`; .devdeps is git-ignored).
 # device_init NAME WIDTH: logs go to /tmp/dsv3-NAME and leave as one tarball $OUT/NAME.tgz (the device tool brings
 # back at most 8 files of 16 MB; .npy files stay behind); the table is printed last, also on failure.
 device_init() {
