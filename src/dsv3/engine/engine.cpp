@@ -267,11 +267,13 @@ bool Engine::step() {
     o.text += live.stop.update(tok, delta);
     sampled.push_back({id, tok, live.stop.finished()});
   }
-  std::vector<sched::Request> done = sched_->update(so, sampled);
+  // A row that failed to sample fails its request alone: abort it before update(), which expects a token for every
+  // other row that needed logits.
   for (const auto& [id, msg] : failed) {
     sched_->abort(id);
     finish(id, FinishReason::kCancelled, msg);
   }
+  std::vector<sched::Request> done = sched_->update(so, sampled);
   for (const auto& r : done) {
     auto it = live_.find(r.id);
     if (it == live_.end()) continue;
