@@ -299,7 +299,15 @@ void Engine::loop() {
       busy_ = sched_->has_unfinished() || !incoming_.empty();
       if (!busy_) idle_cv_.notify_all();
       cv_.wait(lock, [&] { return stop_ || !incoming_.empty() || !aborts_.empty() || sched_->has_unfinished(); });
-      if (stop_) return;
+      if (stop_) {
+        lock.unlock();
+        // Nobody waits forever on a handle: whatever is still queued or running ends as cancelled.
+        admit_incoming();
+        std::vector<int64_t> ids;
+        for (auto& [id, live] : live_) ids.push_back(id);
+        for (int64_t id : ids) finish(id, FinishReason::kCancelled, "the engine shut down");
+        return;
+      }
       busy_ = true;
     }
     admit_incoming();

@@ -173,6 +173,21 @@ TEST(Engine, CancellationFreesEverything) {
   EXPECT_TRUE(all.error.empty()) << all.error;
 }
 
+TEST(Engine, ShutdownEndsOutstandingRequests) {
+  std::mt19937 rng(6);
+  std::shared_ptr<RequestHandle> h;
+  {
+    Engine e(base_config(micro_dir()));
+    h = e.submit({random_prompt(rng, 30), greedy(900), true});
+    RequestOutput first;
+    ASSERT_TRUE(h->next(first));
+  }  // destroyed while the request runs
+  RequestOutput fin = h->wait();
+  EXPECT_TRUE(fin.finished);
+  EXPECT_EQ(fin.finish_reason, FinishReason::kCancelled);
+  EXPECT_NE(fin.error.find("shut down"), std::string::npos);
+}
+
 TEST(Engine, BadRequestsFailAloneWithClearErrors) {
   Engine e(base_config(micro_dir()));
   std::mt19937 rng(5);
