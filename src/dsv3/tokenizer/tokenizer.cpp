@@ -21,7 +21,7 @@ namespace {
 std::atomic<uint64_t> g_tokenizer_serial{1};
 
 constexpr size_t kMaxCachedPiece = 256;       // longer pieces are rare; HF caches below 256 chars too
-constexpr size_t kMaxCacheEntries = 1 << 17;  // per thread; the cache restarts when full
+constexpr size_t kMaxCacheEntries = 1 << 15;  // per thread (a few MB); the cache restarts when full
 
 struct ThreadState {
   uint64_t serial = 0;
