@@ -63,41 +63,24 @@ DeviceAllocator& device_allocator() {
   return a;
 }
 
-DeviceBuffer::DeviceBuffer(size_t bytes) : data_(device_allocator().allocate(bytes)), bytes_(bytes) {}
-DeviceBuffer::~DeviceBuffer() {
-  if (data_) device_allocator().deallocate(data_, bytes_);
-}
-DeviceBuffer::DeviceBuffer(DeviceBuffer&& o) noexcept
-    : data_(std::exchange(o.data_, nullptr)), bytes_(std::exchange(o.bytes_, 0)) {}
-DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
-  if (this != &o) {
-    if (data_) device_allocator().deallocate(data_, bytes_);
-    data_ = std::exchange(o.data_, nullptr);
-    bytes_ = std::exchange(o.bytes_, 0);
-  }
-  return *this;
-}
-
-PinnedBuffer::PinnedBuffer(size_t bytes) : bytes_(bytes) {
-  const cudaError_t err = cudaMallocHost(&data_, bytes ? bytes : 1);
+void* PinnedAllocator::allocate(size_t bytes) {
+  void* p = nullptr;
+  const cudaError_t err = cudaMallocHost(&p, bytes ? bytes : 1);
   if (err == cudaErrorMemoryAllocation) {
     (void)cudaGetLastError();
     FAIL("cannot allocate {} bytes of pinned host memory", bytes);
   }
   CUDA_CHECK(err);
+  return p;
 }
-PinnedBuffer::~PinnedBuffer() {
-  if (data_) CUDA_CHECK(cudaFreeHost(data_));
+
+void PinnedAllocator::deallocate(void* p, size_t) {
+  if (p) CUDA_CHECK(cudaFreeHost(p));
 }
-PinnedBuffer::PinnedBuffer(PinnedBuffer&& o) noexcept
-    : data_(std::exchange(o.data_, nullptr)), bytes_(std::exchange(o.bytes_, 0)) {}
-PinnedBuffer& PinnedBuffer::operator=(PinnedBuffer&& o) noexcept {
-  if (this != &o) {
-    if (data_) CUDA_CHECK(cudaFreeHost(data_));
-    data_ = std::exchange(o.data_, nullptr);
-    bytes_ = std::exchange(o.bytes_, 0);
-  }
-  return *this;
+
+PinnedAllocator& pinned_allocator() {
+  static PinnedAllocator a;
+  return a;
 }
 
 bool is_device_pointer(const void* p) {

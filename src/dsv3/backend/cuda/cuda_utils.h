@@ -97,16 +97,33 @@ class DeviceAllocator final : public Allocator {
 };
 DeviceAllocator& device_allocator();
 
-// An owning, move-only device buffer (scratch space that is not a Tensor).
-class DeviceBuffer {
+// Page-locked host memory (cudaMallocHost) for staging copies that must be asynchronous.
+class PinnedAllocator final : public Allocator {
  public:
-  DeviceBuffer() = default;
-  explicit DeviceBuffer(size_t bytes);
-  ~DeviceBuffer();
-  DeviceBuffer(DeviceBuffer&& o) noexcept;
-  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept;
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  void* allocate(size_t bytes) override;  // throws dsv3::Error when out of pinned memory
+  void deallocate(void* p, size_t bytes) override;
+  Device device() const override { return Device::kCpu; }
+};
+PinnedAllocator& pinned_allocator();
+
+// An owning, move-only raw buffer from an allocator (scratch space that is not a Tensor).
+class RawBuffer {
+ public:
+  RawBuffer() = default;
+  RawBuffer(size_t bytes, Allocator& alloc) : alloc_(&alloc), data_(alloc.allocate(bytes)), bytes_(bytes) {}
+  ~RawBuffer() { reset(); }
+  RawBuffer(RawBuffer&& o) noexcept { *this = std::move(o); }
+  RawBuffer& operator=(RawBuffer&& o) noexcept {
+    if (this != &o) {
+      reset();
+      std::swap(alloc_, o.alloc_);
+      std::swap(data_, o.data_);
+      std::swap(bytes_, o.bytes_);
+    }
+    return *this;
+  }
+  RawBuffer(const RawBuffer&) = delete;
+  RawBuffer& operator=(const RawBuffer&) = delete;
   void* data() const { return data_; }
   size_t size() const { return bytes_; }
   template <typename T>
@@ -115,30 +132,26 @@ class DeviceBuffer {
   }
 
  private:
+  void reset() {
+    if (data_) alloc_->deallocate(data_, bytes_);
+    data_ = nullptr;
+    bytes_ = 0;
+  }
+  Allocator* alloc_ = nullptr;
   void* data_ = nullptr;
   size_t bytes_ = 0;
 };
 
-// Page-locked host memory (cudaMallocHost) for staging copies that must be asynchronous.
-class PinnedBuffer {
- public:
-  PinnedBuffer() = default;
-  explicit PinnedBuffer(size_t bytes);
-  ~PinnedBuffer();
-  PinnedBuffer(PinnedBuffer&& o) noexcept;
-  PinnedBuffer& operator=(PinnedBuffer&& o) noexcept;
-  PinnedBuffer(const PinnedBuffer&) = delete;
-  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
-  void* data() const { return data_; }
-  size_t size() const { return bytes_; }
-  template <typename T>
-  T* as() const {
-    return static_cast<T*>(data_);
-  }
+// Device memory (cudaMalloc).
+struct DeviceBuffer : RawBuffer {
+  DeviceBuffer() = default;
+  explicit DeviceBuffer(size_t bytes) : RawBuffer(bytes, device_allocator()) {}
+};
 
- private:
-  void* data_ = nullptr;
-  size_t bytes_ = 0;
+// Pinned host memory (cudaMallocHost).
+struct PinnedBuffer : RawBuffer {
+  PinnedBuffer() = default;
+  explicit PinnedBuffer(size_t bytes) : RawBuffer(bytes, pinned_allocator()) {}
 };
 
 // True when p points to device (or managed) memory that kernels can dereference.
