@@ -35,6 +35,16 @@ std::string cat(std::initializer_list<std::string_view> parts) {
 }
 
 // V3 / V3-0324 / R1 call body: {type}<sep>{name}\n```json\n{args}\n```<call end>
+// A tool result: the first one opens the outputs list; later ones follow `sep` (V3 / V3.1: "\n"; R1: nothing).
+void append_tool_output(std::string& out, const ChatMessage& m, bool& is_output_first, std::string_view sep) {
+  if (is_output_first) {
+    out += cat({kOutputsBegin, kOutputBegin, m.content, kOutputEnd});
+    is_output_first = false;
+  } else {
+    out += cat({sep, kOutputBegin, m.content, kOutputEnd});
+  }
+}
+
 std::string call_v3(const ToolCall& t) {
   return cat({t.type, kSep, t.name, "\n```json\n", t.arguments, "\n```", kCallEnd});
 }
@@ -92,12 +102,7 @@ std::string render_v3(const std::vector<ChatMessage>& messages, bool add_generat
     }
     if (m.role == "tool") {
       is_tool = true;
-      if (is_output_first) {
-        out += cat({kOutputsBegin, kOutputBegin, m.content, kOutputEnd});
-        is_output_first = false;
-      } else {
-        out += cat({"\n", kOutputBegin, m.content, kOutputEnd});
-      }
+      append_tool_output(out, m, is_output_first, "\n");
     }
   }
   if (is_tool) out += kOutputsEnd;
@@ -140,12 +145,7 @@ std::string render_r1(const std::vector<ChatMessage>& messages, bool add_generat
     }
     if (m.role == "tool") {
       is_tool = true;
-      if (is_output_first) {
-        out += cat({kOutputsBegin, kOutputBegin, m.content, kOutputEnd});
-        is_output_first = false;
-      } else {
-        out += cat({kOutputBegin, m.content, kOutputEnd});
-      }
+      append_tool_output(out, m, is_output_first, "");
     }
   }
   if (is_tool) out += kOutputsEnd;
@@ -195,12 +195,7 @@ std::string render_v3_0324(const std::vector<ChatMessage>& messages, bool add_ge
     if (m.role == "tool") {
       is_last_user = false;
       is_tool = true;
-      if (is_output_first) {
-        out += cat({kOutputsBegin, kOutputBegin, m.content, kOutputEnd});
-        is_output_first = false;
-      } else {
-        out += cat({"\n", kOutputBegin, m.content, kOutputEnd});
-      }
+      append_tool_output(out, m, is_output_first, "\n");
     }
   }
   if (is_tool) out += kOutputsEnd;
