@@ -7,7 +7,8 @@
 # is printed last; all logs go to one tarball in $OUT.
 # Carry: .devdeps (pcre2.h) and models/tokenizers/deepseek-v3. About 6 minutes on one H200 (16 cores), build included.
 # First, test_ops' synthesize/dummy_load cases check the GPU-made weights against the host generator byte for byte.
-# Usage: scripts/device/bench_v3_slice.sh   (env: OSL_B1=64, OSL_B128=48 decode lengths; BUDGET_S=540)
+# Usage: scripts/device/bench_v3_slice.sh   (env: OSL_B1=64, OSL_B128=48 decode lengths; BUDGET_S=540;
+#        PROFILE=1: per-op GPU times (DSV3_PROFILE=1, slows steps a little) appended to the table; SKIP_OPS=1: no test_ops)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/device/common.sh
@@ -19,9 +20,10 @@ device_build dsv3 test_ops
 DSV3=$PWD/$BUILD/tools/dsv3
 
 # The device generator against the host generator, byte for byte, before its weights are benchmarked.
-rc=0; timeout 120 "$BUILD/tests/ops/test_ops" -p 'synthesize|dummy_load|linear|moe_experts' >"$OUT/test_synth.log" 2>&1 || rc=$?
+[ -n "${SKIP_OPS:-}" ] || { rc=0; timeout 120 "$BUILD/tests/ops/test_ops" -p 'synthesize|dummy_load|linear|moe_experts' >"$OUT/test_synth.log" 2>&1 || rc=$?
 row "test_ops synth, dummy_load, linear, moe" "rc=$rc: $(grep -E 'cases passed' "$OUT/test_synth.log" | tail -1) ($(elapsed))"
-grep -E '^ *(FAIL|FAILED)' "$OUT/test_synth.log" | head -10
+grep -E '^ *(FAIL|FAILED)' "$OUT/test_synth.log" | head -10; }
+[ -z "${PROFILE:-}" ] || export DSV3_PROFILE=1
 
 M=/tmp/v3-slice
 rm -rf "$M"
@@ -53,6 +55,10 @@ bench() {  # name warmup timeout
     --warmup "$2" --extra_llm_api_options "$OUT/extra.yaml" --iteration_log "$OUT/$1.iter.jsonl" \
     --report_json "$OUT/$1.report.json" >"$OUT/$1.log" 2>&1
   echo "rc=$?" >>"$OUT/$1.log"
+  if [ -n "${PROFILE:-}" ]; then  # the top of the per-op table and the idle line
+    sed -n '/\[dsv3 profile\]/,$p' "$OUT/$1.log" | grep -v '^ *>' | head -16 >"$OUT/$1.profile"
+    grep 'GPU busy' "$OUT/$1.log" >>"$OUT/$1.profile"
+  fi
 }
 bench prefill 8 150
 row "bench prefill" "$(tail -1 "$OUT/prefill.log") ($(elapsed))"
@@ -105,5 +111,6 @@ for name in ("prefill", "b1", "b128"):
     print(f"{name}: {lw}; TTFT avg {sm.get('avg_ttft_ms', float('nan')):.1f} ms, TPOT avg "
           f"{sm.get('avg_tpot_ms', float('nan')):.2f} ms, output {r.get('performance', {}).get('system_output_throughput_tok_s', float('nan')):.1f} tok/s")
 PY
+for n in prefill b1 b128; do [ -f "$OUT/$n.profile" ] && { echo "-- profile $n"; cat "$OUT/$n.profile"; } >>"$OUT/summary.txt"; done
 cat "$OUT/summary.txt"
 while IFS= read -r l; do table+=("$l"); done <"$OUT/summary.txt"

@@ -20,6 +20,9 @@ TensorView KvCache::layer(int64_t l) const {
 }
 
 namespace {
+// Workspace chunks: large enough that a decode step of the full model fits in one; prefill steps add chunks once.
+constexpr size_t kWorkspaceChunk = size_t{256} << 20;
+
 // A view of `shape` starting `elems` elements into `v` (for strided column slices the ops address by stride).
 TensorView offset_view(const TensorView& v, int64_t elems, Shape shape) {
   TensorView o = v;
@@ -40,10 +43,11 @@ struct DeepseekV3::StepMeta {
 };
 
 DeepseekV3::DeepseekV3(const ModelConfig& config, ModelWeights weights, Backend& backend, Numerics numerics)
-    : config_(config), weights_(std::move(weights)), backend_(backend), numerics_(numerics) {
+    : config_(config), weights_(std::move(weights)), backend_(backend), numerics_(numerics),
+      ws_(backend.allocator(), kWorkspaceChunk) {
   std::vector<float> f = rope_inv_freq(config_);
   Tensor host = make_host_tensor(DType::kF32, {static_cast<int64_t>(f.size())}, f.data());
-  inv_freq_ = scratch(DType::kF32, host.shape());
+  inv_freq_ = Tensor(DType::kF32, host.shape(), backend_.allocator());
   backend_.copy(inv_freq_.view(), host.view());
 }
 
@@ -126,12 +130,13 @@ ForwardOutput DeepseekV3::forward(const ForwardBatch& b, KvCache& cache) {
   const int64_t n = b.n_tokens(), d = c.hidden_size;
   EXPECT(cache.n_layers() >= c.num_hidden_layers, "forward: cache has {} layers, model {}", cache.n_layers(),
          c.num_hidden_layers);
+  ws_.reset();
   StepMeta m = build_meta(b, cache);
   Tensor residual = scratch(DType::kBF16, {n, d}), delta = scratch(DType::kBF16, {n, d});
   backend_.embedding({.ids = m.ids, .table = weights_.embed_tokens, .out = residual});
   for (int64_t L = 0; L < c.num_hidden_layers; ++L) block(weights_.layers[L], L, m, residual, delta, L == 0, cache);
   ForwardOutput out;
-  Tensor hn = scratch(DType::kBF16, {n, d});
+  Tensor hn = final_hidden(b, n);
   backend_.rms_norm({.x = delta, .residual = residual, .weight = weights_.norm, .out = hn,
                      .eps = static_cast<float>(c.rms_norm_eps)});
   out.logits = head(hn, b.logit_rows);
@@ -143,6 +148,7 @@ void DeepseekV3::block(const LayerWeights& w, int64_t cache_layer, const StepMet
                        bool first, KvCache& cache) {
   const int64_t n = m.n, d = config_.hidden_size;
   const float eps = static_cast<float>(config_.rms_norm_eps);
+  Workspace::Scope layer_scope(ws_);  // this layer's temporaries die here; residual and delta live outside
   Tensor xn = scratch(DType::kBF16, {n, d});
   if (first) backend_.rms_norm({.x = residual, .weight = w.input_layernorm, .out = xn, .eps = eps});
   else backend_.rms_norm({.x = delta, .residual = residual, .weight = w.input_layernorm, .out = xn, .eps = eps});
@@ -251,6 +257,13 @@ void DeepseekV3::moe(const MoeWeights& w, const TensorView& xn, const TensorView
   backend_.add({.a = routed, .b = shared, .out = out});
 }
 
+// The final-normed hidden state: returned to the caller when asked (owned memory, it outlives the step), otherwise a
+// temporary.
+Tensor DeepseekV3::final_hidden(const ForwardBatch& b, int64_t n) {
+  const Shape s{n, config_.hidden_size};
+  return b.want_hidden ? Tensor(DType::kBF16, s, backend_.allocator()) : scratch(DType::kBF16, s);
+}
+
 std::vector<float> DeepseekV3::head(const TensorView& hn, const std::vector<int32_t>& rows) {
   const int64_t r = static_cast<int64_t>(rows.size()), d = config_.hidden_size, vocab = config_.vocab_size;
   std::vector<float> logits;
@@ -278,6 +291,8 @@ ForwardOutput DeepseekV3::forward_mtp(const ForwardBatch& b, const TensorView& h
   EXPECT(hidden_prev.dim(0) == n && hidden_prev.dim(1) == d, "forward_mtp: hidden {} for {} rows",
          hidden_prev.shape.str(), n);
   EXPECT(cache.n_layers() > c.num_hidden_layers, "forward_mtp: the cache has no MTP layer");
+  // hidden_prev is the caller's (owned, outside the workspace), so rewinding cannot clobber it.
+  ws_.reset();
   StepMeta m = build_meta(b, cache);
   // u = eh_proj(concat(enorm(Emb(t_{p+1})), hnorm(h_p))): embedding first, hidden second (model-spec §6.1).
   Tensor e = scratch(DType::kBF16, {n, d}), cat = scratch(DType::kBF16, {n, 2 * d});
@@ -289,7 +304,7 @@ ForwardOutput DeepseekV3::forward_mtp(const ForwardBatch& b, const TensorView& h
   backend_.linear({.x = cat, .w = mw.eh_proj, .out = residual});
   block(mw.block, c.num_hidden_layers, m, residual, delta, true, cache);
   ForwardOutput out;
-  Tensor hn = scratch(DType::kBF16, {n, d});
+  Tensor hn = final_hidden(b, n);
   backend_.rms_norm({.x = delta, .residual = residual, .weight = mw.shared_head_norm, .out = hn, .eps = eps});
   out.logits = head(hn, b.logit_rows);
   if (b.want_hidden) out.hidden = std::move(hn);

@@ -10,6 +10,7 @@
 #include "dsv3/io/config.h"
 #include "dsv3/model/batch.h"
 #include "dsv3/model/weights.h"
+#include "dsv3/model/workspace.h"
 
 namespace dsv3 {
 
@@ -28,6 +29,7 @@ class DeepseekV3 {
   // Cache layers the model needs: main layers, plus one for the MTP layer when loaded.
   int64_t n_cache_layers() const { return config_.num_hidden_layers + (has_mtp() ? 1 : 0); }
   uint64_t weight_bytes() const { return weights_.bytes_loaded; }
+  const Workspace& workspace() const { return ws_; }
 
   ForwardOutput forward(const ForwardBatch& batch, KvCache& cache);
   // MTP module: batch.token_ids[i] is t_{p+1} for the row whose main-model hidden state h_p is hidden_prev[i]; the
@@ -43,8 +45,10 @@ class DeepseekV3 {
   void mlp(const MlpWeights& w, const TensorView& xn, const TensorView& out);
   void moe(const MoeWeights& w, const TensorView& xn, const TensorView& out);
   std::vector<float> head(const TensorView& hn, const std::vector<int32_t>& rows);
+  Tensor final_hidden(const ForwardBatch& b, int64_t n);
   StepMeta build_meta(const ForwardBatch& b, const KvCache& cache);
-  Tensor scratch(DType dt, Shape s) { return Tensor(dt, s, backend_.allocator()); }
+  // Step temporaries live in the workspace (rewound per step and per layer); only what a step returns is owned.
+  Tensor scratch(DType dt, Shape s) { return Tensor(dt, s, ws_); }
   Tensor upload_i32(const std::vector<int32_t>& v, Shape shape = {});
 
   ModelConfig config_;
@@ -52,6 +56,7 @@ class DeepseekV3 {
   Backend& backend_;
   Numerics numerics_;
   Tensor inv_freq_;  // [rope/2] f32 in backend memory
+  Workspace ws_;     // activations of one step (backend memory)
 };
 
 }  // namespace dsv3

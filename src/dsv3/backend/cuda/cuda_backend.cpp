@@ -10,12 +10,14 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "dsv3/backend/cuda/cuda_utils.h"
 #include "dsv3/backend/cuda/gemm.h"
 #include "dsv3/backend/cuda/kernels.h"
+#include "dsv3/backend/cuda/op_profiler.h"
 #include "dsv3/base/log.h"
 
 namespace dsv3 {
@@ -35,6 +37,7 @@ CudaBackendOptions CudaBackendOptions::from_env() {
   // FP8 linears with 1..16 rows run the bandwidth-bound GEMV (gemv_fp8.cu; tests/ops "linear ... path=gemv").
   o.no_fp8_gemv = env("DSV3_CUDA_FP8_GEMV") == "0";
   o.simple_mla_decode = env("DSV3_MLA_DECODE") == "simple";
+  o.profile = env("DSV3_PROFILE") == "1";
   return o;
 }
 
@@ -92,8 +95,15 @@ class CudaBackend final : public Backend {
     err_host_ = PinnedBuffer(sizeof(uint32_t));
     CUDA_CHECK(cudaMemsetAsync(err_.data(), 0, sizeof(uint32_t), stream_.get()));
     CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
+    if (opt_.profile) profiler_ = std::make_unique<OpProfiler>(stream_.get());
   }
-  ~CudaBackend() override { (void)cudaStreamSynchronize(stream_.get()); }
+  ~CudaBackend() override {
+    (void)cudaStreamSynchronize(stream_.get());
+    if (profiler_) {
+      profiler_->collect();
+      profiler_->print();
+    }
+  }
 
   std::string name() const override { return "cuda"; }
   Allocator& allocator() override { return device_allocator(); }
@@ -113,6 +123,7 @@ class CudaBackend final : public Backend {
   void synchronize() override {
     CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
     check_device_errors("");
+    if (profiler_) profiler_->collect();
   }
 
   int64_t free_device_memory() override {
@@ -171,6 +182,7 @@ class CudaBackend final : public Backend {
 
   // After every launch: a launch error aborts naming the op; with sync_each_op the op's execution is checked too.
   void launched(const char* op) {
+    if (profiler_) profiler_->label(op);
     const cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess)
       dsv3::detail::check_failed(__FILE__, __LINE__, op,
@@ -225,11 +237,16 @@ class CudaBackend final : public Backend {
   bool staging_used_[2] = {false, false};
   DeviceBuffer scratch_[kScratchSlots];
   PinnedBuffer moe_host_;  // [2 * n_experts] i32: counts, then offsets
+  std::unique_ptr<OpProfiler> profiler_;  // DSV3_PROFILE=1
+
+  // Times one public op (with DSV3_PROFILE=1); nested ops (moe_experts' linears) are timed inside their parent.
+  OpProfiler::Scope profile(const char* op) { return OpProfiler::Scope(profiler_.get(), op); }
 };
 
 // ---------------------------------------------------------------------------------------------------- linear
 
 void CudaBackend::linear(const LinearParams& p) {
+  auto prof = profile("linear");
   validate(p);
   const char* op = "linear";
   expect_device(p.x, op, "x");
@@ -297,6 +314,7 @@ void CudaBackend::linear(const LinearParams& p) {
 // ---------------------------------------------------------------------------------------------- elementwise
 
 void CudaBackend::rms_norm(const RmsNormParams& p) {
+  auto prof = profile("rms_norm");
   validate(p);
   const char* op = "rms_norm";
   expect_tensor(p.x, DType::kBF16, op, "x");
@@ -316,6 +334,7 @@ void CudaBackend::rms_norm(const RmsNormParams& p) {
 }
 
 void CudaBackend::embedding(const EmbeddingParams& p) {
+  auto prof = profile("embedding");
   const char* op = "embedding";
   expect_tensor(p.ids, DType::kI32, op, "ids");
   expect_tensor(p.table, DType::kBF16, op, "table");
@@ -328,6 +347,7 @@ void CudaBackend::embedding(const EmbeddingParams& p) {
 }
 
 void CudaBackend::rope(const RopeParams& p) {
+  auto prof = profile("rope");
   const char* op = "rope";
   expect_tensor(p.x, DType::kBF16, op, "x");
   expect_tensor(p.positions, DType::kI32, op, "positions");
@@ -345,6 +365,7 @@ void CudaBackend::rope(const RopeParams& p) {
 }
 
 void CudaBackend::silu_mul(const SiluMulParams& p) {
+  auto prof = profile("silu_mul");
   const char* op = "silu_mul";
   expect_tensor(p.gate, DType::kBF16, op, "gate");
   expect_tensor(p.up, DType::kBF16, op, "up");
@@ -356,6 +377,7 @@ void CudaBackend::silu_mul(const SiluMulParams& p) {
 }
 
 void CudaBackend::add(const AddParams& p) {
+  auto prof = profile("add");
   const char* op = "add";
   expect_tensor(p.a, DType::kBF16, op, "a");
   expect_tensor(p.b, DType::kBF16, op, "b");
@@ -369,6 +391,7 @@ void CudaBackend::add(const AddParams& p) {
 // ------------------------------------------------------------------------------------------------- KV cache
 
 void CudaBackend::kv_cache_store(const KvCacheStoreParams& p) {
+  auto prof = profile("kv_cache_store");
   const char* op = "kv_cache_store";
   expect_tensor(p.kv_new, DType::kBF16, op, "kv_new");
   expect_tensor(p.cache, DType::kBF16, op, "cache");
@@ -384,6 +407,7 @@ void CudaBackend::kv_cache_store(const KvCacheStoreParams& p) {
 }
 
 void CudaBackend::kv_cache_gather(const KvCacheGatherParams& p) {
+  auto prof = profile("kv_cache_gather");
   const char* op = "kv_cache_gather";
   expect_tensor(p.cache, DType::kBF16, op, "cache");
   expect_tensor(p.block_table, DType::kI32, op, "block_table");
@@ -409,6 +433,7 @@ void CudaBackend::kv_cache_gather(const KvCacheGatherParams& p) {
 // ------------------------------------------------------------------------------------------------------ MLA
 
 void CudaBackend::mla_prefill(const MlaPrefillParams& p) {
+  auto prof = profile("mla_prefill");
   validate(p);
   const char* op = "mla_prefill";
   expect_tensor(p.q, DType::kBF16, op, "q");
@@ -431,6 +456,7 @@ void CudaBackend::mla_prefill(const MlaPrefillParams& p) {
 }
 
 void CudaBackend::mla_absorb_q(const MlaAbsorbQParams& p) {
+  auto prof = profile("mla_absorb_q");
   const char* op = "mla_absorb_q";
   expect_tensor(p.q, DType::kBF16, op, "q");
   expect_tensor(p.kv_b, DType::kBF16, op, "kv_b");
@@ -464,6 +490,7 @@ void CudaBackend::mla_absorb_q(const MlaAbsorbQParams& p) {
 }
 
 void CudaBackend::mla_absorb_v(const MlaAbsorbVParams& p) {
+  auto prof = profile("mla_absorb_v");
   const char* op = "mla_absorb_v";
   expect_tensor(p.o_latent, DType::kBF16, op, "o_latent");
   expect_tensor(p.kv_b, DType::kBF16, op, "kv_b");
@@ -509,6 +536,7 @@ int CudaBackend::mla_decode_splits(int n, int head_groups, int max_len, int* spl
 }
 
 void CudaBackend::mla_decode(const MlaDecodeParams& p) {
+  auto prof = profile("mla_decode");
   validate(p);
   const char* op = "mla_decode";
   expect_tensor(p.q_abs, DType::kBF16, op, "q_abs");
@@ -546,6 +574,7 @@ void CudaBackend::mla_decode(const MlaDecodeParams& p) {
 // ------------------------------------------------------------------------------------------------------ MoE
 
 void CudaBackend::router(const RouterParams& p) {
+  auto prof = profile("router");
   validate(p);
   const char* op = "router";
   expect_tensor(p.x, DType::kBF16, op, "x");
@@ -571,6 +600,7 @@ void CudaBackend::router(const RouterParams& p) {
 // Tokens are grouped by expert on the device (count, then permute); the per-expert row counts come back to the host,
 // which runs gate/up/SwiGLU/down through linear() for each active expert, then one kernel combines in fp32.
 void CudaBackend::moe_experts(const MoeExpertsParams& p) {
+  auto prof = profile("moe_experts");
   validate(p);
   const char* op = "moe_experts";
   expect_tensor(p.x, DType::kBF16, op, "x");
@@ -642,6 +672,7 @@ void CudaBackend::moe_experts(const MoeExpertsParams& p) {
 // ------------------------------------------------------------------------------------------------- synthesize
 
 bool CudaBackend::synthesize(const SynthesizeParams& p) {
+  auto prof = profile("synthesize");
   const char* op = "synthesize";
   expect_device(p.out, op, "out");
   SynthArgs a{};

@@ -18,6 +18,7 @@ struct CudaBackendOptions {
   bool fp8_gemm_fallback = false;   // DSV3_CUDA_FP8_GEMM=fallback: own FP8 kernel, cuBLASLt for bf16 only
   bool no_fp8_gemv = false;         // DSV3_CUDA_FP8_GEMV=0: no decode GEMV; 1..16 rows go to cuBLASLt/fallback
   bool simple_mla_decode = false;   // DSV3_MLA_DECODE=simple: the CUDA-core decode kernel instead of WMMA (tests)
+  bool profile = false;             // DSV3_PROFILE=1: time every op with events, print a table when the backend dies
   static CudaBackendOptions from_env();
 };
 
