@@ -262,37 +262,56 @@ void CudaBackend::linear(const LinearParams& p) {
     const int kb = (k + 127) / 128;
     auto* codes = static_cast<uint8_t*>(scratch(kScratchCodes, static_cast<size_t>(n) * k));
     auto* scales = static_cast<float*>(scratch(kScratchScales, static_cast<size_t>(kb) * n * sizeof(float)));
-    launch_quantize_fp8({cbf(p.x), codes, scales, xs, n, k, p.ue8m0}, stream());
-    launched("linear (fp8 activation quantization)");
-    // Decode sizes: weight-read bound, and cuBLASLt refuses a single row. The forced-fallback options keep their
-    // bitwise-exact kernel.
-    if (n <= kGemvMaxTokens && !opt_.no_fp8_gemv && !opt_.force_gemm_fallback && !opt_.fp8_gemm_fallback) {
-      launch_linear_fp8_gemv({codes, scales, p.w.weight.as<const uint8_t>(), p.w.scale_inv.as<const float>(),
-                              p.out.data, n, m, k, out_f32},
+    const uint8_t* w = p.w.weight.as<const uint8_t>();
+    const float* sw = p.w.scale_inv.as<const float>();
+    const bool gemv_ok = !opt_.no_fp8_gemv && !opt_.force_gemm_fallback && !opt_.fp8_gemm_fallback;
+    // Rows [r0, r0 + rows) quantized with their own [kb, rows] scale block (the layout each GEMM below reads).
+    auto quantize = [&](int r0, int rows) {
+      launch_quantize_fp8({cbf(p.x) + r0 * xs, codes + static_cast<size_t>(r0) * k, scales + static_cast<size_t>(kb) * r0,
+                           xs, rows, k, p.ue8m0},
+                          stream());
+      launched("linear (fp8 activation quantization)");
+    };
+    auto gemv = [&](int r0, int rows) {
+      launch_linear_fp8_gemv({codes + static_cast<size_t>(r0) * k, scales + static_cast<size_t>(kb) * r0, w, sw,
+                              static_cast<char*>(p.out.data) + static_cast<size_t>(r0) * m * dtype_size(p.out.dtype),
+                              rows, m, k, out_f32},
                              stream());
       launched("linear (fp8 gemv)");
+    };
+    // Decode sizes: weight-read bound, and cuBLASLt refuses a single row. The forced-fallback options keep their
+    // bitwise-exact kernel.
+    if (n <= kGemvMaxTokens && gemv_ok) {
+      quantize(0, n);
+      gemv(0, n);
       return;
     }
     // cuBLASLt block scaling: whole 128-blocks along K; the weight scales' rows padded to 16 bytes (k/128 % 4 == 0,
     // true for every DeepSeek-V3 projection); 16-byte aligned operands and output rows.
-    const bool lt = !opt_.force_gemm_fallback && !opt_.fp8_gemm_fallback && !out_f32 && k % 128 == 0 && kb % 4 == 0 && m % 16 == 0 &&
-                    aligned(p.w.weight.data, 16) && aligned(p.out.data, 16) && aligned(p.w.scale_inv.data, 16);
+    const bool lt = !opt_.force_gemm_fallback && !opt_.fp8_gemm_fallback && !out_f32 && k % 128 == 0 && kb % 4 == 0 &&
+                    m % 16 == 0 && aligned(w, 16) && aligned(p.out.data, 16) && aligned(sw, 16);
+    // cuBLASLt 13.1 answers "not supported" (15) for token counts such as 86 or 90 (seen on the H200, MoE experts of
+    // the v3-slice benchmark), which then ran the CUDA-core fallback at < 1% of the tensor cores. So the rows past
+    // the last multiple of 16 (at most 15) take the decode GEMV, each part with its own scale block.
+    const int n_main = lt && gemv_ok ? n / 16 * 16 : n, n_rem = n - n_main;
+    quantize(0, n_main);
+    if (n_rem) quantize(n_main, n_rem);
+    bool done = false;
     if (lt) {
       GemmProblem g;
       g.ab_type = CUDA_R_8F_E4M3;
       g.d_type = CUDA_R_16BF;
       g.trans_a = true;
-      g.m = m, g.n = n, g.k = k, g.lda = k, g.ldb = k, g.ldd = m;
+      g.m = m, g.n = n_main, g.k = k, g.lda = k, g.ldb = k, g.ldd = m;
       g.block_scaled = true;
-      if (gemm_.run(g, p.w.weight.data, codes, p.out.data, p.w.scale_inv.as<const float>(), scales, stream())) {
-        launched("linear (cuBLASLt fp8 block-scaled)");
-        return;
-      }
+      done = gemm_.run(g, w, codes, p.out.data, sw, scales, stream());
+      if (done) launched("linear (cuBLASLt fp8 block-scaled)");
     }
-    launch_gemm_fallback({codes, scales, p.w.weight.data, p.w.scale_inv.as<const float>(), p.out.data, k, n, m, k,
-                          true, out_f32},
-                         stream());
-    launched("linear (fp8 fallback kernel)");
+    if (!done) {
+      launch_gemm_fallback({codes, scales, w, sw, p.out.data, k, n_main, m, k, true, out_f32}, stream());
+      launched("linear (fp8 fallback kernel)");
+    }
+    if (n_rem) gemv(n_main, n_rem);
     return;
   }
   if (!opt_.force_gemm_fallback) {
