@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "common/llm_args.h"
 #include "common/progress.h"
 #include "common/py_repr.h"
 #include "dsv3/base/log.h"
@@ -27,7 +28,8 @@ int cmd_generate(int argc, char** argv) {
   double kv_cache_fraction = 0.9, kv_cache_cpu_gb = 1.0;
   int64_t kv_cache_max_tokens = 0;
   bool reuse_flag = false, disable_reuse = false, chunked = false, chat = false, attention_dp = false,
-       print_iter_log = false;
+       print_iter_log = false, use_cuda_graph = false, disable_cuda_graph = false, graph_padding = false;
+  std::vector<int> graph_sizes;
   std::string spec_algo, kv_cache_dtype = "auto", attention_backend = "TRTLLM", output_json;
   app.add_option("--model_dir,--model-dir", model_dir, "HF checkpoint folder")->required();
   app.add_option("--prompt", prompts, "prompt (repeatable); default: the recipe's four prompts");
@@ -57,6 +59,13 @@ int cmd_generate(int argc, char** argv) {
   app.add_option("--kv_cache_dtype,--kv-cache-dtype", kv_cache_dtype, "auto (bf16)")->capture_default_str();
   app.add_option("--attention_backend,--attention-backend", attention_backend, "accepted for compatibility");
   app.add_flag("--print_iter_log,--print-iter-log", print_iter_log, "log every engine step");
+  // CUDA graphs for decode steps are on by default here (quickstart's --use_cuda_graph is accepted; it changes
+  // nothing); the list and padding follow cuda_graph_config (interfaces.md §3.1).
+  app.add_flag("--use_cuda_graph,--use-cuda-graph", use_cuda_graph, "CUDA graphs for decode steps (default: on)");
+  app.add_flag("--disable_cuda_graph,--disable-cuda-graph", disable_cuda_graph, "run every step eagerly");
+  app.add_flag("--cuda_graph_padding_enabled,--cuda-graph-padding-enabled", graph_padding,
+               "pad decode batches up to the next captured size");
+  app.add_option("--cuda_graph_batch_sizes,--cuda-graph-batch-sizes", graph_sizes, "captured batch sizes");
   app.add_option("--output_json,--output-json", output_json,
                  "also write [{prompt, prompt_token_ids, text, token_ids, finish_reason}] to this file");
   // Parallelism and speculative decoding: accepted spellings, refused until they work.
@@ -99,6 +108,14 @@ int cmd_generate(int argc, char** argv) {
   EXPECT(kv_cache_cpu_gb > 0, "--kv_cache_cpu_gb must be > 0");
   ec.kv_cpu_bytes = static_cast<int64_t>(kv_cache_cpu_gb * 1e9);
   ec.tokens_per_block = tokens_per_block;
+  if (!disable_cuda_graph) {
+    LlmArgs ga;
+    ga.use_cuda_graph = true;
+    ga.cuda_graph_config.batch_sizes.assign(graph_sizes.begin(), graph_sizes.end());
+    ga.cuda_graph_config.enable_padding = graph_padding;
+    for (int64_t s : cuda_graph_batch_sizes(ga, max_batch_size)) ec.cuda_graph_batch_sizes.push_back(static_cast<int>(s));
+    ec.cuda_graph_padding = graph_padding;
+  }
   LLM llm(ec);
   EXPECT(llm.tokenizer(), "{} has no tokenizer.json: generate needs a tokenizer (dsv3 make-tiny-model copies one "
          "in when models/tokenizers/deepseek-v3 exists; run `bash scripts/setup.sh` to fetch it)", model_dir);

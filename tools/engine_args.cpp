@@ -30,6 +30,8 @@ EngineConfig engine_config_from_llm_args(const LlmArgs& a, const std::string& mo
   if (a.kv_cache_config.free_gpu_memory_fraction) c.kv_free_gpu_mem_fraction = *a.kv_cache_config.free_gpu_memory_fraction;
   EXPECT(a.kv_cache_config.dtype == "auto" || a.kv_cache_config.dtype == "bf16",
          "kv_cache_config.dtype '{}' is not supported yet (auto = bf16)", a.kv_cache_config.dtype);
+  for (int64_t s : cuda_graph_batch_sizes(a, c.max_batch_size)) c.cuda_graph_batch_sizes.push_back(static_cast<int>(s));
+  c.cuda_graph_padding = a.cuda_graph_config.enable_padding;
   return c;
 }
 

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <type_traits>
@@ -162,6 +163,14 @@ struct SynthesizeParams {
   TensorView scale_inv;  // [ceil(rows/128), ceil(cols/128)] f32 for an FP8 out; empty otherwise
 };
 
+// A recorded sequence of backend ops, replayed by one launch (a CUDA graph). Replays read and write the same
+// memory the ops named when they were recorded, so the caller keeps every buffer alive and at the same address.
+class BackendGraph {
+ public:
+  virtual ~BackendGraph() = default;
+  virtual void replay() = 0;  // enqueued on the backend's stream, ordered with the ops
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -192,6 +201,11 @@ class Backend {
   // Fills p.out (and p.scale_inv) on the backend; false when this backend has no generator (the caller then makes
   // the tensor on the host and copies it). Host-visible backends need none: the loader uses host tensors in place.
   virtual bool synthesize(const SynthesizeParams& p) { return false; }
+
+  // Records the ops `body` enqueues into a graph instead of running them. nullptr when this backend cannot record
+  // (host backends) or when an op inside needed the host (a read-back, growing a scratch buffer): the caller then
+  // runs the ops eagerly. Run `body` once eagerly first, so that every buffer it needs has reached its size.
+  virtual std::unique_ptr<BackendGraph> capture(const std::function<void()>& body) { return nullptr; }
 };
 
 // Host-side validation shared by every backend (shapes and dtypes); throws dsv3::Error naming the op and field.

@@ -63,6 +63,21 @@ Engine::Engine(const EngineConfig& config) : config_(config) {
   cache_ = std::make_unique<KvCache>(model_->n_cache_layers(), kv_blocks_, bs, mc.kv_entry_dim(),
                                      backend_->allocator());
   log_info("KV cache: {} blocks of {} tokens ({:.1f} MB)", kv_blocks_, bs, cache_->nbytes() / 1e6);
+  // CUDA graphs: padding rows of a captured step write their KV entry into a block no sequence owns (the last).
+  const bool graphs = !config_.cuda_graph_batch_sizes.empty() && !backend_->host_visible() && kv_blocks_ >= 2;
+  if (graphs) {
+    CudaGraphOptions go;
+    for (int s : config_.cuda_graph_batch_sizes)
+      if (s <= config_.max_batch_size) go.batch_sizes.push_back(s);
+    std::sort(go.batch_sizes.begin(), go.batch_sizes.end());
+    go.padding = config_.cuda_graph_padding;
+    go.max_blocks_per_seq = static_cast<int>((max_seq_len_ + bs - 1) / bs);
+    go.pad_block = static_cast<int32_t>(kv_blocks_ - 1);
+    model_->set_cuda_graphs(go);
+    if (!go.batch_sizes.empty())
+      log_info("CUDA graphs for decode steps of {} batch sizes up to {}{}", go.batch_sizes.size(), go.batch_sizes.back(),
+               go.padding ? " (padded)" : "");
+  }
   sched::SchedulerConfig sc;
   sc.max_batch_size = config_.max_batch_size;
   sc.max_num_tokens = config_.max_num_tokens;
@@ -70,7 +85,7 @@ Engine::Engine(const EngineConfig& config) : config_(config) {
   sc.enable_chunked_prefill = config_.enable_chunked_prefill;
   sc.policy = config_.policy;
   sc.tokens_per_block = static_cast<int>(bs);
-  sc.n_blocks = static_cast<int>(kv_blocks_);
+  sc.n_blocks = static_cast<int>(graphs ? kv_blocks_ - 1 : kv_blocks_);
   sc.enable_block_reuse = config_.enable_block_reuse;
   sched_ = std::make_unique<sched::Scheduler>(sc);
   sampler_ = std::make_unique<Sampler>(SamplerConfig{.vocab_size = static_cast<int>(mc.vocab_size)});

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "dsv3/io/weight_source.h"
 #include "dsv3/model/weights.h"
@@ -30,6 +31,9 @@ struct EngineConfig {
   double kv_free_gpu_mem_fraction = 0.9;      // kv_cache_config.free_gpu_memory_fraction (GPU)
   int64_t kv_cpu_bytes = 1ll << 30;           // CPU backend: byte budget of the KV pool when max_tokens is 0
   bool check_integrity = false;               // scheduler/KV integrity check after every step (tests, debug)
+  // CUDA graphs for decode-only steps (cuda_graph_config; tools/common/llm_args.h makes the list). Empty: off.
+  std::vector<int> cuda_graph_batch_sizes;
+  bool cuda_graph_padding = false;            // cuda_graph_config.enable_padding
 };
 
 }  // namespace dsv3

@@ -32,14 +32,17 @@ TensorView offset_view(const TensorView& v, int64_t elems, Shape shape) {
 }
 }  // namespace
 
-// Metadata of one step in backend memory (NOTE: decode-form rows come first, see ForwardBatch).
+// Metadata of one step in backend memory (NOTE: decode-form rows come first, see ForwardBatch). Views: into the
+// workspace (eager steps) or into graph_meta_ (captured steps).
 struct DeepseekV3::StepMeta {
   int64_t n = 0;
-  Tensor ids, positions, slots;          // [n] i32
-  int64_t n_dec = 0;                     // rows in the absorbed form
-  Tensor dec_block_table, dec_seq_lens;  // [n_dec, max_blocks], [n_dec]
+  TensorView ids, positions, slots;              // [n] i32
+  int64_t n_dec = 0;                             // rows in the absorbed form
+  TensorView dec_block_table, dec_seq_lens;      // [n_dec, max_blocks], [n_dec]
   int64_t n_pre_seqs = 0, n_kv = 0;
-  Tensor pre_block_table, cu_q, cu_kv;   // [n_pre, max_blocks], [n_pre + 1], [n_pre + 1]
+  TensorView pre_block_table, cu_q, cu_kv;       // [n_pre, max_blocks], [n_pre + 1], [n_pre + 1]
+  TensorView logit_rows;                         // [r] i32 rows whose logits the step returns; empty: all n rows
+  int64_t n_logits = 0;
 };
 
 DeepseekV3::DeepseekV3(const ModelConfig& config, ModelWeights weights, Backend& backend, Numerics numerics)
@@ -51,11 +54,13 @@ DeepseekV3::DeepseekV3(const ModelConfig& config, ModelWeights weights, Backend&
   backend_.copy(inv_freq_.view(), host.view());
 }
 
-Tensor DeepseekV3::upload_i32(const std::vector<int32_t>& v, Shape shape) {
+// The returned view lives in the workspace until the step ends (the workspace's deallocate is a no-op, so the
+// Tensor owner may die here).
+TensorView DeepseekV3::upload_i32(const std::vector<int32_t>& v, Shape shape) {
   if (shape.ndim == 0) shape = {static_cast<int64_t>(v.size())};
   CHECK(shape.numel() == static_cast<int64_t>(v.size()), "upload_i32: {} values for {}", v.size(), shape.str());
-  Tensor dev = scratch(DType::kI32, shape);
-  if (!v.empty()) backend_.copy(dev.view(), TensorView{const_cast<int32_t*>(v.data()), DType::kI32, shape, Device::kCpu});
+  TensorView dev = scratch(DType::kI32, shape).view();
+  if (!v.empty()) backend_.copy(dev, TensorView{const_cast<int32_t*>(v.data()), DType::kI32, shape, Device::kCpu});
   return dev;
 }
 
@@ -122,26 +127,45 @@ DeepseekV3::StepMeta DeepseekV3::build_meta(const ForwardBatch& b, const KvCache
     m.cu_kv = upload_i32(cu_kv);
     m.n_kv = cu_kv.back();
   }
+  m.n_logits = static_cast<int64_t>(b.logit_rows.size());
+  bool all_rows = m.n_logits == n;
+  for (int64_t i = 0; i < m.n_logits; ++i) {
+    EXPECT(b.logit_rows[i] >= 0 && b.logit_rows[i] < n, "forward: logit row {} outside the batch of {}",
+           b.logit_rows[i], n);
+    all_rows &= b.logit_rows[i] == i;
+  }
+  if (m.n_logits && !all_rows) m.logit_rows = upload_i32(b.logit_rows);
   return m;
 }
 
 ForwardOutput DeepseekV3::forward(const ForwardBatch& b, KvCache& cache) {
   const ModelConfig& c = config_;
-  const int64_t n = b.n_tokens(), d = c.hidden_size;
   EXPECT(cache.n_layers() >= c.num_hidden_layers, "forward: cache has {} layers, model {}", cache.n_layers(),
          c.num_hidden_layers);
+  if (const int padded = graph_batch_size(b); padded > 0) return forward_graph(b, cache, padded);
   ws_.reset();
   StepMeta m = build_meta(b, cache);
+  ForwardOutput out;
+  if (b.want_hidden) out.hidden = Tensor(DType::kBF16, {m.n, c.hidden_size}, backend_.allocator());
+  const TensorView logits = body(m, cache, out.hidden.view());
+  out.logits = download(logits, {});
+  return out;
+}
+
+// Embedding, the layers, the final norm and lm_head of one step; returns the [n_logits, vocab] f32 logits (in the
+// workspace). The final-normed hidden state goes to hidden_out when given (caller-owned, it outlives the step).
+TensorView DeepseekV3::body(const StepMeta& m, KvCache& cache, const TensorView& hidden_out) {
+  const ModelConfig& c = config_;
+  const int64_t n = m.n, d = c.hidden_size;
   Tensor residual = scratch(DType::kBF16, {n, d}), delta = scratch(DType::kBF16, {n, d});
   backend_.embedding({.ids = m.ids, .table = weights_.embed_tokens, .out = residual});
   for (int64_t L = 0; L < c.num_hidden_layers; ++L) block(weights_.layers[L], L, m, residual, delta, L == 0, cache);
-  ForwardOutput out;
-  Tensor hn = final_hidden(b, n);
+  Tensor hn_tmp;
+  if (!hidden_out) hn_tmp = scratch(DType::kBF16, {n, d});
+  const TensorView hn = hidden_out ? hidden_out : hn_tmp.view();
   backend_.rms_norm({.x = delta, .residual = residual, .weight = weights_.norm, .out = hn,
                      .eps = static_cast<float>(c.rms_norm_eps)});
-  out.logits = head(hn, b.logit_rows);
-  if (b.want_hidden) out.hidden = std::move(hn);
-  return out;
+  return head(hn, m);
 }
 
 void DeepseekV3::block(const LayerWeights& w, int64_t cache_layer, const StepMeta& m, Tensor& residual, Tensor& delta,
@@ -257,29 +281,38 @@ void DeepseekV3::moe(const MoeWeights& w, const TensorView& xn, const TensorView
   backend_.add({.a = routed, .b = shared, .out = out});
 }
 
-// The final-normed hidden state: returned to the caller when asked (owned memory, it outlives the step), otherwise a
-// temporary.
-Tensor DeepseekV3::final_hidden(const ForwardBatch& b, int64_t n) {
-  const Shape s{n, config_.hidden_size};
-  return b.want_hidden ? Tensor(DType::kBF16, s, backend_.allocator()) : scratch(DType::kBF16, s);
+// lm_head over the rows whose logits the step returns (gathered by the embedding op, a bounds-checked row gather).
+TensorView DeepseekV3::head(const TensorView& hn, const StepMeta& m) {
+  const int64_t r = m.n_logits, d = config_.hidden_size, vocab = config_.vocab_size;
+  if (r == 0) return {};
+  TensorView x = hn;
+  if (m.logit_rows) {
+    x = scratch(DType::kBF16, {r, d}).view();
+    backend_.embedding({.ids = m.logit_rows, .table = hn, .out = x});
+  }
+  TensorView out = scratch(DType::kF32, {r, vocab}).view();
+  backend_.linear({.x = x, .w = weights_.lm_head, .out = out});
+  return out;
 }
 
-std::vector<float> DeepseekV3::head(const TensorView& hn, const std::vector<int32_t>& rows) {
-  const int64_t r = static_cast<int64_t>(rows.size()), d = config_.hidden_size, vocab = config_.vocab_size;
-  std::vector<float> logits;
-  if (r == 0) return logits;
-  Tensor sel = scratch(DType::kBF16, {r, d});
-  for (int64_t i = 0; i < r; ++i) {
-    EXPECT(rows[i] >= 0 && rows[i] < hn.dim(0), "forward: logit row {} outside the batch of {}", rows[i], hn.dim(0));
-    backend_.copy(sel.view().rows(i, i + 1), hn.rows(rows[i], rows[i] + 1));
+// Copies logits rows to the host (rows: which rows of `logits`, in order; empty: all) and waits for them.
+std::vector<float> DeepseekV3::download(const TensorView& logits, const std::vector<int32_t>& rows) {
+  std::vector<float> host;
+  if (!logits) return host;
+  const int64_t vocab = logits.dim(1);
+  const int64_t r = rows.empty() ? logits.dim(0) : static_cast<int64_t>(rows.size());
+  host.resize(static_cast<size_t>(r * vocab));
+  int64_t i = 0;
+  while (i < r) {  // runs of consecutive rows as one copy
+    const int64_t first = rows.empty() ? i : rows[i];
+    int64_t len = 1;
+    while (i + len < r && (rows.empty() || rows[i + len] == first + len)) ++len;
+    backend_.copy(TensorView{host.data() + i * vocab, DType::kF32, {len, vocab}, Device::kCpu},
+                  logits.rows(first, first + len));
+    i += len;
   }
-  Tensor out = scratch(DType::kF32, {r, vocab});
-  backend_.linear({.x = sel, .w = weights_.lm_head, .out = out});
-  logits.resize(static_cast<size_t>(r * vocab));
-  TensorView host{logits.data(), DType::kF32, {r, vocab}, Device::kCpu};
-  backend_.copy(host, out.view());
   backend_.synchronize();
-  return logits;
+  return host;
 }
 
 ForwardOutput DeepseekV3::forward_mtp(const ForwardBatch& b, const TensorView& hidden_prev, KvCache& cache) {
@@ -304,10 +337,117 @@ ForwardOutput DeepseekV3::forward_mtp(const ForwardBatch& b, const TensorView& h
   backend_.linear({.x = cat, .w = mw.eh_proj, .out = residual});
   block(mw.block, c.num_hidden_layers, m, residual, delta, true, cache);
   ForwardOutput out;
-  Tensor hn = final_hidden(b, n);
+  Tensor hn = b.want_hidden ? Tensor(DType::kBF16, {n, d}, backend_.allocator()) : scratch(DType::kBF16, {n, d});
   backend_.rms_norm({.x = delta, .residual = residual, .weight = mw.shared_head_norm, .out = hn, .eps = eps});
-  out.logits = head(hn, b.logit_rows);
+  out.logits = download(head(hn, m), {});
   if (b.want_hidden) out.hidden = std::move(hn);
+  return out;
+}
+
+// ----------------------------------------------------------------------------------------------- CUDA graphs
+
+void DeepseekV3::set_cuda_graphs(const CudaGraphOptions& o) {
+  graphs_.clear();
+  graph_meta_ = Tensor();
+  graph_opt_ = CudaGraphOptions{};
+  if (o.batch_sizes.empty() || backend_.host_visible()) return;  // host backends record nothing
+  EXPECT(std::is_sorted(o.batch_sizes.begin(), o.batch_sizes.end()) && o.batch_sizes.front() >= 1,
+         "cuda graph batch sizes must be ascending and >= 1");
+  EXPECT(o.max_blocks_per_seq >= 1, "cuda graphs: max_blocks_per_seq {} < 1", o.max_blocks_per_seq);
+  graph_opt_ = o;
+  graphs_.resize(o.batch_sizes.size());
+  const int64_t bmax = o.batch_sizes.back();
+  // Layout: ids | positions | slots | seq_lens (bmax each) | block table [bmax, max_blocks_per_seq].
+  graph_meta_ = Tensor(DType::kI32, {4 * bmax + bmax * o.max_blocks_per_seq}, backend_.allocator());
+  graph_meta_host_.assign(static_cast<size_t>(graph_meta_.view().numel()), 0);
+}
+
+// The captured size a batch runs at, or 0 when it runs eagerly: decode-only (one absorbed token per sequence),
+// no hidden states wanted, every block table within the captured width.
+int DeepseekV3::graph_batch_size(const ForwardBatch& b) const {
+  if (graphs_.empty() || b.want_hidden) return 0;
+  const int64_t n = b.n_tokens();
+  if (static_cast<int64_t>(b.seqs.size()) != n) return 0;
+  for (const SeqEntry& s : b.seqs)
+    if (!s.absorbed || s.n_tokens != 1 || static_cast<int64_t>(s.blocks.size()) > graph_opt_.max_blocks_per_seq)
+      return 0;
+  for (int size : graph_opt_.batch_sizes) {
+    if (size == n) return size;
+    if (size > n) return graph_opt_.padding && graph_opt_.pad_block >= 0 ? size : 0;
+  }
+  return 0;
+}
+
+ForwardOutput DeepseekV3::forward_graph(const ForwardBatch& b, KvCache& cache, int padded) {
+  const int64_t n = b.n_tokens(), bmax = graph_opt_.batch_sizes.back(), mb = graph_opt_.max_blocks_per_seq;
+  const int64_t bs = cache.block_size();
+  EXPECT(!b.logit_rows.empty(), "forward: a decode step without logit rows");
+  // Static metadata: real rows first, then padding rows (token 0 at position 0 in the pad block, one visible key).
+  std::vector<int32_t>& h = graph_meta_host_;
+  int32_t* ids = h.data();
+  int32_t* pos = ids + bmax;
+  int32_t* slots = pos + bmax;
+  int32_t* lens = slots + bmax;
+  int32_t* table = lens + bmax;
+  for (int64_t i = 0; i < padded; ++i) {
+    int32_t* row = table + i * mb;
+    if (i < n) {
+      const SeqEntry& s = b.seqs[i];
+      const int32_t p = s.n_cached;
+      const int32_t blk = s.blocks[p / bs];
+      EXPECT(blk >= 0 && blk < cache.n_blocks(), "forward: block id {} outside the pool of {}", blk, cache.n_blocks());
+      ids[i] = b.token_ids[i];
+      pos[i] = p;
+      slots[i] = static_cast<int32_t>(blk * bs + p % bs);
+      lens[i] = p + 1;
+      std::copy(s.blocks.begin(), s.blocks.end(), row);
+    } else {
+      ids[i] = 0;
+      pos[i] = 0;
+      slots[i] = static_cast<int32_t>(graph_opt_.pad_block * bs);
+      lens[i] = 1;
+      row[0] = graph_opt_.pad_block;
+    }
+  }
+  // One copy: the four vectors whole, the table's first `padded` rows.
+  const int64_t words = 4 * bmax + padded * mb;
+  backend_.copy(graph_meta_.view().rows(0, words), TensorView{h.data(), DType::kI32, {words}, Device::kCpu});
+  const TensorView meta = graph_meta_.view();
+  StepMeta m;
+  m.n = m.n_dec = m.n_logits = padded;
+  m.ids = meta.rows(0, padded);
+  m.positions = meta.rows(bmax, bmax + padded);
+  m.slots = meta.rows(2 * bmax, 2 * bmax + padded);
+  m.dec_seq_lens = meta.rows(3 * bmax, 3 * bmax + padded);
+  m.dec_block_table = meta.rows(4 * bmax, 4 * bmax + padded * mb).reshape({padded, mb});
+
+  const size_t slot_i = static_cast<size_t>(
+      std::find(graph_opt_.batch_sizes.begin(), graph_opt_.batch_sizes.end(), padded) - graph_opt_.batch_sizes.begin());
+  GraphSlot& g = graphs_.at(slot_i);
+  TensorView logits;
+  if (g.graph) {
+    g.graph->replay();
+    logits = g.logits;
+    ++graph_stats_.replays;
+  } else {
+    // The eager run computes this step (and sizes every buffer); a first step of this size then records the same
+    // sequence of ops, which lands at the same workspace addresses.
+    ws_.reset();
+    logits = body(m, cache, {});
+    if (!g.tried) {
+      g.tried = true;
+      g.logits = logits;
+      g.graph = backend_.capture([&] {
+        ws_.reset();
+        const TensorView again = body(m, cache, {});
+        CHECK(again.data == g.logits.data, "cuda graph: the recorded step's logits moved in the workspace");
+      });
+      if (g.graph) ++graph_stats_.captures;
+      else ++graph_stats_.refused;
+    }
+  }
+  ForwardOutput out;
+  out.logits = download(logits, b.logit_rows);
   return out;
 }
 

@@ -5,6 +5,7 @@
 // decode-form sequences by the absorbed form (§3.8). The MTP layer (§6.1) runs as forward_mtp.
 #pragma once
 
+#include <memory>
 #include <vector>
 
 #include "dsv3/io/config.h"
@@ -13,6 +14,20 @@
 #include "dsv3/model/workspace.h"
 
 namespace dsv3 {
+
+// CUDA graphs for decode-only steps (TensorRT-LLM's cuda_graph_config): a step whose every sequence adds one token
+// in the absorbed form runs as a graph captured for its batch size (rounded up to the next captured size with
+// padding). Captured lazily, on the first step of each size, after one eager run of that step.
+struct CudaGraphOptions {
+  std::vector<int> batch_sizes;  // ascending; empty: graphs off
+  bool padding = false;          // round a batch up to the next captured size (else exact sizes only)
+  int max_blocks_per_seq = 0;    // block-table width of every captured step (ceil(max_seq_len / block size))
+  int32_t pad_block = -1;        // a KV block no sequence owns: padding rows write their entry there
+};
+
+struct GraphStats {
+  int64_t replays = 0, captures = 0, refused = 0;  // refused: sizes whose capture failed (they run eagerly)
+};
 
 struct ForwardOutput {
   std::vector<float> logits;  // [logit_rows, vocab] f32, host
@@ -32,6 +47,8 @@ class DeepseekV3 {
   const Workspace& workspace() const { return ws_; }
 
   ForwardOutput forward(const ForwardBatch& batch, KvCache& cache);
+  void set_cuda_graphs(const CudaGraphOptions& options);
+  const GraphStats& graph_stats() const { return graph_stats_; }
   // MTP module: batch.token_ids[i] is t_{p+1} for the row whose main-model hidden state h_p is hidden_prev[i]; the
   // row's position is p. Returns logits predicting t_{p+2} (shared_head) and, if asked, the block output.
   ForwardOutput forward_mtp(const ForwardBatch& batch, const TensorView& hidden_prev, KvCache& cache);
@@ -44,12 +61,15 @@ class DeepseekV3 {
                  const TensorView& out, KvCache& cache);
   void mlp(const MlpWeights& w, const TensorView& xn, const TensorView& out);
   void moe(const MoeWeights& w, const TensorView& xn, const TensorView& out);
-  std::vector<float> head(const TensorView& hn, const std::vector<int32_t>& rows);
-  Tensor final_hidden(const ForwardBatch& b, int64_t n);
+  TensorView body(const StepMeta& m, KvCache& cache, const TensorView& hidden_out);
+  TensorView head(const TensorView& hn, const StepMeta& m);
+  std::vector<float> download(const TensorView& logits, const std::vector<int32_t>& rows);
+  int graph_batch_size(const ForwardBatch& b) const;
+  ForwardOutput forward_graph(const ForwardBatch& b, KvCache& cache, int padded);
   StepMeta build_meta(const ForwardBatch& b, const KvCache& cache);
   // Step temporaries live in the workspace (rewound per step and per layer); only what a step returns is owned.
   Tensor scratch(DType dt, Shape s) { return Tensor(dt, s, ws_); }
-  Tensor upload_i32(const std::vector<int32_t>& v, Shape shape = {});
+  TensorView upload_i32(const std::vector<int32_t>& v, Shape shape = {});
 
   ModelConfig config_;
   ModelWeights weights_;
@@ -57,6 +77,16 @@ class DeepseekV3 {
   Numerics numerics_;
   Tensor inv_freq_;  // [rope/2] f32 in backend memory
   Workspace ws_;     // activations of one step (backend memory)
-};
+
+  struct GraphSlot {
+    bool tried = false;
+    std::unique_ptr<BackendGraph> graph;  // null after a refused capture
+    TensorView logits;                    // [size, vocab] f32 in the workspace, where every replay writes
+  };
+  CudaGraphOptions graph_opt_;
+  std::vector<GraphSlot> graphs_;  // one per graph_opt_.batch_sizes entry
+  Tensor graph_meta_;              // static step metadata of captured steps (layout: graph_step_meta)
+  std::vector<int32_t> graph_meta_host_;
+  GraphStats graph_stats_;};
 
 }  // namespace dsv3

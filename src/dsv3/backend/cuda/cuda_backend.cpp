@@ -113,6 +113,8 @@ class CudaBackend final : public Backend {
     CHECK(dst.nbytes() == src.nbytes(), "copy: {} bytes to {} bytes", src.nbytes(), dst.nbytes());
     const size_t n = src.nbytes();
     if (n == 0) return;
+    if (capturing_) not_while_capturing(src.device == Device::kCpu || dst.device == Device::kCpu
+                                            ? "a copy from or to host memory" : nullptr);
     if (src.device == Device::kCpu && dst.device == Device::kCuda && n >= kStageMin && !is_pinned(src.data)) {
       copy_staged(dst.data, src.data, n);
       return;
@@ -131,6 +133,8 @@ class CudaBackend final : public Backend {
     CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
     return static_cast<int64_t>(free_b);
   }
+
+  std::unique_ptr<BackendGraph> capture(const std::function<void()>& body) override;
 
   void linear(const LinearParams& p) override;
   void rms_norm(const RmsNormParams& p) override;
@@ -187,7 +191,7 @@ class CudaBackend final : public Backend {
     if (e != cudaSuccess)
       dsv3::detail::check_failed(__FILE__, __LINE__, op,
                                  fmt::format("kernel launch failed: {} ({})", cudaGetErrorName(e), cudaGetErrorString(e)));
-    if (opt_.sync_each_op) {
+    if (opt_.sync_each_op && !capturing_) {
       const cudaError_t s = cudaStreamSynchronize(stream());
       if (s != cudaSuccess)
         dsv3::detail::check_failed(__FILE__, __LINE__, op,
@@ -198,6 +202,7 @@ class CudaBackend final : public Backend {
 
   // Reads and clears the device error word (synchronizes the stream).
   void check_device_errors(const char* op) {
+    not_while_capturing("reading the device error word");
     CUDA_CHECK(cudaMemcpyAsync(err_host_.data(), err_.data(), sizeof(uint32_t), cudaMemcpyDeviceToHost, stream()));
     CUDA_CHECK(cudaStreamSynchronize(stream()));
     const uint32_t bits = *err_host_.as<uint32_t>();
@@ -217,6 +222,7 @@ class CudaBackend final : public Backend {
   void* scratch(ScratchSlot slot, size_t bytes) {
     DeviceBuffer& b = scratch_[slot];
     if (b.size() < bytes) {
+      not_while_capturing("growing a scratch buffer");
       CUDA_CHECK(cudaStreamSynchronize(stream()));
       b = DeviceBuffer();
       b = DeviceBuffer(round_up(bytes + bytes / 4, 1u << 20));
@@ -225,6 +231,15 @@ class CudaBackend final : public Backend {
   }
 
   int mla_decode_splits(int n, int head_groups, int max_len, int* split_len) const;
+
+  // Thrown (and caught by capture()) when an op inside a capture needs the host; what == nullptr: allowed.
+  struct NotCapturable {
+    const char* what;
+  };
+  void not_while_capturing(const char* what) const {
+    if (capturing_ && what) throw NotCapturable{what};
+  }
+  bool capturing_ = false;
 
   CudaBackendOptions opt_;
   int device_ = 0;
@@ -242,6 +257,63 @@ class CudaBackend final : public Backend {
   // Times one public op (with DSV3_PROFILE=1); nested ops (moe_experts' linears) are timed inside their parent.
   OpProfiler::Scope profile(const char* op) { return OpProfiler::Scope(profiler_.get(), op); }
 };
+
+// ----------------------------------------------------------------------------------------------- CUDA graphs
+
+struct GraphExecTraits {
+  static void destroy(cudaGraphExec_t g) { CUDA_CHECK(cudaGraphExecDestroy(g)); }
+};
+struct GraphTraits {
+  static void destroy(cudaGraph_t g) { CUDA_CHECK(cudaGraphDestroy(g)); }
+};
+using GraphExec = Handle<cudaGraphExec_t, GraphExecTraits>;
+using Graph = Handle<cudaGraph_t, GraphTraits>;
+
+class CudaGraph final : public BackendGraph {
+ public:
+  CudaGraph(GraphExec exec, cudaStream_t stream) : exec_(std::move(exec)), stream_(stream) {}
+  void replay() override { CUDA_CHECK(cudaGraphLaunch(exec_.get(), stream_)); }
+
+ private:
+  GraphExec exec_;
+  cudaStream_t stream_;
+};
+
+std::unique_ptr<BackendGraph> CudaBackend::capture(const std::function<void()>& body) {
+  CHECK(!capturing_, "capture: already capturing");
+  if (profiler_) {  // the profiler's events would become graph nodes; profile the eager steps instead
+    log_info("CUDA graphs are off while DSV3_PROFILE=1");
+    return nullptr;
+  }
+  // Thread-local mode: only this thread's unsafe calls (a cudaMalloc, a synchronization) break the capture.
+  CUDA_CHECK(cudaStreamBeginCapture(stream(), cudaStreamCaptureModeThreadLocal));
+  capturing_ = true;
+  const char* refused = nullptr;
+  try {
+    body();
+  } catch (const NotCapturable& e) {
+    refused = e.what;
+  } catch (...) {
+    capturing_ = false;
+    cudaGraph_t g = nullptr;
+    (void)cudaStreamEndCapture(stream(), &g);
+    if (g) (void)cudaGraphDestroy(g);
+    (void)cudaGetLastError();
+    throw;
+  }
+  capturing_ = false;
+  cudaGraph_t raw = nullptr;
+  const cudaError_t end = cudaStreamEndCapture(stream(), &raw);
+  Graph graph(raw);
+  if (refused || end != cudaSuccess) {
+    (void)cudaGetLastError();
+    log_info("CUDA graph not captured: {}", refused ? refused : cudaGetErrorString(end));
+    return nullptr;
+  }
+  cudaGraphExec_t exec = nullptr;
+  CUDA_CHECK(cudaGraphInstantiate(&exec, graph.get(), 0));
+  return std::make_unique<CudaGraph>(GraphExec(exec), stream());
+}
 
 // ---------------------------------------------------------------------------------------------------- linear
 
