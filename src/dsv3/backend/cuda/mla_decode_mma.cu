@@ -9,6 +9,9 @@
 //   O[64 x 512] += P·V: warp w = 64 heads x columns [64w, 64w + 64), 128 fp32 accumulators per thread; V is the
 //   first 512 columns of the same staged tile, read with ldmatrix.trans.
 // Splits write partials (m in natural-log units) that mla_decode_combine merges.
+// Cost model (per 64-key tile and block): 2176 mma (S 1152, P·V 1024) against ~560 KB of shared-memory traffic
+// (ldmatrix: S 432 KB, P·V 128 KB) — shared-memory bound on paper at ~4.5k cycles. At H = 128 the op does 242
+// FLOPs per KV byte, so even the dense bf16 peak caps it near 90% of HBM; mma.sync reaches well below that peak.
 // Precision: bf16 inputs, fp32 scores / softmax / accumulators, P in bf16 for the tensor cores (the softmax sum adds
 // the same rounded values), one bf16 rounding of the output — the numerics of mla_decode_wmma.cu.
 // Supported: entry 576, rank 512, H a multiple of 64; other shapes take mla_decode_wmma.cu or mla_decode.cu.
