@@ -31,10 +31,11 @@ namespace {
 
 struct Env {
   Backend* cpu = nullptr;
-  Backend* gpu = nullptr;         // cuBLASLt + WMMA decode (the production configuration)
+  Backend* gpu = nullptr;         // cuBLASLt + mma.sync decode (the production configuration)
   Backend* gpu_fb = nullptr;      // own GEMM kernels (DSV3_CUDA_GEMM=fallback)
   Backend* gpu_simple = nullptr;  // CUDA-core mla_decode (DSV3_MLA_DECODE=simple)
   Backend* gpu_nogemv = nullptr;  // production without the FP8 decode GEMV (DSV3_CUDA_FP8_GEMV=0), for --perf
+  Backend* gpu_wmma = nullptr;    // WMMA mla_decode (DSV3_MLA_DECODE=wmma)
 };
 
 // One case's device tensors; a deque keeps references stable.
@@ -78,7 +79,8 @@ const Tol kTolGemmBf16{.atol = 0, .rtol = 1.0 / 128, .atol_rms = 2e-3, .min_cos 
 const Tol kTolGemmFp8{.atol = 0, .rtol = 1.0 / 32, .atol_rms = 2e-2, .min_cos = 0.9999, .max_nmse = 2e-5};
 // Attention: fp32 online softmax (a different but exact-in-fp32 summation order) vs the reference's two passes.
 const Tol kTolAttn{.atol = 0, .rtol = 1.0 / 64, .atol_rms = 4e-3, .min_cos = 0.99999, .max_nmse = 2e-5};
-// Tensor-core decode: P is rounded to bf16 before P·V (relative 2^-9 per weight, averaging out over the keys).
+// Tensor-core decode (mma and wmma kernels): P is rounded to bf16 before P·V (relative 2^-9 per weight, averaging
+// out over the keys; measured in a numpy emulation of the mma kernel: ~1.4e-3 relative rms against an fp64 softmax).
 const Tol kTolAttnWmma{.atol = 0, .rtol = 1.0 / 32, .atol_rms = 1e-2, .min_cos = 0.9999, .max_nmse = 1e-4};
 // MoE: two GEMMs in a chain with bf16 intermediates. Where the first GEMM's result differs by a bf16 ulp, the FP8
 // re-quantization of the down projection's input can move a code by one e4m3 step (12.5%) — for ~1-2% of the
@@ -328,16 +330,29 @@ void prefill_case(std::vector<std::pair<int, int>> seqs, int H, int nope, int ro
   });
 }
 
-// Rows with their own context lengths over one shuffled pool of cache blocks. which: 0 production, 1 simple kernel.
-void decode_case(std::vector<int> lens, int H, int rank, int rope, int bs, int which, bool quick) {
+// Rows with their own context lengths over one shuffled pool of cache blocks, on the backend that selects `kernel`
+// (DSV3_MLA_DECODE). The case name says which kernel runs: mma needs entry 576, rank 512 and H % 64 == 0, wmma entry
+// 576 and rank 512; anything else falls back (mma -> wmma -> simple), as CudaBackend::mla_decode does.
+enum class DecodeWhich { kDefault, kSimple, kWmma };
+void decode_case(std::vector<int> lens, int H, int rank, int rope, int bs, DecodeWhich which, bool quick) {
   std::string v;
   for (int l : lens) v += fmt::format("{}{}", v.empty() ? "" : "/", l);
-  add_case("mla_decode", fmt::format("lens={},H={},rank={},rope={},block_size={},kernel={}", v, H, rank, rope, bs,
-                                     which ? "simple" : "default"),
+  if (v.size() > 60) v = fmt::format("{} rows of {}..{}", lens.size(), *std::min_element(lens.begin(), lens.end()),
+                                     *std::max_element(lens.begin(), lens.end()));
+  const int entry = rank + rope;
+  const bool wmma_ok = entry == 576 && rank == 512, mma_ok = wmma_ok && H % 64 == 0;
+  const char* kernel = which == DecodeWhich::kSimple ? "simple"
+                       : which == DecodeWhich::kWmma ? (wmma_ok ? "wmma" : "simple")
+                       : mma_ok                      ? "mma"
+                       : wmma_ok                     ? "wmma"
+                                                     : "simple";
+  add_case("mla_decode", fmt::format("lens={},H={},rank={},rope={},block_size={},kernel={}", v, H, rank, rope, bs, kernel),
            quick, [=](Env& env) {
-             Backend& gpu = which ? *env.gpu_simple : *env.gpu;
+             Backend& gpu = which == DecodeWhich::kSimple ? *env.gpu_simple
+                            : which == DecodeWhich::kWmma ? *env.gpu_wmma
+                                                          : *env.gpu;
              Rng rng(10000 + H + rank);
-             const int n = static_cast<int>(lens.size()), entry = rank + rope;
+             const int n = static_cast<int>(lens.size());
              int max_blocks = 0, total = 0;
              for (int l : lens) max_blocks = std::max(max_blocks, (l + bs - 1) / bs), total += (l + bs - 1) / bs;
              const int n_blocks = total + 5;
@@ -356,8 +371,8 @@ void decode_case(std::vector<int> lens, int H, int rank, int rope, int bs, int w
                                   .kv_lora_rank = rank, .softmax_scale = scale});
              gpu.mla_decode({.q_abs = d.up(q, "q_abs"), .cache = d.up(cache, "cache"), .block_table = d.up(bt, "block_table"),
                              .seq_lens = d.up(tl, "seq_lens"), .out = dout, .kv_lora_rank = rank, .softmax_scale = scale});
-             const bool wmma = which == 0 && entry == 576 && rank == 512;
-             return compare("out", out, d.get(dout), wmma ? kTolAttnWmma : kTolAttn) && d.guards_ok;
+             const bool bf16_p = std::string(kernel) != "simple";
+             return compare("out", out, d.get(dout), bf16_p ? kTolAttnWmma : kTolAttn) && d.guards_ok;
            });
 }
 
@@ -611,11 +626,25 @@ void register_cases() {
   prefill_case({{70, 300}, {64, 64}}, 2, 128, 64, 128, false);
   prefill_case({{64, 4096}}, 2, 128, 64, 128, false);
   prefill_case({{20, 33}, {9, 9}}, 3, 24, 8, 40, true);
-  for (int which : {0, 1}) {
+  for (DecodeWhich which : {DecodeWhich::kDefault, DecodeWhich::kSimple, DecodeWhich::kWmma}) {
     decode_case({1, 63, 64, 65, 1000, 8192}, 16, 512, 64, 64, which, false);
     decode_case({3000, 129}, 128, 512, 64, 64, which, false);
     decode_case({17, 1}, 20, 512, 64, 64, which, true);  // 20 heads: a partial head group
     decode_case({5, 200, 33}, 3, 64, 8, 16, which, true);  // odd dims: the CUDA-core kernel
+  }
+  // The mma kernel (64 heads per block). With H/64 x rows < the SM count the sequence is split (64 splits at most,
+  // >= 128 keys each) and mla_decode_combine merges; with >= 132 rows x head halves (an H200's SMs) it is not.
+  for (int len : {1, 63, 64, 65, 1000}) decode_case({len}, 128, 512, 64, 64, DecodeWhich::kDefault, true);  // batch 1
+  decode_case({8192}, 128, 512, 64, 64, DecodeWhich::kDefault, false);            // 64 splits of 128 keys
+  decode_case({1, 63, 64, 65, 1000, 8192}, 64, 512, 64, 64, DecodeWhich::kDefault, false);  // 22 splits, mixed rows
+  decode_case({3000, 129, 1, 700}, 128, 512, 64, 64, DecodeWhich::kDefault, true);
+  decode_case({700, 33, 64, 129}, 64, 512, 64, 16, DecodeWhich::kDefault, true);  // tiles straddle 16-key blocks
+  decode_case({300, 5}, 192, 512, 64, 128, DecodeWhich::kDefault, true);          // 3 head groups, 128-key blocks
+  {
+    std::vector<int> lens;  // 140 rows (>= 132 blocks: no split), lengths 1..~2000 in one call
+    for (int r = 0; r < 140; ++r) lens.push_back(r == 7 ? 2000 : r == 90 ? 1500 : 1 + (r * 37) % 300);
+    decode_case(lens, 64, 512, 64, 64, DecodeWhich::kDefault, true);
+    decode_case({2000, 1500, 1, 64, 65, 1000, 127, 129}, 64, 512, 64, 64, DecodeWhich::kDefault, true);
   }
   router_case({"noaux_tc/sigmoid", 33, 7168, 256, 8, 4, 8, RouterScoring::kSigmoid, RouterTopk::kNoauxTc, true, 2.5f, false});
   router_case({"noaux_tc/sigmoid", 1, 7168, 256, 8, 4, 8, RouterScoring::kSigmoid, RouterTopk::kNoauxTc, true, 2.5f, true});
@@ -712,7 +741,9 @@ void perf_decode(Env& env, Backend& gpu, const char* label, const std::vector<in
   const int max_ctx = *std::max_element(ctxs.begin(), ctxs.end()), max_b = *std::max_element(batches.begin(), batches.end());
   const int64_t n_blocks = static_cast<int64_t>(max_b) * max_ctx / bs;
   fmt::print("\n== perf: mla_decode ({}), H={}, entry={}, block_size={} ==\n", label, H, entry, bs);
-  fmt::print("{:>7} {:>6} {:>10} {:>10} {:>8}\n", "context", "batch", "time_us", "KV_GB/s", "%4540");
+  // At H=128 every KV byte meets 2 * 128 * (576 + 512) / 1152 = 242 FLOPs: the tensor cores' bf16 peak (~989
+  // TFLOPS dense, less for mma.sync) caps the KV rate near 4.1 TB/s, so TFLOPS is printed next to the HBM share.
+  fmt::print("{:>7} {:>6} {:>10} {:>10} {:>8} {:>8}\n", "context", "batch", "time_us", "KV_GB/s", "%4540", "TFLOPS");
   Rng rng(43);
   Dev d(gpu);
   // The cache: one random chunk, replicated on the device (random data; never zeros).
@@ -739,7 +770,9 @@ void perf_decode(Env& env, Backend& gpu, const char* label, const std::vector<in
                         .softmax_scale = 0.07f};
       const double t = time_it(gpu, [&](int) { gpu.mla_decode(p); });
       const double gbs = static_cast<double>(B) * ctx * entry * 2 / t;
-      fmt::print("{:>7} {:>6} {:>10.1f} {:>10.0f} {:>7.1f}%\n", ctx, B, t * 1e6, gbs / 1e9, 100 * gbs / kHbmRead);
+      const double tflops = 2.0 * B * ctx * H * (entry + rank) / t / 1e12;
+      fmt::print("{:>7} {:>6} {:>10.1f} {:>10.0f} {:>7.1f}% {:>8.1f}\n", ctx, B, t * 1e6, gbs / 1e9, 100 * gbs / kHbmRead,
+                 tflops);
     }
   }
 }
@@ -788,26 +821,29 @@ int main(int argc, char** argv) {
   CpuBackend cpu, cpu2;
   CudaBackendOptions o;
   o.sync_each_op = !perf;  // in tests: name the op that faults
-  std::unique_ptr<Backend> gpu, gpu_fb, gpu_simple, gpu_nogemv;
+  std::unique_ptr<Backend> gpu, gpu_fb, gpu_simple, gpu_nogemv, gpu_wmma;
   if (!self_check) {
     gpu = make_cuda_backend(o);
     o.force_gemm_fallback = true;
     gpu_fb = make_cuda_backend(o);
     o.force_gemm_fallback = false;
-    o.simple_mla_decode = true;
+    o.mla_decode = MlaDecodeImpl::kSimple;
     gpu_simple = make_cuda_backend(o);
-    o.simple_mla_decode = false;
+    o.mla_decode = MlaDecodeImpl::kWmma;
+    gpu_wmma = make_cuda_backend(o);
+    o.mla_decode = MlaDecodeImpl::kMma;
     o.no_fp8_gemv = true;
     if (perf) gpu_nogemv = make_cuda_backend(o);
   }
-  Env env = self_check ? Env{&cpu, &cpu2, &cpu2, &cpu2}
-                       : Env{&cpu, gpu.get(), gpu_fb.get(), gpu_simple.get(), gpu_nogemv.get()};
+  Env env = self_check ? Env{&cpu, &cpu2, &cpu2, &cpu2, nullptr, &cpu2}
+                       : Env{&cpu, gpu.get(), gpu_fb.get(), gpu_simple.get(), gpu_nogemv.get(), gpu_wmma.get()};
   try {
     if (perf) {
       if (op_filter.empty() || op_filter == "linear") perf_linear(env);
       if (op_filter.empty() || op_filter == "mla_decode") {
-        perf_decode(env, *env.gpu, "tensor cores (WMMA)", {1024, 4096, 16384, 32768}, {1, 8, 32, 128});
-        perf_decode(env, *env.gpu_simple, "CUDA cores (simple)", {4096, 32768}, {1, 32});
+        perf_decode(env, *env.gpu, "mma.sync, 64 heads per block (default)", {1024, 4096, 16384, 32768}, {1, 8, 32, 64, 128});
+        perf_decode(env, *env.gpu_wmma, "WMMA (DSV3_MLA_DECODE=wmma)", {1024, 4096, 32768}, {1, 32, 128});
+        perf_decode(env, *env.gpu_simple, "CUDA cores (DSV3_MLA_DECODE=simple)", {4096, 32768}, {1, 32});
       }
       if (op_filter.empty() || op_filter == "mla_prefill") perf_prefill(env);
       return 0;

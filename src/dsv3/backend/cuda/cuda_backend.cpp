@@ -36,7 +36,10 @@ CudaBackendOptions CudaBackendOptions::from_env() {
   o.fp8_gemm_fallback = env("DSV3_CUDA_FP8_GEMM") == "fallback";
   // FP8 linears with 1..16 rows run the bandwidth-bound GEMV (gemv_fp8.cu; tests/ops "linear ... path=gemv").
   o.no_fp8_gemv = env("DSV3_CUDA_FP8_GEMV") == "0";
-  o.simple_mla_decode = env("DSV3_MLA_DECODE") == "simple";
+  const std::string dec = env("DSV3_MLA_DECODE");
+  EXPECT(dec.empty() || dec == "mma" || dec == "wmma" || dec == "simple",
+         "DSV3_MLA_DECODE={}: expected mma, wmma or simple", dec);
+  o.mla_decode = dec == "simple" ? MlaDecodeImpl::kSimple : dec == "wmma" ? MlaDecodeImpl::kWmma : MlaDecodeImpl::kMma;
   o.profile = env("DSV3_PROFILE") == "1";
   return o;
 }
@@ -90,6 +93,7 @@ class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(const CudaBackendOptions& opt) : opt_(opt) {
     CUDA_CHECK(cudaGetDevice(&device_));
+    CUDA_CHECK(cudaDeviceGetAttribute(&n_sms_, cudaDevAttrMultiProcessorCount, device_));
     stream_ = make_stream();
     err_ = DeviceBuffer(sizeof(uint32_t));
     err_host_ = PinnedBuffer(sizeof(uint32_t));
@@ -230,7 +234,7 @@ class CudaBackend final : public Backend {
     return b.data();
   }
 
-  int mla_decode_splits(int n, int head_groups, int max_len, int* split_len) const;
+  int mla_decode_splits(int n, int head_groups, int max_len, bool one_wave, int* split_len) const;
 
   // Thrown (and caught by capture()) when an op inside a capture needs the host; what == nullptr: allowed.
   struct NotCapturable {
@@ -243,6 +247,7 @@ class CudaBackend final : public Backend {
 
   CudaBackendOptions opt_;
   int device_ = 0;
+  int n_sms_ = 132;
   Stream stream_;
   LtGemm gemm_;
   DeviceBuffer err_;
@@ -614,13 +619,17 @@ void CudaBackend::mla_absorb_v(const MlaAbsorbVParams& p) {
   launched(done ? "mla_absorb_v (cuBLASLt)" : "mla_absorb_v (fallback kernel)");
 }
 
-// Splits along the sequence so that rows x head groups x splits fills the GPU about twice (132 SMs), each split a
-// whole number of 128-key chunks; at most 64 splits (the partial buffers stay small).
-int CudaBackend::mla_decode_splits(int n, int head_groups, int max_len, int* split_len) const {
-  constexpr int kChunk = 128, kTargetBlocks = 2 * 132, kMaxSplits = 64;
+// Splits along the sequence so that rows x head groups x splits comes close to the SM count from below (one_wave:
+// the mma kernel, one block per SM) or to twice the SM count from above (the others), each split a whole number of
+// 128-key chunks (whole 64-key tiles of the mma kernel; a split of >= 2 tiles keeps the partial traffic small);
+// at most 64 splits (the combine's limit). Depends only on host-known sizes (max_len: the block table's width), so a
+// decode step stays capturable in a CUDA graph.
+int CudaBackend::mla_decode_splits(int n, int head_groups, int max_len, bool one_wave, int* split_len) const {
+  constexpr int kChunk = 128, kMaxSplits = 64;
   const int chunks = std::max(1, (max_len + kChunk - 1) / kChunk);
   const int per_split_unit = std::max(1, n * head_groups);
-  int splits = std::clamp((kTargetBlocks + per_split_unit - 1) / per_split_unit, 1, std::min(chunks, kMaxSplits));
+  const int want = one_wave ? n_sms_ / per_split_unit : (2 * n_sms_ + per_split_unit - 1) / per_split_unit;
+  const int splits = std::clamp(want, 1, std::min(chunks, kMaxSplits));
   const int chunks_per_split = (chunks + splits - 1) / splits;
   *split_len = chunks_per_split * kChunk;
   return (chunks + chunks_per_split - 1) / chunks_per_split;
@@ -643,12 +652,20 @@ void CudaBackend::mla_decode(const MlaDecodeParams& p) {
   EXPECT(entry <= 2048, "mla_decode: entry {} too large", entry);
   if (n == 0) return;
   const int bs = to_int(p.cache.dim(1), op, "block_size"), max_blocks = to_int(p.block_table.dim(1), op, "max_blocks");
-  const bool wmma = !opt_.simple_mla_decode && mla_decode_wmma_supported(entry, rank) && aligned(p.q_abs.data, 16) &&
-                    aligned(p.cache.data, 16);
-  const int head_group = wmma ? 32 : 16;
+  // The tensor-core kernels copy 16-byte pieces of q and the cache; mma also stores bf16 pairs of out.
+  const bool tc_aligned = aligned(p.q_abs.data, 16) && aligned(p.cache.data, 16);
+  MlaDecodeKernel kernel = MlaDecodeKernel::kSimple;
+  if (opt_.mla_decode == MlaDecodeImpl::kMma && tc_aligned && aligned(p.out.data, 4) &&
+      mla_decode_mma_supported(entry, rank, H)) {
+    kernel = MlaDecodeKernel::kMma;
+  } else if (opt_.mla_decode != MlaDecodeImpl::kSimple && tc_aligned && mla_decode_wmma_supported(entry, rank)) {
+    kernel = MlaDecodeKernel::kWmma;
+  }
+  const int head_group = mla_decode_head_group(kernel);
   int split_len = 0;
   const int max_len = to_int(static_cast<int64_t>(bs) * max_blocks, op, "max context");
-  const int splits = mla_decode_splits(n, (H + head_group - 1) / head_group, max_len, &split_len);
+  const int splits =
+      mla_decode_splits(n, (H + head_group - 1) / head_group, max_len, kernel == MlaDecodeKernel::kMma, &split_len);
   MlaDecodeArgs a{cbf(p.q_abs), cbf(p.cache), ci32(p.block_table), ci32(p.seq_lens), bf(p.out), nullptr, nullptr,
                   n, H, entry, rank, bs, max_blocks, splits, split_len, p.cache.dim(0), p.softmax_scale, err()};
   if (splits > 1) {
@@ -658,8 +675,10 @@ void CudaBackend::mla_decode(const MlaDecodeParams& p) {
     a.part_o = reinterpret_cast<float*>(base);
     a.part_ml = reinterpret_cast<float*>(base + o_bytes);
   }
-  launch_mla_decode(a, wmma ? 0 : 1, stream());
-  launched(wmma ? "mla_decode (wmma)" : "mla_decode (simple)");
+  launch_mla_decode(a, kernel, stream());
+  launched(kernel == MlaDecodeKernel::kMma    ? "mla_decode (mma)"
+           : kernel == MlaDecodeKernel::kWmma ? "mla_decode (wmma)"
+                                              : "mla_decode (simple)");
 }
 
 // ------------------------------------------------------------------------------------------------------ MoE

@@ -12,12 +12,15 @@ namespace dsv3 {
 // Number of visible CUDA devices; 0 when there is no driver or no device (never throws).
 int cuda_device_count();
 
+// The mla_decode kernel the backend prefers; a shape it does not support falls back mma -> wmma -> simple.
+enum class MlaDecodeImpl { kMma, kWmma, kSimple };
+
 struct CudaBackendOptions {
   bool sync_each_op = false;        // DSV3_CUDA_SYNC=1: synchronize after every op and name the op that failed
   bool force_gemm_fallback = false; // DSV3_CUDA_GEMM=fallback: own GEMM kernels instead of cuBLASLt (tests)
   bool fp8_gemm_fallback = false;   // DSV3_CUDA_FP8_GEMM=fallback: own FP8 kernel, cuBLASLt for bf16 only
   bool no_fp8_gemv = false;         // DSV3_CUDA_FP8_GEMV=0: no decode GEMV; 1..16 rows go to cuBLASLt/fallback
-  bool simple_mla_decode = false;   // DSV3_MLA_DECODE=simple: the CUDA-core decode kernel instead of WMMA (tests)
+  MlaDecodeImpl mla_decode = MlaDecodeImpl::kMma;  // DSV3_MLA_DECODE=mma|wmma|simple (tests, comparisons)
   bool profile = false;             // DSV3_PROFILE=1: time every op with events, print a table when the backend dies
   static CudaBackendOptions from_env();
 };

@@ -189,9 +189,14 @@ struct MlaDecodeArgs {
 // Partial-buffer sizes for a given split count; the backend provides the workspace.
 size_t mla_decode_part_o_floats(int n, int heads, int rank, int n_splits);
 size_t mla_decode_part_ml_floats(int n, int heads, int n_splits);
-// kernel: 0 = tensor-core (WMMA) path, 1 = simple CUDA-core path (DSV3_MLA_DECODE=simple).
+// The decode kernels: kMma (mla_decode_mma.cu, mma.sync, 64 heads per block; the default), kWmma
+// (mla_decode_wmma.cu, 32 heads per block), kSimple (mla_decode.cu, CUDA cores, any shape). The caller picks a
+// supported one (DSV3_MLA_DECODE=mma|wmma|simple) and sizes the splits for its head group.
+enum class MlaDecodeKernel { kMma, kWmma, kSimple };
+bool mla_decode_mma_supported(int entry, int rank, int heads);
 bool mla_decode_wmma_supported(int entry, int rank);
-void launch_mla_decode(const MlaDecodeArgs& a, int kernel, cudaStream_t s);
+int mla_decode_head_group(MlaDecodeKernel kernel);
+void launch_mla_decode(const MlaDecodeArgs& a, MlaDecodeKernel kernel, cudaStream_t s);
 
 // ---- router.cu ----
 struct RouterArgs {

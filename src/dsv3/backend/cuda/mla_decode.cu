@@ -5,7 +5,7 @@
 // mla_decode_combine merges them (one block per (row, head)).
 // Precision: bf16 q/cache in, fp32 scores, softmax and accumulators, one bf16 rounding of the output.
 // Reference: CpuBackend::mla_decode (model-spec §3.8); checked by tests/ops case "mla_decode".
-// NOTE: the simple CUDA-core path; mla_decode_wmma.cu holds the tensor-core path that the backend prefers.
+// NOTE: the simple CUDA-core path; mla_decode_mma.cu (default) and mla_decode_wmma.cu are the tensor-core paths.
 #include <cfloat>
 
 #include "dsv3/backend/cuda/common.cuh"
@@ -136,9 +136,15 @@ void launch_mla_decode_combine(const MlaDecodeArgs& a, cudaStream_t s) {
   mla_decode_combine_kernel<<<dim3(a.heads, a.n), 128, 0, s>>>(a);
 }
 
-void launch_mla_decode(const MlaDecodeArgs& a, int kernel, cudaStream_t s) {
+int mla_decode_head_group(MlaDecodeKernel kernel) {
+  return kernel == MlaDecodeKernel::kMma ? 64 : kernel == MlaDecodeKernel::kWmma ? 32 : kHeads;
+}
+
+void launch_mla_decode(const MlaDecodeArgs& a, MlaDecodeKernel kernel, cudaStream_t s) {
   if (a.n == 0 || a.heads == 0) return;
-  if (kernel == 0 && mla_decode_wmma_supported(a.entry, a.rank)) {
+  if (kernel == MlaDecodeKernel::kMma) {  // the caller checked mla_decode_mma_supported
+    launch_mla_decode_mma(a, s);
+  } else if (kernel == MlaDecodeKernel::kWmma) {  // ... and mla_decode_wmma_supported
     launch_mla_decode_wmma(a, s);
   } else {
     const size_t smem = simple_smem_bytes(a.entry);

@@ -1,4 +1,4 @@
-// mla_decode_common.cuh: what the two mla_decode kernels share: a row's key range for one split, the paged lookup of
+// mla_decode_common.cuh: what the mla_decode kernels share: a row's key range for one split, the paged lookup of
 // one cached key, and the output / partial-result stores (backend/cuda).
 #pragma once
 
@@ -55,5 +55,6 @@ __device__ __forceinline__ void store_decode_ml(const MlaDecodeArgs& a, int t, i
 }
 
 void launch_mla_decode_wmma(const MlaDecodeArgs& a, cudaStream_t s);
+void launch_mla_decode_mma(const MlaDecodeArgs& a, cudaStream_t s);
 
 }  // namespace dsv3::cuda

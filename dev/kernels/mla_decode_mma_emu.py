@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+# mla_decode_mma_emu.py: a line-by-line numpy emulation of one block of mla_decode_mma_kernel
+# (src/dsv3/backend/cuda/mla_decode_mma.cu) — shared memory as bytes, the XOR swizzle, cp.async placement, ldmatrix
+# (.trans) and mma.m16n8k16 by the PTX ISA's fragment layouts — against an fp64 softmax reference, with and without
+# splits (the combine's merge). It checks the kernel's index arithmetic on a machine without a GPU; keep it in step
+# with the kernel when either changes. Run: python3 dev/kernels/mla_decode_mma_emu.py [seed]  (about 10 s)
+import numpy as np, sys
+kEntry, kRank, kHeads, kKeys = 576, 512, 64, 64
+kRowBytes, kPRowBytes = 1152, 128
+kTileBytes = kKeys * kRowBytes
+kSmemQ = 0; kSmemK = kHeads * kRowBytes; kSmemP = kSmemK + 2 * kTileBytes
+kSmemRed = kSmemP + kHeads * kPRowBytes; kSmemCorr = kSmemRed + 2*kHeads*4; kSmemM = kSmemCorr + kHeads*4
+kSmemL = kSmemM + kHeads*4; kSmemTotal = kSmemL + kHeads*4
+
+def bf16_round(x):  # fp32 -> bf16 bits (RNE)
+    x = np.asarray(x, np.float32); u = x.view(np.uint32).astype(np.uint64)
+    r = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+    return r
+def bf16_to_f32(b): return (np.asarray(b, np.uint16).astype(np.uint32) << 16).view(np.float32)
+
+def swz(row, chunk, rb): return row * rb + ((chunk ^ (row & 7)) << 4)
+
+class Smem:
+    def __init__(s): s.b = np.zeros(kSmemTotal, np.uint8)
+    def u16(s, addr, n): return s.b[addr:addr+2*n].view(np.uint16)
+    def ldsm(s, addrs, trans=False):
+        R = np.stack([s.u16(int(a), 8) for a in addrs]).astype(np.uint32)  # [32 rows][8]
+        T = np.arange(32); regs = np.zeros((32, 4), np.uint32)
+        for i in range(4):
+            M = R[8*i:8*i+8]
+            if not trans: e0, e1 = M[T//4, 2*(T%4)], M[T//4, 2*(T%4)+1]
+            else: e0, e1 = M[2*(T%4), T//4], M[2*(T%4)+1, T//4]
+            regs[:, i] = e0 | (e1 << 16)
+        return regs
+
+def unpack(r):
+    r = np.asarray(r, np.uint32)
+    return ((r & 0xFFFF) << 16).view(np.float32).astype(np.float64), ((r >> 16) << 16).astype(np.uint32).view(np.float32).astype(np.float64)
+
+_T = np.arange(32); _g = _T // 4; _t = _T % 4
+def mma(d, a, b0, b1):  # d [32][4] f32 (in place), a [32][4] u32, b0,b1 [32] u32
+    A = np.zeros((16, 16)); B = np.zeros((16, 8)); C = np.zeros((16, 8))
+    for ri, (r, c) in enumerate([(_g, 2*_t), (_g+8, 2*_t), (_g, 2*_t+8), (_g+8, 2*_t+8)]):
+        lo, hi = unpack(a[:, ri]); A[r, c] = lo; A[r, c+1] = hi
+    lo, hi = unpack(b0); B[2*_t, _g] = lo; B[2*_t+1, _g] = hi
+    lo, hi = unpack(b1); B[2*_t+8, _g] = lo; B[2*_t+9, _g] = hi
+    C[_g, 2*_t] = d[:, 0]; C[_g, 2*_t+1] = d[:, 1]; C[_g+8, 2*_t] = d[:, 2]; C[_g+8, 2*_t+1] = d[:, 3]
+    D = (A @ B + C).astype(np.float32)
+    d[:, 0] = D[_g, 2*_t]; d[:, 1] = D[_g, 2*_t+1]; d[:, 2] = D[_g+8, 2*_t]; d[:, 3] = D[_g+8, 2*_t+1]
+
+def run_cta(q, cache, bt_row, length, bs, begin, end, scale, n_splits):
+    """q: [64,576] bf16 bits; cache: [n_blocks, bs, 576] bf16 bits; returns out-or-part (o, m, l)."""
+    sm = Smem(); cache_b = cache.view(np.uint8).reshape(cache.shape[0], bs, kRowBytes); q_b = q.view(np.uint8).reshape(64, kRowBytes)
+    def cp(dst, src_bytes): sm.b[dst:dst+16] = src_bytes
+    for tid in range(256):
+        ld_r, ld_c = tid // 4, tid % 4
+        ld_dst = [swz(ld_r, ld_c, kRowBytes), swz(ld_r, ld_c + 4, kRowBytes)]
+        for j in range(18): cp(kSmemQ + ld_dst[j % 2] + 128*(j//2), q_b[ld_r, (ld_c*8 + 32*j)*2:(ld_c*8+32*j)*2+16])
+    def load_tile(k0, stage):
+        for tid in range(256):
+            ld_r, ld_c = tid // 4, tid % 4
+            ld_dst = [swz(ld_r, ld_c, kRowBytes), swz(ld_r, ld_c + 4, kRowBytes)]
+            pos = k0 + ld_r
+            for j in range(18):
+                dst = kSmemK + stage*kTileBytes + ld_dst[j % 2] + 128*(j//2)
+                if pos < end:
+                    blk = bt_row[pos // bs]; e = (ld_c*8 + 32*j)*2
+                    cp(dst, cache_b[blk, pos % bs, e:e+16])
+                else: cp(dst, np.zeros(16, np.uint8))
+    if begin < end: load_tile(begin, 0)
+    red = np.zeros(128, np.float32); corr_s = np.zeros(64, np.float32)
+    lanes = np.arange(32); g = lanes // 4; tig = lanes % 4; x7 = lanes % 8
+    m_run = {w: np.full((32, 2), -np.inf, np.float32) for w in range(8)}
+    l_run = {w: np.zeros((32, 2), np.float32) for w in range(8)}
+    o = {w: np.zeros((4, 8, 32, 4), np.float32) for w in range(8)}
+    sl2 = np.float32(scale) * np.float32(1.4426950408889634)
+    stage = 0; k0 = begin
+    while k0 < end:
+        if k0 + kKeys < end: load_tile(k0 + kKeys, stage ^ 1)
+        kt = kSmemK + stage * kTileBytes
+        S = {}
+        for w in range(8):
+            hq, kh = w // 2, w % 2
+            s = np.zeros((4, 32, 4), np.float32)
+            qa_row = kSmemQ + (16*hq + lanes % 16) * kRowBytes; qa_hi = lanes // 16
+            kb_row = 32*kh + lanes % 8 + (lanes // 16) * 8; kb_hi = (lanes // 8) % 2
+            kb0 = kt + kb_row * kRowBytes; kb1 = kb0 + 16*kRowBytes
+            for kk in range(36):
+                kq = (kk // 4) * 128
+                af = sm.ldsm(qa_row + kq + ((((2*kk) % 8 + qa_hi) ^ x7) << 4))
+                b0 = sm.ldsm(kb0 + kq + ((((2*kk) % 8 + kb_hi) ^ x7) << 4))
+                b1 = sm.ldsm(kb1 + kq + ((((2*kk) % 8 + kb_hi) ^ x7) << 4))
+                mma(s[0], af, b0[:, 0], b0[:, 1]); mma(s[1], af, b0[:, 2], b0[:, 3])
+                mma(s[2], af, b1[:, 0], b1[:, 1]); mma(s[3], af, b1[:, 2], b1[:, 3])
+            mx = np.full((32, 2), -np.inf, np.float32)
+            for nt in range(4):
+                for e in range(4):
+                    key = k0 + 32*kh + 8*nt + 2*tig + e % 2
+                    s[nt][:, e] = np.where(key < end, s[nt][:, e] * sl2, -np.inf).astype(np.float32)
+                    mx[:, e//2] = np.maximum(mx[:, e//2], s[nt][:, e])
+            for i in range(2):
+                m = mx[:, i].reshape(8, 4).max(axis=1)  # quad max
+                for G in range(8): red[kh*64 + 16*hq + G + 8*i] = m[G]
+            S[w] = s
+        for w in range(8):  # after barrier B
+            hq, kh = w // 2, w % 2; s = S[w]
+            corr = np.zeros((32, 2), np.float32)
+            for i in range(2):
+                h = 16*hq + g + 8*i
+                m_new = np.maximum(m_run[w][:, i], np.maximum(red[h], red[64 + h]))
+                corr[:, i] = np.exp2(m_run[w][:, i] - m_new); m_run[w][:, i] = m_new
+                if kh == 0:
+                    for T in range(32):
+                        if tig[T] == 0: corr_s[h[T]] = corr[T, i]
+            psum = np.zeros((32, 2), np.float32)
+            for nt in range(4):
+                for i in range(2):
+                    p0 = bf16_round(np.exp2(s[nt][:, 2*i] - m_run[w][:, i])); p1 = bf16_round(np.exp2(s[nt][:, 2*i+1] - m_run[w][:, i]))
+                    psum[:, i] += bf16_to_f32(p0) + bf16_to_f32(p1)
+                    h = 16*hq + g + 8*i
+                    for T in range(32):
+                        a = kSmemP + swz(h[T], 4*kh + nt, kPRowBytes) + 4*tig[T]
+                        sm.u16(a, 2)[:] = [p0[T], p1[T]]
+            for i in range(2): l_run[w][:, i] = l_run[w][:, i] * corr[:, i] + psum[:, i]
+        for w in range(8):  # after barrier C
+            for mt in range(4):
+                for i in range(2):
+                    c = corr_s[16*mt + g + 8*i]
+                    o[w][mt, :, :, 2*i] *= c[None, :]; o[w][mt, :, :, 2*i+1] *= c[None, :]
+            pa_row = kSmemP + (lanes % 16) * kPRowBytes; qa_hi = lanes // 16
+            vb_row = lanes % 8 + ((lanes // 8) % 2) * 8
+            vb = kt + vb_row * kRowBytes + w * 128
+            for kk in range(4):
+                pf = [sm.ldsm(pa_row + mt*16*kPRowBytes + (((2*kk + qa_hi) ^ x7) << 4)) for mt in range(4)]
+                for np_ in range(4):
+                    vf = sm.ldsm(vb + kk*16*kRowBytes + (((2*np_ + qa_hi) ^ x7) << 4), trans=True)
+                    for mt in range(4):
+                        mma(o[w][mt, 2*np_], pf[mt], vf[:, 0], vf[:, 1]); mma(o[w][mt, 2*np_+1], pf[mt], vf[:, 2], vf[:, 3])
+        k0 += kKeys; stage ^= 1
+    # end
+    m_s = np.zeros(64, np.float32); l_s = np.zeros(64, np.float32)
+    for w in range(8):
+        hq, kh = w // 2, w % 2
+        for i in range(2):
+            l = l_run[w][:, i].reshape(8, 4).sum(axis=1)
+            for G in range(8):
+                red[kh*64 + 16*hq + G + 8*i] = l[G]
+                if kh == 0: m_s[16*hq + G + 8*i] = m_run[w][4*G, i]
+    l_s = red[:64] + red[64:]
+    O = np.zeros((64, 512), np.float32)
+    for w in range(8):
+        for mt in range(4):
+            for i in range(2):
+                for nt in range(8):
+                    for T in range(32):
+                        hl = 16*mt + g[T] + 8*i; c = w*64 + 8*nt + 2*tig[T]
+                        O[hl, c] = o[w][mt, nt, T, 2*i]; O[hl, c+1] = o[w][mt, nt, T, 2*i+1]
+    return O, m_s * np.float32(0.6931471805599453), l_s
+
+def reference(q, cache, bt_row, length, bs, scale):
+    qf = bf16_to_f32(q).astype(np.float64)
+    keys = np.stack([bf16_to_f32(cache[bt_row[p // bs], p % bs]) for p in range(length)]).astype(np.float64)
+    s = qf @ keys.T * scale; s -= s.max(axis=1, keepdims=True); p = np.exp(s); p /= p.sum(axis=1, keepdims=True)
+    return p @ keys[:, :512]
+
+rng = np.random.default_rng(int(sys.argv[1]) if len(sys.argv) > 1 else 0)
+for (length, bs, split_len) in [(1, 64, 0), (65, 16, 0), (150, 64, 0), (200, 16, 128)]:
+    nb = (length + bs - 1) // bs + 3
+    cache = bf16_round(rng.standard_normal((nb, bs, 576)).astype(np.float32))
+    q = bf16_round((0.5 * rng.standard_normal((64, 576))).astype(np.float32))
+    bt = rng.permutation(nb)[: (length + bs - 1) // bs]
+    scale = 1 / np.sqrt(192)
+    ref = reference(q, cache, bt, length, bs, scale)
+    if split_len == 0:
+        O, m, l = run_cta(q, cache, bt, length, bs, 0, length, scale, 1)
+        out = O / np.where(l > 0, l, 1)[:, None]
+    else:
+        parts = [run_cta(q, cache, bt, length, bs, b, min(length, b + split_len), scale, 2) for b in range(0, length, split_len)]
+        M = np.max([p[1] for p in parts], axis=0); w = [np.exp(p[1] - M) for p in parts]
+        L = sum(p[2] * wi for p, wi in zip(parts, w)); out = sum(p[0] * wi[:, None] for p, wi in zip(parts, w)) / L[:, None]
+    err = np.abs(out - ref).max(); rel = np.sqrt(((out - ref)**2).mean() / (ref**2).mean())
+    print(f"len={length} bs={bs} split_len={split_len}: max abs err {err:.3e}, rel rms {rel:.3e}", "OK" if rel < 1e-2 else "FAIL")

@@ -1,0 +1,297 @@
+// mla_decode_mma.cu: absorbed-MLA decode attention on the tensor cores (mma.sync m16n8k16 bf16), the default path
+// (backend/cuda). Parallelisation: grid = (H/64 head halves, KV splits, rows); 8 warps, one CTA per SM. Each 64-key
+// tile of the row's cache (latent ‖ rope, 64 x 576 bf16 = 72 KB) goes through the block table into shared memory by
+// 16-byte cp.async, double-buffered, so it is read from HBM once per row (the second head half finds it in L2).
+// Q of the CTA's 64 heads stays in shared memory (72 KB). Rows of Q, K and P are XOR-swizzled by 16-byte chunk
+// (chunk ^ row % 8), which keeps every ldmatrix and cp.async free of bank conflicts.
+//   S = Q·Kᵀ: warp (hq, kh) = 16 heads x 32 keys over all 576 columns; online softmax in fp32 (log2 domain), the
+//   two key halves of a head exchange their maxima through shared memory; P rounded to bf16 into shared memory.
+//   O[64 x 512] += P·V: warp w = 64 heads x columns [64w, 64w + 64), 128 fp32 accumulators per thread; V is the
+//   first 512 columns of the same staged tile, read with ldmatrix.trans.
+// Splits write partials (m in natural-log units) that mla_decode_combine merges.
+// Cost model (per 64-key tile and block): 2176 mma (S 1152, P·V 1024) against ~560 KB of shared-memory traffic
+// (ldmatrix: S 432 KB, P·V 128 KB) — shared-memory bound on paper at ~4.5k cycles. At H = 128 the op does 242
+// FLOPs per KV byte, so even the dense bf16 peak caps it near 90% of HBM; mma.sync reaches well below that peak.
+// Precision: bf16 inputs, fp32 scores / softmax / accumulators, P in bf16 for the tensor cores (the softmax sum adds
+// the same rounded values), one bf16 rounding of the output — the numerics of mla_decode_wmma.cu.
+// Supported: entry 576, rank 512, H a multiple of 64; other shapes take mla_decode_wmma.cu or mla_decode.cu.
+// Reference: CpuBackend::mla_decode; checked by tests/ops case "mla_decode ... kernel=mma".
+#include <cmath>
+
+#include "dsv3/backend/cuda/mla_decode_common.cuh"
+
+namespace dsv3::cuda {
+namespace {
+
+constexpr int kEntry = 576, kRank = 512, kHeads = 64, kKeys = 64, kWarps = 8, kThreads = kWarps * 32;
+constexpr int kRowBytes = kEntry * 2;          // 1152 = 72 chunks of 16 bytes; 72 % 8 == 0 keeps the swizzle in-row
+constexpr int kRowChunks = kRowBytes / 16;     // 72
+constexpr int kPRowBytes = kKeys * 2;          // 128: one P row = 8 chunks
+constexpr int kTileBytes = kKeys * kRowBytes;  // 73728
+constexpr int kSmemQ = 0;                                // [kHeads][576] bf16, swizzled
+constexpr int kSmemK = kSmemQ + kHeads * kRowBytes;      // [2][kKeys][576] bf16, swizzled
+constexpr int kSmemP = kSmemK + 2 * kTileBytes;          // [kHeads][kKeys] bf16, swizzled
+constexpr int kSmemRed = kSmemP + kHeads * kPRowBytes;   // [2][kHeads] f32: per key half, max (loop) / sum (end)
+constexpr int kSmemCorr = kSmemRed + 2 * kHeads * 4;     // [kHeads] f32: this tile's rescale factor of O
+constexpr int kSmemM = kSmemCorr + kHeads * 4;           // [kHeads] f32: final running max (log2 units)
+constexpr int kSmemL = kSmemM + kHeads * 4;              // [kHeads] f32: final sum
+constexpr int kSmemTotal = kSmemL + kHeads * 4;          // 230,656 bytes
+static_assert(kSmemTotal <= 227 * 1024, "mla_decode_mma: shared memory");
+static_assert(kRowChunks % 8 == 0 && kRowChunks % 4 == 0, "swizzle groups and the loader's 4 threads per row");
+static_assert(kRank == kWarps * 64, "P·V: one warp per 64 output columns");
+static_assert(kKeys == 64 && kHeads == 64, "S = Q·Kᵀ: 4 x 2 warps of 16 heads x 32 keys; loader: 4 threads per row");
+
+constexpr float kLog2e = 1.4426950408889634f, kLn2 = 0.6931471805599453f;
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// 16-byte global -> shared copy; src_bytes = 0 fills zeros and reads nothing.
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, int src_bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+
+__device__ __forceinline__ void ldsm_x4(uint32_t addr, uint32_t (&r)[4]) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+__device__ __forceinline__ void ldsm_x4_trans(uint32_t addr, uint32_t (&r)[4]) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
+// d += a·b for one m16n8k16 tile: a = 4 regs (row-major 16x16), b = 2 regs (16x8, k-major pairs), d = 4 fp32.
+__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Byte offset of 16-byte chunk `chunk` of row `row` in a swizzled buffer with `row_bytes` per row.
+__device__ __forceinline__ uint32_t swz(int row, int chunk, int row_bytes) {
+  return static_cast<uint32_t>(row * row_bytes + ((chunk ^ (row & 7)) << 4));
+}
+
+__global__ void __launch_bounds__(kThreads, 1) mla_decode_mma_kernel(const MlaDecodeArgs a) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  float* red = reinterpret_cast<float*>(smem + kSmemRed);
+  float* corr_s = reinterpret_cast<float*>(smem + kSmemCorr);
+  float* m_s = reinterpret_cast<float*>(smem + kSmemM);
+  float* l_s = reinterpret_cast<float*>(smem + kSmemL);
+  const uint32_t q_s = smem_addr(smem + kSmemQ), k_s = smem_addr(smem + kSmemK), p_s = smem_addr(smem + kSmemP);
+  const int hg = blockIdx.x, sp = blockIdx.y, t = blockIdx.z;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int g = lane / 4, tig = lane % 4;  // mma fragment coordinates: row group, thread in group
+  const int x7 = lane % 8;                 // the swizzle key (row % 8) of every row this lane addresses in ldmatrix
+  const DecodeRow row = decode_row(a, t, sp);
+
+  // Loader: thread = (row ld_r of the 64, chunks ld_c + 4j for j < 18): one block-table lookup per thread per tile;
+  // a warp instruction covers 8 rows x 64 contiguous bytes.
+  const int ld_r = tid / 4, ld_c = tid % 4;
+  // Chunk c = ld_c + 4j sits at 16 * (8 (j / 2) + ((ld_c + 4 (j % 2)) ^ ld_r % 8)) in the swizzled row: two offsets.
+  const uint32_t ld_dst[2] = {swz(ld_r, ld_c, kRowBytes), swz(ld_r, ld_c + 4, kRowBytes)};
+  {
+    const bf16_t* src = a.q + (static_cast<int64_t>(t) * a.heads + hg * kHeads + ld_r) * kEntry + ld_c * 8;
+#pragma unroll
+    for (int j = 0; j < kRowChunks / 4; ++j) cp_async16(q_s + ld_dst[j % 2] + 128 * (j / 2), src + 32 * j, 16);
+  }
+  auto load_tile = [&](int k0, int stage) {
+    const int pos = k0 + ld_r;
+    const bf16_t* src = a.cache;  // a valid address for the zero fill (nothing is read)
+    int bytes = 0;
+    if (pos < row.end) {
+      const int block = a.block_table[static_cast<int64_t>(t) * a.max_blocks + pos / a.block_size];
+      if (block >= 0 && block < a.n_blocks) {
+        src = a.cache + (static_cast<int64_t>(block) * a.block_size + pos % a.block_size) * kEntry;
+        bytes = 16;
+      } else {
+        set_error(a.err, kErrDecodeLen);
+      }
+    }
+    if (bytes) src += ld_c * 8;
+    const uint32_t dst = k_s + stage * kTileBytes;
+#pragma unroll
+    for (int j = 0; j < kRowChunks / 4; ++j) cp_async16(dst + ld_dst[j % 2] + 128 * (j / 2), src + (bytes ? 32 * j : 0), bytes);
+  };
+  if (row.begin < row.end) load_tile(row.begin, 0);
+  cp_async_commit();
+
+  const int hq = warp / 2, kh = warp % 2;  // S warp tile: heads [16hq, 16hq + 16) x keys [32kh, 32kh + 32)
+  const float scale_log2 = a.softmax_scale * kLog2e;
+  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.f, 0.f};  // heads 16hq + g + 8i (this thread's keys only: l)
+  float o[4][8][4];  // [mt][nt][e]: head 16mt + g + 8(e / 2), column 64 warp + 8nt + 2tig + e % 2
+#pragma unroll
+  for (int mt = 0; mt < 4; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) o[mt][nt][e] = 0.f;
+
+  // ldmatrix lane addresses (byte offsets without the chunk): see the fragment layouts of mma.m16n8k16.
+  const uint32_t qa_row = q_s + (16 * hq + lane % 16) * kRowBytes;  // A = Q: rows = heads, chunk 2kk + lane/16
+  const int qa_hi = lane / 16;
+  const int kb_row = 32 * kh + lane % 8 + (lane / 16) * 8;          // B = K: rows = keys, chunk 2kk + (lane/8)%2
+  const int kb_hi = (lane / 8) % 2;
+  const uint32_t pa_row = p_s + (lane % 16) * kPRowBytes;           // A = P: rows = heads, chunk 2kk + lane/16
+  const int vb_row = lane % 8 + ((lane / 8) % 2) * 8;               // B = V (trans): rows = keys, chunk + lane/16
+
+  int stage = 0;
+  for (int k0 = row.begin; k0 < row.end; k0 += kKeys, stage ^= 1) {
+    cp_async_wait_all();
+    __syncthreads();  // tile k0 is staged for all; the other stage's readers (the previous P·V) are done
+    if (k0 + kKeys < row.end) load_tile(k0 + kKeys, stage ^ 1);
+    cp_async_commit();
+    const uint32_t kt = k_s + stage * kTileBytes;
+
+    // ---- S = Q·Kᵀ: s[nt][e] = head 16hq + g + 8(e/2), key 32kh + 8nt + 2tig + e%2
+    float s[4][4];
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s[nt][e] = 0.f;
+    const uint32_t kb0 = kt + kb_row * kRowBytes, kb1 = kb0 + 16 * kRowBytes;
+#pragma unroll 4
+    for (int kk = 0; kk < kEntry / 16; ++kk) {
+      const uint32_t kq = static_cast<uint32_t>((kk / 4) * 128);  // 8 chunks per 128 bytes; the swizzle keeps them there
+      uint32_t af[4], b0[4], b1[4];
+      ldsm_x4(qa_row + kq + ((((2 * kk) % 8 + qa_hi) ^ x7) << 4), af);
+      ldsm_x4(kb0 + kq + ((((2 * kk) % 8 + kb_hi) ^ x7) << 4), b0);
+      ldsm_x4(kb1 + kq + ((((2 * kk) % 8 + kb_hi) ^ x7) << 4), b1);
+      mma_bf16(s[0], af, b0[0], b0[1]);
+      mma_bf16(s[1], af, b0[2], b0[3]);
+      mma_bf16(s[2], af, b1[0], b1[1]);
+      mma_bf16(s[3], af, b1[2], b1[3]);
+    }
+
+    // ---- online softmax (log2 domain); keys past the end score -inf
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int key = k0 + 32 * kh + 8 * nt + 2 * tig + e % 2;
+        s[nt][e] = key < row.end ? s[nt][e] * scale_log2 : -INFINITY;
+        mx[e / 2] = fmaxf(mx[e / 2], s[nt][e]);
+      }
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
+      mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
+      if (tig == 0) red[kh * kHeads + 16 * hq + g + 8 * i] = mx[i];
+    }
+    __syncthreads();  // both key halves' maxima are in red
+    float corr[2];
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const int h = 16 * hq + g + 8 * i;
+      const float m_new = fmaxf(m_run[i], fmaxf(red[h], red[kHeads + h]));  // finite: key k0 is valid
+      corr[i] = exp2f(m_run[i] - m_new);                                     // 0 on the first tile
+      m_run[i] = m_new;
+      if (kh == 0 && tig == 0) corr_s[h] = corr[i];
+    }
+    float psum[2] = {0.f, 0.f};
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        const __nv_bfloat162 p = __floats2bfloat162_rn(exp2f(s[nt][2 * i] - m_run[i]), exp2f(s[nt][2 * i + 1] - m_run[i]));
+        psum[i] += __low2float(p) + __high2float(p);
+        const int h = 16 * hq + g + 8 * i;
+        *reinterpret_cast<__nv_bfloat162*>(smem + kSmemP + swz(h, 4 * kh + nt, kPRowBytes) + 4 * tig) = p;
+      }
+#pragma unroll
+    for (int i = 0; i < 2; ++i) l_run[i] = l_run[i] * corr[i] + psum[i];
+    __syncthreads();  // P and corr_s complete; red is free again
+
+    // ---- O = O * corr + P·V over this warp's 64 columns
+#pragma unroll
+    for (int mt = 0; mt < 4; ++mt)
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        const float c = corr_s[16 * mt + g + 8 * i];
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt) {
+          o[mt][nt][2 * i] *= c;
+          o[mt][nt][2 * i + 1] *= c;
+        }
+      }
+    const uint32_t vb = kt + vb_row * kRowBytes + warp * 128;  // chunk 8 warp + ((2np + lane/16) ^ x7)
+#pragma unroll
+    for (int kk = 0; kk < kKeys / 16; ++kk) {
+      uint32_t pf[4][4];
+#pragma unroll
+      for (int mt = 0; mt < 4; ++mt) ldsm_x4(pa_row + mt * 16 * kPRowBytes + (((2 * kk + qa_hi) ^ x7) << 4), pf[mt]);
+#pragma unroll
+      for (int np = 0; np < 4; ++np) {
+        uint32_t vf[4];
+        ldsm_x4_trans(vb + kk * 16 * kRowBytes + (((2 * np + qa_hi) ^ x7) << 4), vf);
+#pragma unroll
+        for (int mt = 0; mt < 4; ++mt) {
+          mma_bf16(o[mt][2 * np], pf[mt], vf[0], vf[1]);
+          mma_bf16(o[mt][2 * np + 1], pf[mt], vf[2], vf[3]);
+        }
+      }
+    }
+  }
+
+  cp_async_wait_all();  // an empty split's Q copy may still be in flight
+
+  // ---- per-head sums: quad, then the two key halves (fixed order: deterministic)
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    l_run[i] += __shfl_xor_sync(0xffffffffu, l_run[i], 1);
+    l_run[i] += __shfl_xor_sync(0xffffffffu, l_run[i], 2);
+    const int h = 16 * hq + g + 8 * i;
+    if (tig == 0) red[kh * kHeads + h] = l_run[i];  // red's last readers passed the loop's final barrier
+    if (tig == 0 && kh == 0) m_s[h] = m_run[i];
+  }
+  __syncthreads();
+  if (tid < kHeads) {
+    const float l = red[tid] + red[kHeads + tid];
+    l_s[tid] = l;
+    store_decode_ml(a, t, sp, hg * kHeads + tid, m_s[tid] * kLn2, l);
+  }
+  __syncthreads();
+  // An empty split leaves its partial unread (the combine skips l = 0); a whole row always stores (zeros).
+  if (a.n_splits > 1 && row.begin >= row.end) return;
+#pragma unroll
+  for (int mt = 0; mt < 4; ++mt)
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const int hl = 16 * mt + g + 8 * i, h = hg * kHeads + hl;
+      const float l = l_s[hl], inv = l > 0.f ? 1.f / l : 0.f;
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+        const int c = warp * 64 + 8 * nt + 2 * tig;
+        const float v0 = o[mt][nt][2 * i], v1 = o[mt][nt][2 * i + 1];
+        if (a.n_splits == 1) {
+          *reinterpret_cast<__nv_bfloat162*>(a.out + (static_cast<int64_t>(t) * a.heads + h) * kRank + c) =
+              __floats2bfloat162_rn(v0 * inv, v1 * inv);
+        } else {
+          *reinterpret_cast<float2*>(a.part_o + ((static_cast<int64_t>(t) * a.n_splits + sp) * a.heads + h) * kRank + c) =
+              make_float2(v0, v1);
+        }
+      }
+    }
+}
+
+}  // namespace
+
+bool mla_decode_mma_supported(int entry, int rank, int heads) {
+  return entry == kEntry && rank == kRank && heads % kHeads == 0;
+}
+
+void launch_mla_decode_mma(const MlaDecodeArgs& a, cudaStream_t s) {
+  cudaFuncSetAttribute(mla_decode_mma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemTotal);
+  const dim3 grid(a.heads / kHeads, a.n_splits, a.n);
+  mla_decode_mma_kernel<<<grid, kThreads, kSmemTotal, s>>>(a);
+}
+
+}  // namespace dsv3::cuda
