@@ -11,6 +11,12 @@
 
 namespace dsv3 {
 
+// Where next tokens are drawn. kAuto: on the backend (Backend::sample) when it is not host-visible (a GPU) and the
+// environment has no DSV3_GPU_SAMPLING=0; kOff: always the host Sampler (logits copied to the host); kAlways: on the
+// backend whatever it is (tests: makes the CPU backend take the device-logits path). Rows that need penalties,
+// min_tokens masking or top-n logprobs are always sampled on the host (only their logits rows are copied).
+enum class BackendSampling { kAuto, kOff, kAlways };
+
 struct EngineConfig {
   std::string model_dir;
   std::string tokenizer_dir;                  // "" = model_dir (when it has tokenizer.json)
@@ -30,6 +36,7 @@ struct EngineConfig {
   double kv_free_gpu_mem_fraction = 0.9;      // kv_cache_config.free_gpu_memory_fraction (GPU)
   int64_t kv_cpu_bytes = 1ll << 30;           // CPU backend: byte budget of the KV pool when max_tokens is 0
   bool check_integrity = false;               // scheduler/KV integrity check after every step (tests, debug)
+  BackendSampling backend_sampling = BackendSampling::kAuto;
 };
 
 }  // namespace dsv3

@@ -134,7 +134,7 @@ ForwardOutput DeepseekV3::forward(const ForwardBatch& b, KvCache& cache) {
   Tensor hn = scratch(DType::kBF16, {n, d});
   backend_.rms_norm({.x = delta, .residual = residual, .weight = weights_.norm, .out = hn,
                      .eps = static_cast<float>(c.rms_norm_eps)});
-  out.logits = head(hn, b.logit_rows);
+  out.logits = head(hn, b.logit_rows, b.logits_on_device ? &out.device_logits : nullptr);
   if (b.want_hidden) out.hidden = std::move(hn);
   return out;
 }
@@ -251,7 +251,7 @@ void DeepseekV3::moe(const MoeWeights& w, const TensorView& xn, const TensorView
   backend_.add({.a = routed, .b = shared, .out = out});
 }
 
-std::vector<float> DeepseekV3::head(const TensorView& hn, const std::vector<int32_t>& rows) {
+std::vector<float> DeepseekV3::head(const TensorView& hn, const std::vector<int32_t>& rows, Tensor* device_out) {
   const int64_t r = static_cast<int64_t>(rows.size()), d = config_.hidden_size, vocab = config_.vocab_size;
   std::vector<float> logits;
   if (r == 0) return logits;
@@ -262,6 +262,10 @@ std::vector<float> DeepseekV3::head(const TensorView& hn, const std::vector<int3
   }
   Tensor out = scratch(DType::kF32, {r, vocab});
   backend_.linear({.x = sel, .w = weights_.lm_head, .out = out});
+  if (device_out) {
+    *device_out = std::move(out);
+    return logits;
+  }
   logits.resize(static_cast<size_t>(r * vocab));
   TensorView host{logits.data(), DType::kF32, {r, vocab}, Device::kCpu};
   backend_.copy(host, out.view());
@@ -291,7 +295,7 @@ ForwardOutput DeepseekV3::forward_mtp(const ForwardBatch& b, const TensorView& h
   ForwardOutput out;
   Tensor hn = scratch(DType::kBF16, {n, d});
   backend_.rms_norm({.x = delta, .residual = residual, .weight = mw.shared_head_norm, .out = hn, .eps = eps});
-  out.logits = head(hn, b.logit_rows);
+  out.logits = head(hn, b.logit_rows, b.logits_on_device ? &out.device_logits : nullptr);
   if (b.want_hidden) out.hidden = std::move(hn);
   return out;
 }

@@ -14,7 +14,8 @@
 namespace dsv3 {
 
 struct ForwardOutput {
-  std::vector<float> logits;  // [logit_rows, vocab] f32, host
+  std::vector<float> logits;  // [logit_rows, vocab] f32, host; empty when logits_on_device
+  Tensor device_logits;       // [logit_rows, vocab] f32 in backend memory (when logits_on_device; else empty)
   Tensor hidden;              // [n, d] bf16 in backend memory: final-normed hidden (when want_hidden)
 };
 
@@ -42,7 +43,8 @@ class DeepseekV3 {
                  const TensorView& out, KvCache& cache);
   void mlp(const MlpWeights& w, const TensorView& xn, const TensorView& out);
   void moe(const MoeWeights& w, const TensorView& xn, const TensorView& out);
-  std::vector<float> head(const TensorView& hn, const std::vector<int32_t>& rows);
+  // lm_head of the selected rows: returned on the host, or left in *device_out (and nothing returned) when given.
+  std::vector<float> head(const TensorView& hn, const std::vector<int32_t>& rows, Tensor* device_out = nullptr);
   StepMeta build_meta(const ForwardBatch& b, const KvCache& cache);
   Tensor scratch(DType dt, Shape s) { return Tensor(dt, s, backend_.allocator()); }
   Tensor upload_i32(const std::vector<int32_t>& v, Shape shape = {});
