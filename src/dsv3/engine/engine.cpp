@@ -80,6 +80,7 @@ Engine::Engine(const EngineConfig& config) : config_(config) {
   backend_sampling_ = config_.backend_sampling == BackendSampling::kAlways ||
                       (config_.backend_sampling == BackendSampling::kAuto && !backend_->host_visible() &&
                        !(gpu_sampling_env && std::strcmp(gpu_sampling_env, "0") == 0));
+  if (backend_sampling_) log_info("sampling on the {} backend (DSV3_GPU_SAMPLING=0: on the host)", backend_->name());
   thread_ = std::thread([this] { loop(); });
 }
 

@@ -144,8 +144,9 @@ __device__ int nth_id_with_key(const Row& row, uint32_t key, uint32_t n, Pred pr
 // The cut of "keep the candidates in the order (z desc, id asc) while the mass before them is < target": finds the
 // group of equal z that holds the last kept candidate (the lowest key whose mass above is < target), then how many
 // of that group are kept, then the id of the last one. Candidates: live, pred(v, key), key in [lo, hi]. mass(z) is
-// an integer per candidate (1 for top-k), target >= 1; the result keeps at least the first candidate.
-template <typename Pred, typename Mass>
+// an integer per candidate (kUnitMass: 1 each, the count, for top-k), target >= 1; the result keeps at least the
+// first candidate.
+template <bool kUnitMass, typename Pred, typename Mass>
 __device__ Cut find_cut(const Row& row, uint32_t lo, uint32_t hi, unsigned long long target, Pred pred, Mass mass,
                         Smem& sh) {
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -168,8 +169,10 @@ __device__ Cut find_cut(const Row& row, uint32_t lo, uint32_t hi, unsigned long 
       if (k < lo || k - lo > span || !pred(v, k)) continue;
       const uint32_t b = (k - lo) >> shift;
       atomicAdd(&sh.cnt[b], 1u);
-      const unsigned long long m = mass(z);
-      if (m) atomicAdd(&sh.mass[b], m);
+      if constexpr (!kUnitMass) {
+        const unsigned long long m = mass(z);
+        if (m) atomicAdd(&sh.mass[b], m);
+      }
     }
     __syncthreads();
     if (warp == 0) {
@@ -180,7 +183,7 @@ __device__ Cut find_cut(const Row& row, uint32_t lo, uint32_t hi, unsigned long 
 #pragma unroll
       for (int j = 0; j < kBinsPerLane; ++j) {
         c[j] = sh.cnt[lane * kBinsPerLane + j];
-        m[j] = sh.mass[lane * kBinsPerLane + j];
+        m[j] = kUnitMass ? c[j] : sh.mass[lane * kBinsPerLane + j];
         lane_sum += m[j];
       }
       unsigned long long suffix = lane_sum;  // lanes >= this one
@@ -212,7 +215,7 @@ __device__ Cut find_cut(const Row& row, uint32_t lo, uint32_t hi, unsigned long 
     lo += b << shift;
     if (shift == 0) {
       group_cnt = sh.cnt[b];
-      group_mass = sh.mass[b];
+      group_mass = kUnitMass ? group_cnt : sh.mass[b];
       break;
     }
     nbits = shift;
@@ -272,7 +275,7 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(const __grid_constant_
     Cut cut_k = kNoCut, cut_p = kNoCut;
     int survivors = live;
     if (p.top_k > 0 && p.top_k < live) {
-      cut_k = find_cut(row, lo, hi, static_cast<unsigned long long>(p.top_k), [](int, uint32_t) { return true; },
+      cut_k = find_cut<true>(row, lo, hi, static_cast<unsigned long long>(p.top_k), [](int, uint32_t) { return true; },
                        [](float) { return 1ull; }, sh);
       lo = cut_k.key;
       survivors = p.top_k;
@@ -290,7 +293,7 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(const __grid_constant_
       // Keep while sum(e before) < top_p * total; with integer masses M: M < ceil(top_p * total).
       const unsigned long long target =
           static_cast<unsigned long long>(ceil(static_cast<double>(p.top_p) * static_cast<double>(total)));
-      cut_p = find_cut(row, lo, hi, target > 0 ? target : 1ull, in_k, mass, sh);
+      cut_p = find_cut<false>(row, lo, hi, target > 0 ? target : 1ull, in_k, mass, sh);
     }
     // Steps 6 and 7: min-p against z_max (the first candidate survives 4 and 5), then the Gumbel-max draw.
     const double min_p = p.min_p;
