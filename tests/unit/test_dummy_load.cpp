@@ -42,6 +42,7 @@ class FakeDevice final : public Backend {
   void mla_absorb_v(const MlaAbsorbVParams& p) override { cpu_.mla_absorb_v(p); }
   void router(const RouterParams& p) override { cpu_.router(p); }
   void moe_experts(const MoeExpertsParams& p) override { cpu_.moe_experts(p); }
+  void sample(const SampleParams& p) override { cpu_.sample(p); }
 
   // Element by element, block by block: a third implementation of the rules (the host generator and the CUDA
   // kernel are the other two), written plainly.

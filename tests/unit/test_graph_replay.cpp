@@ -50,6 +50,7 @@ class RecordingBackend final : public Backend {
   void mla_absorb_v(const MlaAbsorbVParams& p) override { run([this, p] { cpu_.mla_absorb_v(p); }); }
   void router(const RouterParams& p) override { run([this, p] { cpu_.router(p); }); }
   void moe_experts(const MoeExpertsParams& p) override { run([this, p] { cpu_.moe_experts(p); }); }
+  void sample(const SampleParams& p) override { run([this, p] { cpu_.sample(p); }); }
 
   std::unique_ptr<BackendGraph> capture(const std::function<void()>& body) override {
     ++captures;

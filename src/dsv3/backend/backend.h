@@ -12,6 +12,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "dsv3/base/sampling_rules.h"
 #include "dsv3/base/synth_rules.h"
 #include "dsv3/tensor/tensor.h"
 
@@ -163,6 +164,21 @@ struct SynthesizeParams {
   TensorView scale_inv;  // [ceil(rows/128), ceil(cols/128)] f32 for an FP8 out; empty otherwise
 };
 
+// Next-token sampling of r logits rows on the backend: steps 3-7 of the sampler algorithm (engine/sampler.h) —
+// temperature, greedy argmax, top-k, top-p, min-p, the Gumbel-max draw with per-row Philox counters — the same
+// functions as the engine's Sampler (base/sampling.h), so a row's token equals the Sampler's for that row.
+// Rule: rows that need steps 1-2 (repetition/frequency/presence penalties with a token history, min_tokens masking)
+// or top-n logprobs are not handled here: the engine samples those on the host. A row with a NaN or +inf logit gets
+// kSampleInvalidLogits and a row with every token -inf gets kSampleAllMasked (base/sampling_rules.h); no throw, so
+// the other rows proceed. Logits must keep l / temperature finite (no fp32 overflow), as on the host.
+struct SampleParams {
+  TensorView logits;                       // [r, vocab] f32 in backend memory, rows logits_stride apart
+  int64_t logits_stride = 0;               // elements between rows (0: vocab)
+  const SampleRowParams* rows = nullptr;   // [r] host array, read during the call (the backend copies it)
+  TensorView tokens;                       // [r] i32 in backend memory: the drawn ids (or the codes above)
+  TensorView logprobs;                     // [r] f32 in backend memory: the drawn token's log_softmax(z); may be empty
+};
+
 // A recorded sequence of backend ops, replayed by one launch (a CUDA graph). Replays read and write the same
 // memory the ops named when they were recorded, so the caller keeps every buffer alive and at the same address.
 class BackendGraph {
@@ -198,6 +214,7 @@ class Backend {
   virtual void mla_absorb_v(const MlaAbsorbVParams& p) = 0;
   virtual void router(const RouterParams& p) = 0;
   virtual void moe_experts(const MoeExpertsParams& p) = 0;
+  virtual void sample(const SampleParams& p) = 0;
   // Fills p.out (and p.scale_inv) on the backend; false when this backend has no generator (the caller then makes
   // the tensor on the host and copies it). Host-visible backends need none: the loader uses host tensors in place.
   virtual bool synthesize(const SynthesizeParams& p) { return false; }
@@ -215,6 +232,7 @@ void validate(const MlaPrefillParams& p);
 void validate(const MlaDecodeParams& p);
 void validate(const RouterParams& p);
 void validate(const MoeExpertsParams& p);
+void validate(const SampleParams& p);
 
 // "cpu" always; "cuda" when built with DSV3_CUDA and a GPU is present.
 std::unique_ptr<Backend> make_backend(const std::string& name);

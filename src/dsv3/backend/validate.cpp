@@ -1,6 +1,8 @@
 // validate.cpp: host-side Params checks shared by all backends (backend). Throws dsv3::Error naming op and field.
 #include "dsv3/backend/backend.h"
 
+#include <cmath>
+
 namespace dsv3 {
 
 void validate(const LinearParams& p) {
@@ -68,6 +70,28 @@ void validate(const MoeExpertsParams& p) {
   EXPECT(p.out.numel() == p.x.numel(), "moe_experts: out {} vs x {}", p.out.shape.str(), p.x.shape.str());
   EXPECT(p.topk_ids.dim(0) == p.x.dim(0), "moe_experts: topk_ids {} for x {}", p.topk_ids.shape.str(),
          p.x.shape.str());
+}
+
+void validate(const SampleParams& p) {
+  EXPECT(p.logits.dtype == DType::kF32 && p.logits.shape.ndim == 2, "sample: logits must be [rows, vocab] F32, got {} {}",
+         dtype_name(p.logits.dtype), p.logits.shape.str());
+  const int64_t r = p.logits.dim(0), vocab = p.logits.dim(1);
+  EXPECT(vocab > 0 && vocab < (int64_t{1} << 31), "sample: vocab {} outside [1, 2^31)", vocab);
+  EXPECT(p.logits_stride == 0 || p.logits_stride >= vocab, "sample: logits_stride {} < vocab {}", p.logits_stride,
+         vocab);
+  EXPECT(p.tokens.dtype == DType::kI32 && p.tokens.numel() == r, "sample: tokens must be [{}] I32, got {} {}", r,
+         dtype_name(p.tokens.dtype), p.tokens.shape.str());
+  if (p.logprobs)
+    EXPECT(p.logprobs.dtype == DType::kF32 && p.logprobs.numel() == r, "sample: logprobs must be [{}] F32, got {} {}",
+           r, dtype_name(p.logprobs.dtype), p.logprobs.shape.str());
+  EXPECT(r == 0 || p.rows != nullptr, "sample: no row parameters for {} rows", r);
+  for (int64_t i = 0; i < r; ++i) {
+    const SampleRowParams& q = p.rows[i];
+    EXPECT(std::isfinite(q.temperature) && q.temperature >= 0.0f, "sample: row {}: temperature {}", i, q.temperature);
+    EXPECT(q.top_k >= 0, "sample: row {}: top_k {} < 0", i, q.top_k);
+    EXPECT(q.top_p > 0.0f && q.top_p <= 1.0f, "sample: row {}: top_p {} outside (0, 1]", i, q.top_p);
+    EXPECT(q.min_p >= 0.0f && q.min_p <= 1.0f, "sample: row {}: min_p {} outside [0, 1]", i, q.min_p);
+  }
 }
 
 }  // namespace dsv3

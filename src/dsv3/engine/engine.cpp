@@ -2,6 +2,8 @@
 #include "dsv3/engine/engine.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 
 #include "dsv3/base/log.h"
@@ -89,6 +91,11 @@ Engine::Engine(const EngineConfig& config) : config_(config) {
   sc.enable_block_reuse = config_.enable_block_reuse;
   sched_ = std::make_unique<sched::Scheduler>(sc);
   sampler_ = std::make_unique<Sampler>(SamplerConfig{.vocab_size = static_cast<int>(mc.vocab_size)});
+  const char* gpu_sampling_env = std::getenv("DSV3_GPU_SAMPLING");
+  backend_sampling_ = config_.backend_sampling == BackendSampling::kAlways ||
+                      (config_.backend_sampling == BackendSampling::kAuto && !backend_->host_visible() &&
+                       !(gpu_sampling_env && std::strcmp(gpu_sampling_env, "0") == 0));
+  if (backend_sampling_) log_info("sampling on the {} backend (DSV3_GPU_SAMPLING=0: on the host)", backend_->name());
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -247,18 +254,29 @@ bool Engine::step() {
       batch.logit_rows.push_back(last_row[e]);
       logit_entries.push_back(e);
     }
+  std::vector<Live*> lives;
+  std::vector<const sched::Request*> reqs;
+  for (size_t e : logit_entries) {
+    const int64_t id = so.entries[e].request_id;
+    lives.push_back(live_.at(id).get());
+    reqs.push_back(sched_->find(id));
+  }
+  // Logits stay in backend memory when at least one row can be sampled there; the other rows' logits come back.
+  for (size_t i = 0; i < lives.size() && backend_sampling_ && !batch.logits_on_device; ++i)
+    batch.logits_on_device = backend_can_sample(*lives[i], *reqs[i]);
   ForwardOutput fo = model_->forward(batch, *cache_);
   // Sample.
-  const int64_t vocab = model_->config().vocab_size;
-  std::vector<SamplerRow> rows;
-  for (size_t i = 0; i < logit_entries.size(); ++i) {
-    const auto& ch = so.entries[logit_entries[i]];
-    const sched::Request* r = sched_->find(ch.request_id);
-    Live& live = *live_.at(ch.request_id);
-    rows.push_back({.logits = fo.logits.data() + i * vocab, .params = &live.params, .token_ids = r->tokens,
-                    .n_generated = r->n_output(), .seed = live.seed});
+  std::vector<SampleResult> res;
+  if (batch.logits_on_device) {
+    res = sample_on_backend(fo.device_logits, lives, reqs, &st.n_backend_sampled);
+  } else {
+    const int64_t vocab = model_->config().vocab_size;
+    std::vector<SamplerRow> rows;
+    for (size_t i = 0; i < lives.size(); ++i)
+      rows.push_back({.logits = fo.logits.data() + i * vocab, .params = &lives[i]->params,
+                      .token_ids = reqs[i]->tokens, .n_generated = reqs[i]->n_output(), .seed = lives[i]->seed});
+    res = sampler_->sample(rows, &ThreadPool::global());
   }
-  std::vector<SampleResult> res = sampler_->sample(rows, &ThreadPool::global());
   std::vector<sched::SampledToken> sampled;
   std::vector<std::pair<int64_t, std::string>> failed;
   const double now = now_seconds();
@@ -305,6 +323,86 @@ bool Engine::step() {
     stats_.push_back(st);
   }
   return true;
+}
+
+// A row Backend::sample draws exactly as the Sampler would: steps 1-2 (sampler.h) leave its logits unchanged, and it
+// wants no top-n logprobs (the chosen token's processed logprob comes from the op).
+bool Engine::backend_can_sample(const Live& live, const sched::Request& r) const {
+  const SamplingParams& p = live.params;
+  const int n_generated = r.n_output();
+  if (p.repetition_penalty != 1.0f) return false;
+  if ((p.frequency_penalty != 0.0f || p.presence_penalty != 0.0f) && n_generated > 0) return false;
+  if (n_generated < p.min_tokens && (!p.stop_token_ids.empty() || (p.end_id && !p.ignore_eos))) return false;
+  return !p.logprobs || *p.logprobs == 0;  // NOTE: the engine's Sampler uses LogprobsMode::kProcessed, as the op
+}
+
+// One Backend::sample over every row, then only the ids (and logprobs) come back; rows the backend cannot sample
+// run as greedy there (the cheapest pass), their results are discarded, and their logits rows are copied to the
+// host for the Sampler.
+std::vector<SampleResult> Engine::sample_on_backend(const TensorView& logits, const std::vector<Live*>& lives,
+                                                    const std::vector<const sched::Request*>& reqs,
+                                                    int* n_backend_sampled) {
+  const int64_t r = static_cast<int64_t>(lives.size()), vocab = logits.dim(1);
+  if (sample_tokens_.empty() || sample_tokens_.numel() < r) {
+    sample_tokens_ = Tensor(DType::kI32, {r}, backend_->allocator());
+    sample_logprobs_ = Tensor(DType::kF32, {r}, backend_->allocator());
+  }
+  std::vector<SampleRowParams> rp(r);
+  std::vector<char> on_backend(r);
+  bool want_logprobs = false;
+  for (int64_t i = 0; i < r; ++i) {
+    const SamplingParams& p = lives[i]->params;
+    on_backend[i] = backend_can_sample(*lives[i], *reqs[i]);
+    if (!on_backend[i]) {
+      rp[i] = SampleRowParams{.temperature = 0.0f};
+      continue;
+    }
+    rp[i] = {.temperature = p.temperature, .top_k = p.top_k, .top_p = p.top_p, .min_p = p.min_p,
+             .seed = lives[i]->seed, .seq_index = 0, .step = static_cast<uint32_t>(reqs[i]->n_output())};
+    want_logprobs |= p.logprobs.has_value();
+  }
+  const TensorView tokens = sample_tokens_.view().rows(0, r);
+  const TensorView logprobs = want_logprobs ? sample_logprobs_.view().rows(0, r) : TensorView{};
+  backend_->sample({.logits = logits, .rows = rp.data(), .tokens = tokens, .logprobs = logprobs});
+  std::vector<int32_t> ids(r);
+  std::vector<float> lps(want_logprobs ? r : 0);
+  backend_->copy(TensorView{ids.data(), DType::kI32, {r}, Device::kCpu}, tokens);
+  if (want_logprobs) backend_->copy(TensorView{lps.data(), DType::kF32, {r}, Device::kCpu}, logprobs);
+  // The host rows' logits, one row each.
+  std::vector<int64_t> host_rows;
+  for (int64_t i = 0; i < r; ++i)
+    if (!on_backend[i]) host_rows.push_back(i);
+  std::vector<float> host_logits(host_rows.size() * vocab);
+  for (size_t j = 0; j < host_rows.size(); ++j)
+    backend_->copy(TensorView{host_logits.data() + j * vocab, DType::kF32, {1, vocab}, Device::kCpu},
+                   logits.rows(host_rows[j], host_rows[j] + 1));
+  backend_->synchronize();
+
+  std::vector<SampleResult> res(r);
+  for (int64_t i = 0; i < r; ++i) {
+    if (!on_backend[i]) continue;
+    ++*n_backend_sampled;
+    if (ids[i] == kSampleInvalidLogits) {
+      res[i].error = "sampler: a logit is NaN or +inf";
+    } else if (ids[i] == kSampleAllMasked) {
+      res[i].error = "sampler: every token is masked (-inf logits)";
+    } else {
+      CHECK(ids[i] >= 0 && ids[i] < vocab, "Backend::sample returned token {} for vocabulary {}", ids[i], vocab);
+      res[i].token = ids[i];
+      if (lives[i]->params.logprobs) res[i].logprob = lps[i];
+    }
+  }
+  if (!host_rows.empty()) {
+    std::vector<SamplerRow> rows;
+    for (size_t j = 0; j < host_rows.size(); ++j) {
+      const int64_t i = host_rows[j];
+      rows.push_back({.logits = host_logits.data() + j * vocab, .params = &lives[i]->params,
+                      .token_ids = reqs[i]->tokens, .n_generated = reqs[i]->n_output(), .seed = lives[i]->seed});
+    }
+    std::vector<SampleResult> host_res = sampler_->sample(rows, &ThreadPool::global());
+    for (size_t j = 0; j < host_rows.size(); ++j) res[host_rows[j]] = std::move(host_res[j]);
+  }
+  return res;
 }
 
 void Engine::loop() {

@@ -32,6 +32,7 @@ struct EngineStepStats {
   int64_t step = 0;
   double start = 0, end = 0;  // now_seconds()
   int n_logit_rows = 0;
+  int n_backend_sampled = 0;  // rows whose token Backend::sample drew (the others: the host Sampler)
   sched::StepStats sched;
 };
 
@@ -63,6 +64,10 @@ class Engine {
   void admit_incoming();
   void finish(int64_t id, FinishReason reason, const std::string& error = {});
   void emit(Live& live, bool final);
+  bool backend_can_sample(const Live& live, const sched::Request& r) const;
+  std::vector<SampleResult> sample_on_backend(const TensorView& logits, const std::vector<Live*>& lives,
+                                              const std::vector<const sched::Request*>& reqs,
+                                              int* n_backend_sampled);
 
   EngineConfig config_;
   std::unique_ptr<Backend> backend_;
@@ -73,6 +78,9 @@ class Engine {
   std::unique_ptr<sched::Scheduler> sched_;
   std::unique_ptr<Sampler> sampler_;
   SeedSource seeds_;
+  bool backend_sampling_ = false;  // EngineConfig::backend_sampling resolved at start-up
+  Tensor sample_tokens_;           // [capacity] i32 in backend memory: Backend::sample's ids
+  Tensor sample_logprobs_;         // [capacity] f32 in backend memory: the drawn tokens' logprobs
   int64_t kv_blocks_ = 0;
   int max_seq_len_ = 0;
 

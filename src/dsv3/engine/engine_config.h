@@ -12,6 +12,12 @@
 
 namespace dsv3 {
 
+// Where next tokens are drawn. kAuto: on the backend (Backend::sample) when it is not host-visible (a GPU) and the
+// environment has no DSV3_GPU_SAMPLING=0; kOff: always the host Sampler (logits copied to the host); kAlways: on the
+// backend whatever it is (tests: makes the CPU backend take the device-logits path). Rows that need penalties,
+// min_tokens masking or top-n logprobs are always sampled on the host (only their logits rows are copied).
+enum class BackendSampling { kAuto, kOff, kAlways };
+
 struct EngineConfig {
   std::string model_dir;
   std::string tokenizer_dir;                  // "" = model_dir (when it has tokenizer.json)
@@ -34,6 +40,7 @@ struct EngineConfig {
   // CUDA graphs for decode-only steps (cuda_graph_config; tools/common/llm_args.h makes the list). Empty: off.
   std::vector<int> cuda_graph_batch_sizes;
   bool cuda_graph_padding = false;            // cuda_graph_config.enable_padding
+  BackendSampling backend_sampling = BackendSampling::kAuto;
 };
 
 }  // namespace dsv3

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "dsv3/base/hash.h"
+#include "dsv3/base/sampling.h"
 #include "dsv3/engine/sampling_params.h"
 
 namespace dsv3 {
@@ -48,7 +49,7 @@ class ThreadPool;
 //     (kRaw). fp64: m = max, lse = m + log(sum_v exp(x[v] - m)) summed in id order, logprob = x[v] - lse, stored as
 //     fp32. The top-n list is ordered by (logprob desc, id asc).
 //
-// GPU reproduction: step 1 is written as a separate multiply and subtract; nvcc contracts these into an FMA by
+// GPU reproduction (Backend::sample, backend/cuda/sample.cu runs steps 3-7): step 1 is written as a separate multiply and subtract; nvcc contracts these into an FMA by
 // default, so the kernel must use __fmul_rn/__fsub_rn (or -fmad=false) to get the same fp32 z.
 // Steps 1-3, 6 and 7 are elementwise with a max/argmax reduction, so a kernel that does the same
 // fp32/fp64 operations gets bit-identical tokens (libm's and CUDA's log/exp differ by at most 1 ulp, which can only
@@ -56,14 +57,8 @@ class ThreadPool;
 // reduction or scan can move the cut only when a prefix sum lies within rounding of top_p.
 // ---------------------------------------------------------------------------------------------------------------------
 
-// Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC'11), as in Random123 and
-// cuRAND's Philox4_32_10 block function: counter (4 x u32) and key (2 x u32) -> 4 x u32.
-std::array<uint32_t, 4> philox4x32_10(std::array<uint32_t, 4> ctr, std::array<uint32_t, 2> key);
-
-// The uniform of step 7: counter = (token, step, seq_index, 0), key = (seed low word, seed high word);
-// u = (double((out[0] << 32 | out[1]) >> 12) + 0.5) * 2^-52: exact in fp64, in [2^-53, 1 - 2^-53], never 0 or 1.
-double sampling_uniform(uint64_t seed, uint32_t seq_index, uint32_t step, uint32_t token);
-
+// philox4x32_10, sampling_uniform and the per-row steps 3-7 live in base/sampling.h (shared with the backend's
+// `sample` op, whose CPU implementation runs the same code and whose CUDA kernel reproduces it).
 
 // Seeds for requests that carry none: splitmix64(base + k) for the k-th call (an atomic counter; the engine owns one
 // source), so each unseeded request owns an independent stream and no two share one.

@@ -9,12 +9,12 @@
 #include <string>
 #include <vector>
 
+#include "dsv3/base/sampling_rules.h"  // kGreedyTemperature
+
 namespace dsv3 {
 
 // OpenAI's top_logprobs limit and vLLM's default max_logprobs.
 inline constexpr int kMaxLogprobs = 20;
-// Temperatures below this are greedy (vLLM's _SAMPLING_EPS): dividing by them would overflow fp32 logits.
-inline constexpr float kGreedyTemperature = 1e-5f;
 
 struct SamplingParams {
   // Logit processing, applied in this order (Sampler documents the exact math):
@@ -46,7 +46,7 @@ struct SamplingParams {
   // Throws dsv3::Error naming the first bad field. vocab_size > 0 also range-checks token ids and logprobs.
   void validate(int vocab_size = 0) const;
 
-  bool greedy() const { return temperature < kGreedyTemperature; }
+  bool greedy() const { return sampling_greedy(temperature); }
 };
 
 }  // namespace dsv3

@@ -22,6 +22,8 @@ struct ForwardBatch {
   std::vector<SeqEntry> seqs;       // absorbed sequences first, then prompt-form sequences
   std::vector<int32_t> logit_rows;  // rows whose logits are returned, in this order
   bool want_hidden = false;         // keep the final-normed hidden state of every row (MTP input)
+  bool logits_on_device = false;    // leave the logits in backend memory (ForwardOutput::device_logits) and copy
+                                    // nothing to the host: the engine samples them with Backend::sample
 
   int64_t n_tokens() const { return static_cast<int64_t>(token_ids.size()); }
 };

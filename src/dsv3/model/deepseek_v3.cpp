@@ -148,7 +148,8 @@ ForwardOutput DeepseekV3::forward(const ForwardBatch& b, KvCache& cache) {
   ForwardOutput out;
   if (b.want_hidden) out.hidden = Tensor(DType::kBF16, {m.n, c.hidden_size}, backend_.allocator());
   const TensorView logits = body(m, cache, out.hidden.view());
-  out.logits = download(logits, {});
+  if (b.logits_on_device) out.device_logits = logits;
+  else out.logits = download(logits, {});
   return out;
 }
 
@@ -339,7 +340,9 @@ ForwardOutput DeepseekV3::forward_mtp(const ForwardBatch& b, const TensorView& h
   ForwardOutput out;
   Tensor hn = b.want_hidden ? Tensor(DType::kBF16, {n, d}, backend_.allocator()) : scratch(DType::kBF16, {n, d});
   backend_.rms_norm({.x = delta, .residual = residual, .weight = mw.shared_head_norm, .out = hn, .eps = eps});
-  out.logits = download(head(hn, m), {});
+  const TensorView logits = head(hn, m);
+  if (b.logits_on_device) out.device_logits = logits;
+  else out.logits = download(logits, {});
   if (b.want_hidden) out.hidden = std::move(hn);
   return out;
 }
@@ -447,7 +450,22 @@ ForwardOutput DeepseekV3::forward_graph(const ForwardBatch& b, KvCache& cache, i
     }
   }
   ForwardOutput out;
-  out.logits = download(logits, b.logit_rows);
+  bool prefix = true;  // the usual case: every row's logits, in order
+  for (size_t i = 0; i < b.logit_rows.size(); ++i) prefix &= b.logit_rows[i] == static_cast<int32_t>(i);
+  if (b.logits_on_device && prefix) {
+    out.device_logits = logits.rows(0, static_cast<int64_t>(b.logit_rows.size()));
+  } else if (b.logits_on_device) {
+    // Not the workspace: after a replay its top may sit below the graph's logits.
+    const int64_t r = static_cast<int64_t>(b.logit_rows.size());
+    if (graph_sel_.view().numel() < r * logits.dim(1))
+      graph_sel_ = Tensor(DType::kF32, {r, logits.dim(1)}, backend_.allocator());
+    const TensorView sel = graph_sel_.view().rows(0, r);
+    for (size_t i = 0; i < b.logit_rows.size(); ++i)
+      backend_.copy(sel.rows(i, i + 1), logits.rows(b.logit_rows[i], b.logit_rows[i] + 1));
+    out.device_logits = sel;
+  } else {
+    out.logits = download(logits, b.logit_rows);
+  }
   return out;
 }
 

@@ -30,7 +30,9 @@ struct GraphStats {
 };
 
 struct ForwardOutput {
-  std::vector<float> logits;  // [logit_rows, vocab] f32, host
+  std::vector<float> logits;  // [logit_rows, vocab] f32, host; empty when logits_on_device
+  TensorView device_logits;   // [logit_rows, vocab] f32 in backend memory (when logits_on_device; else empty); in
+                              // the model's workspace: valid until the next forward call
   Tensor hidden;              // [n, d] bf16 in backend memory: final-normed hidden (when want_hidden)
 };
 
@@ -87,6 +89,7 @@ class DeepseekV3 {
   std::vector<GraphSlot> graphs_;  // one per graph_opt_.batch_sizes entry
   Tensor graph_meta_;              // static step metadata of captured steps (layout: graph_step_meta)
   std::vector<int32_t> graph_meta_host_;
+  Tensor graph_sel_;               // [r, vocab] f32: selected logits rows of a captured step (device sampling)
   GraphStats graph_stats_;};
 
 }  // namespace dsv3

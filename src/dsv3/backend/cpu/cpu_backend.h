@@ -28,6 +28,7 @@ class CpuBackend final : public Backend {
   void mla_absorb_v(const MlaAbsorbVParams& p) override;
   void router(const RouterParams& p) override;
   void moe_experts(const MoeExpertsParams& p) override;
+  void sample(const SampleParams& p) override;
 };
 
 // The exact FP8 activation quantization of model-spec §5.3 for one row of k values (groups of 128, the last may be

@@ -59,7 +59,7 @@ namespace {
 constexpr size_t kStageChunk = 16u << 20;  // pinned staging for large pageable host->device copies
 constexpr size_t kStageMin = 1u << 20;
 
-enum ScratchSlot { kScratchCodes, kScratchScales, kScratchMoe, kScratchDecode, kScratchSlots };
+enum ScratchSlot { kScratchCodes, kScratchScales, kScratchMoe, kScratchDecode, kScratchSample, kScratchSlots };
 
 const bf16_t* cbf(const TensorView& t) { return static_cast<const bf16_t*>(t.data); }
 bf16_t* bf(const TensorView& t) { return static_cast<bf16_t*>(t.data); }
@@ -154,6 +154,7 @@ class CudaBackend final : public Backend {
   void mla_absorb_v(const MlaAbsorbVParams& p) override;
   void router(const RouterParams& p) override;
   void moe_experts(const MoeExpertsParams& p) override;
+  void sample(const SampleParams& p) override;
   bool synthesize(const SynthesizeParams& p) override;
 
  private:
@@ -261,6 +262,8 @@ class CudaBackend final : public Backend {
 
   // Times one public op (with DSV3_PROFILE=1); nested ops (moe_experts' linears) are timed inside their parent.
   OpProfiler::Scope profile(const char* op) { return OpProfiler::Scope(profiler_.get(), op); }
+  PinnedBuffer sample_host_;  // [rows] SampleRowParams staged for the upload
+  Event sample_uploaded_;     // the last upload from sample_host_ has been read
 };
 
 // ----------------------------------------------------------------------------------------------- CUDA graphs
@@ -777,6 +780,35 @@ void CudaBackend::moe_experts(const MoeExpertsParams& p) {
   launch_moe_combine({ci32(p.topk_ids), p.topk_weights.as<const float>(), row_of, y_perm, bf(p.out), n, top_k, d, E},
                      stream());
   launched("moe_experts (combine)");
+}
+
+// ---------------------------------------------------------------------------------------------------- sample
+
+// The row parameters go through a pinned buffer (an async upload, ordered with the kernel); the host waits only if
+// the previous call's upload has not run yet when the buffer is refilled.
+void CudaBackend::sample(const SampleParams& p) {
+  validate(p);
+  const char* op = "sample";
+  expect_tensor(p.logits, DType::kF32, op, "logits");
+  expect_tensor(p.tokens, DType::kI32, op, "tokens");
+  if (p.logprobs) expect_tensor(p.logprobs, DType::kF32, op, "logprobs");
+  const int rows = to_int(p.logits.dim(0), op, "rows"), vocab = to_int(p.logits.dim(1), op, "vocab");
+  if (rows == 0) return;
+  const size_t bytes = static_cast<size_t>(rows) * sizeof(SampleRowParams);
+  if (!sample_uploaded_) sample_uploaded_ = make_event();
+  else CUDA_CHECK(cudaEventSynchronize(sample_uploaded_.get()));
+  if (sample_host_.size() < bytes) sample_host_ = PinnedBuffer(round_up(bytes, 4096));
+  std::memcpy(sample_host_.data(), p.rows, bytes);
+  auto* d_rows = static_cast<SampleRowParams*>(scratch(kScratchSample, bytes));
+  CUDA_CHECK(cudaMemcpyAsync(d_rows, sample_host_.data(), bytes, cudaMemcpyHostToDevice, stream()));
+  CUDA_CHECK(cudaEventRecord(sample_uploaded_.get(), stream()));
+  int bits = 1;
+  while ((int64_t{1} << bits) <= vocab) ++bits;  // vocab < 2^bits, so the masses sum below 2^62
+  launch_sample({p.logits.as<const float>(), d_rows, p.tokens.as<int32_t>(),
+                 p.logprobs ? p.logprobs.as<float>() : nullptr, p.logits_stride ? p.logits_stride : vocab, rows, vocab,
+                 62 - bits},
+                stream());
+  launched(op);
 }
 
 // ------------------------------------------------------------------------------------------------- synthesize

@@ -12,6 +12,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
 
+#include "dsv3/base/sampling_rules.h"
 #include "dsv3/base/synth_rules.h"
 
 namespace dsv3::cuda {
@@ -256,8 +257,21 @@ struct SynthArgs {
 };
 void launch_synthesize(const SynthArgs& a, cudaStream_t s);
 
+// ---- sample.cu (next-token sampling, steps 3-7 of engine/sampler.h; base/sampling_rules.h) ----
+struct SampleArgs {
+  const float* logits;            // [rows, stride] f32
+  const SampleRowParams* params;  // [rows] in device memory
+  int32_t* tokens;                // [rows]: ids, kSampleInvalidLogits or kSampleAllMasked
+  float* logprobs;                // [rows] or nullptr: the drawn token's log_softmax(z)
+  int64_t stride;
+  int rows, vocab;
+  int mass_shift;                 // top-p masses floor(e * 2^mass_shift); vocab * 2^mass_shift <= 2^62
+};
+void launch_sample(const SampleArgs& a, cudaStream_t s);
+
 static_assert(std::is_trivially_copyable_v<RmsNormArgs> && std::is_trivially_copyable_v<MlaDecodeArgs> &&
               std::is_trivially_copyable_v<RouterArgs> && std::is_trivially_copyable_v<GemmFallbackArgs> &&
-              std::is_trivially_copyable_v<LinearFp8GemvArgs> && std::is_trivially_copyable_v<SynthArgs>);
+              std::is_trivially_copyable_v<LinearFp8GemvArgs> && std::is_trivially_copyable_v<SynthArgs> &&
+              std::is_trivially_copyable_v<SampleArgs> && std::is_trivially_copyable_v<SampleRowParams>);
 
 }  // namespace dsv3::cuda
