@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include <fmt/format.h>
+
 #include "dsv3/model/rope.h"
 
 namespace dsv3 {
@@ -126,6 +128,7 @@ ForwardOutput DeepseekV3::forward(const ForwardBatch& b, KvCache& cache) {
   const int64_t n = b.n_tokens(), d = c.hidden_size;
   EXPECT(cache.n_layers() >= c.num_hidden_layers, "forward: cache has {} layers, model {}", cache.n_layers(),
          c.num_hidden_layers);
+  AllocationPurpose why(fmt::format("the activations of a step of {} tokens", n));
   StepMeta m = build_meta(b, cache);
   Tensor residual = scratch(DType::kBF16, {n, d}), delta = scratch(DType::kBF16, {n, d});
   backend_.embedding({.ids = m.ids, .table = weights_.embed_tokens, .out = residual});
@@ -278,6 +281,7 @@ ForwardOutput DeepseekV3::forward_mtp(const ForwardBatch& b, const TensorView& h
   EXPECT(hidden_prev.dim(0) == n && hidden_prev.dim(1) == d, "forward_mtp: hidden {} for {} rows",
          hidden_prev.shape.str(), n);
   EXPECT(cache.n_layers() > c.num_hidden_layers, "forward_mtp: the cache has no MTP layer");
+  AllocationPurpose why(fmt::format("the MTP activations of a step of {} tokens", n));
   StepMeta m = build_meta(b, cache);
   // u = eh_proj(concat(enorm(Emb(t_{p+1})), hnorm(h_p))): embedding first, hidden second (model-spec §6.1).
   Tensor e = scratch(DType::kBF16, {n, d}), cat = scratch(DType::kBF16, {n, 2 * d});
