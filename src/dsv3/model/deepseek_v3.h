@@ -28,6 +28,7 @@ class DeepseekV3 {
   // Cache layers the model needs: main layers, plus one for the MTP layer when loaded.
   int64_t n_cache_layers() const { return config_.num_hidden_layers + (has_mtp() ? 1 : 0); }
   uint64_t weight_bytes() const { return weights_.bytes_loaded; }
+  const ModelWeights& weights() const { return weights_; }
 
   ForwardOutput forward(const ForwardBatch& batch, KvCache& cache);
   // MTP module: batch.token_ids[i] is t_{p+1} for the row whose main-model hidden state h_p is hidden_prev[i]; the

@@ -120,6 +120,15 @@ class CudaBackend final : public Backend {
     CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
     return static_cast<int64_t>(free_b);
   }
+  int64_t total_device_memory() override {
+    size_t free_b = 0, total_b = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    return static_cast<int64_t>(total_b);
+  }
+  std::unique_ptr<StagingSink> make_staging_sink(int n_slots, size_t slot_bytes) override {
+    CUDA_CHECK(cudaSetDevice(device_));
+    return make_pinned_staging_sink(n_slots, slot_bytes);
+  }
 
   void linear(const LinearParams& p) override;
   void rms_norm(const RmsNormParams& p) override;
@@ -205,6 +214,9 @@ class CudaBackend final : public Backend {
   void* scratch(ScratchSlot slot, size_t bytes) {
     DeviceBuffer& b = scratch_[slot];
     if (b.size() < bytes) {
+      static constexpr const char* kWhat[kScratchSlots] = {"FP8 activation codes", "FP8 activation scales",
+                                                           "MoE permutation buffers", "MLA decode partials"};
+      AllocationPurpose why(fmt::format("backend scratch ({}, {} bytes + 25% headroom)", kWhat[slot], bytes));
       CUDA_CHECK(cudaStreamSynchronize(stream()));
       b = DeviceBuffer();
       b = DeviceBuffer(round_up(bytes + bytes / 4, 1u << 20));
