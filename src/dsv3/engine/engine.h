@@ -63,6 +63,7 @@ class Engine {
   void admit_incoming();
   void finish(int64_t id, FinishReason reason, const std::string& error = {});
   void emit(Live& live, bool final);
+  void log_weight_load(double seconds) const;
 
   EngineConfig config_;
   std::unique_ptr<Backend> backend_;
