@@ -612,6 +612,34 @@ void checkpoint_load_case(std::string preset, Numerics numerics, int chunk_mb, b
            });
 }
 
+// Out of device memory is a dsv3::Error naming the bytes, what they were for and the free/total memory of that moment
+// (not an abort), and the device stays usable after it.
+void device_oom_case() {
+  add_case("device_oom", "1 PiB", true, [](Env& env) {
+    if (env.gpu->host_visible()) {
+      fmt::print("    skipped: backend {} is host-visible\n", env.gpu->name());
+      return true;
+    }
+    bool ok = false;
+    try {
+      AllocationPurpose why("the device_oom test");
+      Tensor t(DType::kU8, {int64_t{1} << 50}, env.gpu->allocator());
+      fmt::print("    a 1 PiB allocation succeeded\n");
+    } catch (const Error& e) {
+      const std::string m = e.what();
+      fmt::print("    {}\n", m);
+      ok = m.find("CUDA out of memory on device") != std::string::npos &&
+           m.find("(1125899906842624 bytes) for the device_oom test; ") != std::string::npos &&
+           m.find(" free of ") != std::string::npos;
+    }
+    Rng rng(5);
+    Tensor h = rand_bf16(rng, {1000});
+    Dev d(*env.gpu);
+    const TensorView v = d.up(h, "x");
+    return compare("after the failed allocation", h, d.get(v), kBitwise) && d.guards_ok && ok;
+  });
+}
+
 void register_cases() {
   // Synthetic weights: DeepSeek-V3 shapes (kv_a_proj_with_mqa 576 x 7168: a partial row block), partial blocks in both
   // dimensions, widths that are not a multiple of 4, a single partial block, and the non-FP8 roles.
@@ -639,6 +667,7 @@ void register_cases() {
   checkpoint_load_case("micro", Numerics::kFp8, 1, true);   // ~5 MB through 1 MB chunks: 4 slots rotate
   checkpoint_load_case("micro", Numerics::kBf16, 1, true);  // host-dequantized temporaries, released once staged
   checkpoint_load_case("tiny", Numerics::kFp8, 0, false);   // the default 4 x 64 MB chunks
+  device_oom_case();
 
   for (int n : {1, 7, 64}) rms_norm_case(n, 7168, n == 7, 0, 0, n < 64);
   rms_norm_case(5, 512, false, 576, 0, true);    // kv_a output: the latent part of a wider row

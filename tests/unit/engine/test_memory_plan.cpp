@@ -2,6 +2,7 @@
 // Weights: the parameter counts and byte totals of model-spec §8.1-8.2 (independent of dsv3's code), and the bytes
 // the weight loader really places (CPU loads of small configs). Workspace: each term of one v3-slice step by hand.
 // KV pool: TensorRT-LLM's rule (fraction of what is left, max_tokens too when set: the smaller wins), the fit error.
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 
