@@ -1,8 +1,8 @@
 // cuda_utils.cpp: error reporting, handle factories, the device allocator and buffers (backend/cuda).
 #include "dsv3/backend/cuda/cuda_utils.h"
 
-#include <cstdio>
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <vector>
