@@ -75,8 +75,7 @@ int cmd_forward(int argc, char** argv) {
   DeepseekV3 model(c, load_model_weights(*src, *backend, parse_numerics(numerics), !mtp_out.empty()), *backend,
                    parse_numerics(numerics));
   EXPECT(mtp_out.empty() || model.has_mtp(), "--mtp_out: {} has no MTP layer", model_dir);
-  log_info("loaded {:.1f} MB of weights in {:.2f} s ({} backend)", model.weight_bytes() / 1e6, now_seconds() - t0,
-           backend->name());
+  log_info("{} ({} backend)", weight_load_summary(model.weights(), now_seconds() - t0), backend->name());
 
   const int64_t bs = 64, n_blocks = (n + bs - 1) / bs;
   KvCache cache(model.n_cache_layers(), n_blocks, bs, c.kv_entry_dim(), backend->allocator());

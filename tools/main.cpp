@@ -20,7 +20,7 @@ const Command kCommands[] = {
     {"bench", dsv3::tools::cmd_bench, "throughput | latency benchmark over a dataset, as trtllm-bench"},
     {"forward", dsv3::tools::cmd_forward, "token ids in, float32 logits of every position out (.npy)"},
     {"make-tiny-model", dsv3::tools::cmd_make_tiny_model, "write a deterministic random checkpoint (HF layout)"},
-    {"inspect", dsv3::tools::cmd_inspect, "config summary, parameter counts, bytes by dtype"},
+    {"inspect", dsv3::tools::cmd_inspect, "config summary, parameter counts, bytes by dtype, GPU memory plan"},
     {"prepare-dataset", dsv3::tools::cmd_prepare_dataset, "benchmark dataset, as TensorRT-LLM's prepare_dataset.py"},
     {"tokenize", dsv3::tools::cmd_tokenize, "text (JSON lines) -> token ids; --chat, --bench"},
     {"detokenize", dsv3::tools::cmd_detokenize, "token ids (JSON lines) -> text"},

@@ -76,10 +76,10 @@ def iters(name):
 def report(name):
     p = f"{out}/{name}.report.json"
     return json.load(open(p)) if os.path.exists(p) else {}
-def load(name):  # "loaded 39000.0 MB of weights in 3.21 s (...)"
-    m = re.search(r"loaded ([\d.]+) MB of weights in ([\d.]+) s", open(f"{out}/{name}.log").read()) \
+def load(name):  # "loaded 39.0 GB of weights in 3.21 s (...)" -> (MB, s); older builds print MB
+    m = re.search(r"loaded ([\d.]+) (MB|GB) of weights in ([\d.]+) s", open(f"{out}/{name}.log").read()) \
         if os.path.exists(f"{out}/{name}.log") else None
-    return (float(m.group(1)), float(m.group(2))) if m else None
+    return (float(m.group(1)) * (1000 if m.group(2) == "GB" else 1), float(m.group(3))) if m else None
 def med(xs):
     return statistics.median(xs) if xs else float("nan")
 ib = lambda s: s["inflightBatchingStats"]

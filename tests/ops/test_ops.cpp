@@ -8,17 +8,20 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <filesystem>
 #include <functional>
 #include <numeric>
 #include <regex>
 #include <span>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <fmt/format.h>
 
 #include "dsv3/backend/backend.h"
 #include "dsv3/backend/cpu/cpu_backend.h"
+#include "dsv3/backend/staged_upload.h"
 #include "dsv3/backend/cuda/cuda_backend.h"
 #include "dsv3/base/sampling.h"
 #include "dsv3/base/timer.h"
@@ -710,6 +713,118 @@ void register_sample_cases() {
   sample_case({.name = "tiny-vocab", .rows = 11, .vocab = 1, .kinds = mixed, .quick = true});
 }
 
+// Staged uploads (backend/staged_upload.h through the backend's pinned staging sink): random host buffers, most of
+// them small, some spanning several chunks, through n_slots pinned chunks of slot_kb KB; every byte must arrive (FP8
+// tensors: byte-granular sizes, compared bitwise) and no guard may be hit. Few slots force the slot rotation to wait
+// for in-flight DMA.
+void staged_upload_case(int n_slots, int slot_kb, int n_tensors, int max_kb, int threads, bool quick) {
+  add_case("staged_upload", fmt::format("slots={},slot_kb={},tensors={},max_kb={},threads={}", n_slots, slot_kb,
+                                        n_tensors, max_kb, threads),
+           quick, [=](Env& env) {
+             auto sink = env.gpu->make_staging_sink(n_slots, static_cast<size_t>(slot_kb) << 10);
+             if (!sink) {
+               fmt::print("    skipped: backend {} has no staging sink\n", env.gpu->name());
+               return env.gpu->host_visible();
+             }
+             StagedUploader up(std::move(sink), threads);
+             Rng rng(static_cast<uint64_t>(31 * n_slots + slot_kb + n_tensors));
+             Dev d(*env.gpu);
+             std::vector<Tensor> src;
+             std::vector<TensorView> dst;
+             uint64_t total = 0;
+             for (int i = 0; i < n_tensors; ++i) {
+               const int64_t n = rng.uniform_int(0, 3) == 0 ? rng.uniform_int(1, max_kb * 1024) : rng.uniform_int(1, 3000);
+               Tensor h(DType::kFP8E4M3, {n});
+               for (int64_t j = 0; j < n; ++j) h.as<uint8_t>()[j] = static_cast<uint8_t>(rng.gen()());
+               dst.push_back(d.out(DType::kFP8E4M3, {n}, fmt::format("t{}", i)));
+               up.add(dst.back().data, h.view().data, static_cast<size_t>(n));
+               src.push_back(std::move(h));
+               total += static_cast<uint64_t>(n);
+             }
+             up.flush();
+             bool ok = up.stats().bytes == total;
+             for (int i = 0; i < n_tensors; ++i) ok &= compare(fmt::format("t{}", i), src[i], d.get(dst[i]), kBitwise);
+             fmt::print("    {} tensors, {:.1f} MB in {} chunks, {} transfers\n", n_tensors, total / 1e6,
+                        up.stats().chunks, up.stats().transfers);
+             return ok && d.guards_ok;
+           });
+}
+
+// The loader end to end from a checkpoint on disk (mmap -> staging chunks -> device), against the CPU's load of the
+// same files, tensor by tensor, byte for byte. chunk_mb > 0 overrides the staging chunk size (DSV3_LOAD_CHUNK_MB), so
+// a small model still spans several chunks and reuses slots.
+void checkpoint_load_case(std::string preset, Numerics numerics, int chunk_mb, bool quick) {
+  add_case("checkpoint_load", fmt::format("preset={},numerics={},chunk_mb={}", preset,
+                                          numerics == Numerics::kFp8 ? "fp8" : "bf16", chunk_mb),
+           quick, [=](Env& env) {
+             const std::string dir = fmt::format("/tmp/dsv3_test_ops_ckpt_{}", preset);
+             if (!std::filesystem::exists(dir + "/model.safetensors.index.json")) {
+               TinyModelOptions o;
+               o.out_dir = dir;
+               o.seed = 21;
+               write_tiny_model(tiny_model_preset(preset), o);
+             }
+             if (chunk_mb > 0) setenv("DSV3_LOAD_CHUNK_MB", std::to_string(chunk_mb).c_str(), 1);
+             auto host_src = WeightSource::open(dir, LoadFormat::kAuto), dev_src = WeightSource::open(dir, LoadFormat::kAuto);
+             ModelWeights h = load_model_weights(*host_src, *env.cpu, numerics);
+             const double t0 = now_seconds();
+             ModelWeights g = load_model_weights(*dev_src, *env.gpu, numerics);
+             const double dt = now_seconds() - t0;
+             unsetenv("DSV3_LOAD_CHUNK_MB");
+             auto hv = named_weights(h), gv = named_weights(g);
+             bool ok = hv.size() == gv.size() && g.bytes_loaded == h.bytes_loaded;
+             if (!env.gpu->host_visible() && g.staged.bytes != g.bytes_loaded) {
+               fmt::print("    staged {} of {} bytes\n", g.staged.bytes, g.bytes_loaded);
+               ok = false;
+             }
+             for (size_t i = 0; ok && i < hv.size(); ++i) {
+               const TensorView& a = hv[i].second;
+               const TensorView& b = gv[i].second;
+               if (a.dtype != b.dtype || !(a.shape == b.shape)) {
+                 fmt::print("    {}: {} {} vs {} {}\n", hv[i].first, dtype_name(a.dtype), a.shape.str(), dtype_name(b.dtype),
+                            b.shape.str());
+                 ok = false;
+                 break;
+               }
+               Tensor got(b.dtype, b.shape);
+               env.gpu->copy(got.view(), b);
+               env.gpu->synchronize();
+               if (!compare(hv[i].first, a, got, kBitwise)) ok = false;
+             }
+             fmt::print("    {} tensors, {:.1f} MB in {} chunks ({} transfers) in {:.3f} s\n", gv.size(),
+                        g.bytes_loaded / 1e6, g.staged.chunks, g.staged.transfers, dt);
+             return ok;
+           });
+}
+
+// Out of device memory is a dsv3::Error naming the bytes, what they were for and the free/total memory of that moment
+// (not an abort), and the device stays usable after it.
+void device_oom_case() {
+  add_case("device_oom", "1 PiB", true, [](Env& env) {
+    if (env.gpu->host_visible()) {
+      fmt::print("    skipped: backend {} is host-visible\n", env.gpu->name());
+      return true;
+    }
+    bool ok = false;
+    try {
+      AllocationPurpose why("the device_oom test");
+      Tensor t(DType::kU8, {int64_t{1} << 50}, env.gpu->allocator());
+      fmt::print("    a 1 PiB allocation succeeded\n");
+    } catch (const Error& e) {
+      const std::string m = e.what();
+      fmt::print("    {}\n", m);
+      ok = m.find("CUDA out of memory on device") != std::string::npos &&
+           m.find("(1125899906842624 bytes) for the device_oom test; ") != std::string::npos &&
+           m.find(" free of ") != std::string::npos;
+    }
+    Rng rng(5);
+    Tensor h = rand_bf16(rng, {1000});
+    Dev d(*env.gpu);
+    const TensorView v = d.up(h, "x");
+    return compare("after the failed allocation", h, d.get(v), kBitwise) && d.guards_ok && ok;
+  });
+}
+
 void register_cases() {
   register_sample_cases();
   // Synthetic weights: DeepSeek-V3 shapes (kv_a_proj_with_mqa 576 x 7168: a partial row block), partial blocks in both
@@ -732,6 +847,13 @@ void register_cases() {
   dummy_load_case("micro", true, Numerics::kBf16, true);  // FP8 linears dequantized on the host, the rest on the device
   dummy_load_case("micro", false, Numerics::kFp8, true);  // a bf16 checkpoint
   dummy_load_case("tiny", true, Numerics::kFp8, false);
+  staged_upload_case(1, 64, 50, 200, 1, true);     // one slot: every chunk waits for the previous DMA
+  staged_upload_case(2, 256, 300, 1000, 4, true);  // tensors spanning up to 4 chunks
+  staged_upload_case(4, 1024, 400, 4000, 8, false);
+  checkpoint_load_case("micro", Numerics::kFp8, 1, true);   // ~5 MB through 1 MB chunks: 4 slots rotate
+  checkpoint_load_case("micro", Numerics::kBf16, 1, true);  // host-dequantized temporaries, released once staged
+  checkpoint_load_case("tiny", Numerics::kFp8, 0, false);   // the default 4 x 64 MB chunks
+  device_oom_case();
 
   for (int n : {1, 7, 64}) rms_norm_case(n, 7168, n == 7, 0, 0, n < 64);
   rms_norm_case(5, 512, false, 576, 0, true);    // kv_a output: the latent part of a wider row
@@ -999,6 +1121,48 @@ void perf_sample(Env& env) {
   }
 }
 
+// Weight-load rate without the disk: 4 GiB of pageable host memory laid out as DeepSeek-V3 expert weights (FP8
+// [2048, 7168] = 14.7 MB, each followed by its 3.5 KB scale grid) uploaded into device memory, (a) through
+// Backend::copy per tensor (two 16 MB pinned chunks, one host thread), (b) through StagedUploader with several
+// chunk/thread settings. The loader's default is 4 x 64 MB, 8 threads (model/weights.cpp).
+void perf_staged_upload(Env& env) {
+  Backend& gpu = *env.gpu;
+  constexpr size_t kWeight = 2048 * 7168, kScale = 16 * 56 * 4, kPair = kWeight + kScale;
+  const size_t pairs = (size_t{4} << 30) / kPair, total = pairs * kPair;
+  std::vector<char> host(total);
+  for (size_t i = 0; i < total; i += 4096) host[i] = static_cast<char>(i >> 12);  // touch every page
+  Tensor dev(DType::kU8, {static_cast<int64_t>(total)}, gpu.allocator());
+  char* d = static_cast<char*>(dev.view().data);
+  fmt::print("\n== perf: weight upload, {:.2f} GB pageable host -> device, {} tensors (expert weight + scale pairs) ==\n",
+             total / 1e9, 2 * pairs);
+  fmt::print("{:<36} {:>8} {:>8}\n", "path", "time_s", "GB/s");
+  {
+    const double t0 = now_seconds();
+    for (size_t p = 0; p < pairs; ++p)
+      for (auto [off, n] : {std::pair{p * kPair, kWeight}, std::pair{p * kPair + kWeight, kScale}})
+        gpu.copy(TensorView{d + off, DType::kU8, {static_cast<int64_t>(n)}, Device::kCuda},
+                 TensorView{host.data() + off, DType::kU8, {static_cast<int64_t>(n)}, Device::kCpu});
+    gpu.synchronize();
+    const double dt = now_seconds() - t0;
+    fmt::print("{:<36} {:>8.3f} {:>8.2f}\n", "Backend::copy per tensor", dt, total / 1e9 / dt);
+  }
+  for (auto [slots, mb, threads] : {std::tuple{2, 16, 1}, {4, 64, 1}, {4, 64, 4}, {4, 64, 8}, {8, 64, 8}, {4, 128, 8},
+                                    {8, 32, 16}}) {
+    auto sink = gpu.make_staging_sink(slots, static_cast<size_t>(mb) << 20);
+    if (!sink) return;
+    StagedUploader up(std::move(sink), threads);
+    const double t0 = now_seconds();
+    for (size_t p = 0; p < pairs; ++p) {
+      up.add(d + p * kPair, host.data() + p * kPair, kWeight);
+      up.add(d + p * kPair + kWeight, host.data() + p * kPair + kWeight, kScale);
+    }
+    up.flush();
+    const double dt = now_seconds() - t0;
+    fmt::print("{:<36} {:>8.3f} {:>8.2f}\n", fmt::format("staged {} x {} MB, {} threads", slots, mb, threads), dt,
+               total / 1e9 / dt);
+  }
+}
+
 }  // namespace
 }  // namespace dsv3::ops_test
 
@@ -1052,6 +1216,7 @@ int main(int argc, char** argv) {
         perf_decode(env, *env.gpu_simple, "CUDA cores (DSV3_MLA_DECODE=simple)", {4096, 32768}, {1, 32});
       }
       if (op_filter.empty() || op_filter == "mla_prefill") perf_prefill(env);
+      if (op_filter.empty() || op_filter == "staged_upload") perf_staged_upload(env);
       if (op_filter.empty() || op_filter == "sample") perf_sample(env);
       return 0;
     }

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "dsv3/base/sampling_rules.h"
+#include "dsv3/backend/staged_upload.h"
 #include "dsv3/base/synth_rules.h"
 #include "dsv3/tensor/tensor.h"
 
@@ -199,6 +200,12 @@ class Backend {
   virtual void synchronize() = 0;
   // Device memory free right now, in bytes; -1 for host backends (whose KV budget is a configured byte count).
   virtual int64_t free_device_memory() { return -1; }
+  // Device memory in total, in bytes; -1 for host backends.
+  virtual int64_t total_device_memory() { return -1; }
+  // Staging buffers for bulk host -> backend uploads (weight loading through StagedUploader, staged_upload.h):
+  // n_slots host buffers of slot_bytes the backend reads asynchronously. nullptr: the backend has none (host-visible
+  // backends need none; the loader then falls back to copy()).
+  virtual std::unique_ptr<StagingSink> make_staging_sink(int n_slots, size_t slot_bytes) { return nullptr; }
 
   virtual void linear(const LinearParams& p) = 0;
   virtual void rms_norm(const RmsNormParams& p) = 0;

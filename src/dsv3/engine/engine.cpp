@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "dsv3/base/log.h"
+#include "dsv3/engine/memory_plan.h"
 #include "dsv3/base/thread_pool.h"
 #include "dsv3/base/timer.h"
 
@@ -29,41 +30,70 @@ Engine::Engine(const EngineConfig& config) : config_(config) {
   backend_ = make_backend(config_.backend);
   weights_ = WeightSource::open(config_.model_dir, config_.load_format, config_.dummy_seed);
   const ModelConfig& mc = weights_->config();
-  const double t0 = now_seconds();
-  model_ = std::make_unique<DeepseekV3>(mc, load_model_weights(*weights_, *backend_, config_.numerics, false), *backend_,
-                                        config_.numerics);
-  log_info("loaded {:.1f} MB of weights in {:.2f} s ({} backend, {} numerics)", model_->weight_bytes() / 1e6,
-           now_seconds() - t0, backend_->name(), config_.numerics == Numerics::kFp8 ? "fp8" : "bf16");
-  const std::string tok_dir = config_.tokenizer_dir.empty() ? config_.model_dir : config_.tokenizer_dir;
-  if (std::filesystem::exists(tok_dir + "/tokenizer.json")) tokenizer_ = Tokenizer::load(tok_dir);
-  else if (!config_.tokenizer_dir.empty()) FAIL("--tokenizer {}: no tokenizer.json there", tok_dir);
-
   max_seq_len_ = config_.max_seq_len > 0 ? config_.max_seq_len
                                          : static_cast<int>(std::min<int64_t>(mc.max_position_embeddings, 1 << 30));
   EXPECT(config_.max_batch_size > 0 && config_.max_num_tokens > 0, "max_batch_size and max_num_tokens must be > 0");
   EXPECT(config_.tokens_per_block > 0, "tokens_per_block must be > 0");
   const int64_t bs = config_.tokens_per_block;
+
+  // GPU memory plan (memory_plan.h): checked before loading, so a model that cannot fit fails in a second with the
+  // numbers, not after minutes of loading or in the middle of a step; then redone with the free memory measured
+  // after loading, which sizes the KV pool.
+  const MemoryPlanOptions plan_opt{.numerics = config_.numerics,
+                                   .fp8_checkpoint = mc.quant.fp8,
+                                   .mtp = false,  // loaded without its MTP layer (below)
+                                   .max_num_tokens = config_.max_num_tokens,
+                                   .max_batch_size = config_.max_batch_size,
+                                   .max_seq_len = max_seq_len_,
+                                   .tokens_per_block = bs,
+                                   .kv_max_tokens = config_.kv_max_tokens,
+                                   .kv_free_gpu_mem_fraction = config_.kv_free_gpu_mem_fraction,
+                                   .enable_chunked_prefill = config_.enable_chunked_prefill};
+  DeviceMemory dev{.total = backend_->total_device_memory(), .free = backend_->free_device_memory()};
+  const bool gpu = dev.free >= 0;
+  if (gpu) expect_fits(plan_memory(mc, plan_opt, dev));
+
+  const double t0 = now_seconds();
+  model_ = std::make_unique<DeepseekV3>(mc, load_model_weights(*weights_, *backend_, config_.numerics, false), *backend_,
+                                        config_.numerics);
+  log_weight_load(now_seconds() - t0);
+  const std::string tok_dir = config_.tokenizer_dir.empty() ? config_.model_dir : config_.tokenizer_dir;
+  if (std::filesystem::exists(tok_dir + "/tokenizer.json")) tokenizer_ = Tokenizer::load(tok_dir);
+  else if (!config_.tokenizer_dir.empty()) FAIL("--tokenizer {}: no tokenizer.json there", tok_dir);
+
   const int64_t block_bytes = model_->n_cache_layers() * bs * mc.kv_entry_dim() * 2;
-  // KV pool (TensorRT-LLM's rule): on a GPU, free_gpu_memory_fraction of the memory free after the weights, capped
-  // by kv_cache_config.max_tokens when that is set too; on the CPU, max_tokens or the byte budget.
-  backend_->synchronize();
-  const int64_t free_dev = backend_->free_device_memory();
   const int64_t max_tokens_blocks = config_.kv_max_tokens > 0 ? (config_.kv_max_tokens + bs - 1) / bs : -1;
-  if (free_dev >= 0) {
-    EXPECT(config_.kv_free_gpu_mem_fraction > 0 && config_.kv_free_gpu_mem_fraction < 1,
-           "kv_cache_config.free_gpu_memory_fraction must be in (0, 1), got {}", config_.kv_free_gpu_mem_fraction);
-    kv_blocks_ = static_cast<int64_t>(static_cast<double>(free_dev) * config_.kv_free_gpu_mem_fraction) / block_bytes;
-    if (max_tokens_blocks > 0) kv_blocks_ = std::min(kv_blocks_, max_tokens_blocks);
-    log_info("memory plan: weights {:.2f} GB, free after weights {:.2f} GB, KV pool up to {:.0f}% of it",
-             model_->weight_bytes() / 1e9, free_dev / 1e9, config_.kv_free_gpu_mem_fraction * 100);
+  if (gpu) {
+    // KV pool (TensorRT-LLM's rule): free_gpu_memory_fraction of the memory free after the weights, the workspace
+    // and the CUDA-graph reserve, capped by kv_cache_config.max_tokens when that is set too.
+    backend_->synchronize();
+    dev.free_after_weights = backend_->free_device_memory();
+    const MemoryPlan plan = plan_memory(mc, plan_opt, dev);
+    log_info("memory plan (GPU {}):", backend_->name());
+    std::string table = format_memory_plan(plan);
+    for (size_t b = 0, e; b < table.size(); b = e + 1) {
+      e = table.find('\n', b);
+      log_info("{}", table.substr(b, e - b));
+    }
+    if (static_cast<int64_t>(model_->weight_bytes()) != plan.weight_bytes)
+      log_warn("the loaded weights hold {} bytes, the plan computed {} from config.json (tensor dtypes differ from "
+               "the config's quantization?)", model_->weight_bytes(), plan.weight_bytes);
+    expect_fits(plan);
+    CHECK(plan.kv_block_bytes == block_bytes, "memory plan: KV block of {} bytes, the cache needs {}",
+          plan.kv_block_bytes, block_bytes);
+    kv_blocks_ = plan.kv_blocks;
   } else {
+    // CPU: kv_cache_config.max_tokens, or the byte budget.
     kv_blocks_ = max_tokens_blocks > 0 ? max_tokens_blocks : config_.kv_cpu_bytes / block_bytes;
+    // Never more than every request could use at once.
+    kv_blocks_ = std::min<int64_t>(kv_blocks_, int64_t(config_.max_batch_size) * ((max_seq_len_ + bs - 1) / bs) + 1);
   }
-  // Never more than every request could use at once.
-  kv_blocks_ = std::min<int64_t>(kv_blocks_, int64_t(config_.max_batch_size) * ((max_seq_len_ + bs - 1) / bs) + 1);
   EXPECT(kv_blocks_ >= 1, "the KV cache budget holds no block of {} tokens ({} bytes each)", bs, block_bytes);
-  cache_ = std::make_unique<KvCache>(model_->n_cache_layers(), kv_blocks_, bs, mc.kv_entry_dim(),
-                                     backend_->allocator());
+  {
+    AllocationPurpose why(fmt::format("the KV cache pool ({} blocks of {} tokens)", kv_blocks_, bs));
+    cache_ = std::make_unique<KvCache>(model_->n_cache_layers(), kv_blocks_, bs, mc.kv_entry_dim(),
+                                       backend_->allocator());
+  }
   log_info("KV cache: {} blocks of {} tokens ({:.1f} MB)", kv_blocks_, bs, cache_->nbytes() / 1e6);
   // CUDA graphs: padding rows of a captured step write their KV entry into a block no sequence owns (the last).
   const bool graphs = !config_.cuda_graph_batch_sizes.empty() && !backend_->host_visible() && kv_blocks_ >= 2;
@@ -97,6 +127,11 @@ Engine::Engine(const EngineConfig& config) : config_(config) {
                        !(gpu_sampling_env && std::strcmp(gpu_sampling_env, "0") == 0));
   if (backend_sampling_) log_info("sampling on the {} backend (DSV3_GPU_SAMPLING=0: on the host)", backend_->name());
   thread_ = std::thread([this] { loop(); });
+}
+
+void Engine::log_weight_load(double seconds) const {
+  log_info("{} ({} backend, {} numerics)", weight_load_summary(model_->weights(), seconds), backend_->name(),
+           config_.numerics == Numerics::kFp8 ? "fp8" : "bf16");
 }
 
 Engine::~Engine() {
@@ -431,8 +466,10 @@ void Engine::loop() {
               sched_->n_waiting());
       }
     } catch (const Error& e) {
-      // An input error inside a step fails the requests of that step, not the engine.
-      log_warn("step failed: {}", e.what());
+      // An input error inside a step (or a device allocation that failed: out of memory) fails the requests of that
+      // step, not the engine. Each request carries the message to its caller, which reports it once; the log line is
+      // for debugging only, so a tool prints one error, not two.
+      log_debug("step failed: {}", e.what());
       std::vector<int64_t> ids;
       for (auto& [id, live] : live_) ids.push_back(id);
       for (int64_t id : ids) {

@@ -68,6 +68,7 @@ class Engine {
   std::vector<SampleResult> sample_on_backend(const TensorView& logits, const std::vector<Live*>& lives,
                                               const std::vector<const sched::Request*>& reqs,
                                               int* n_backend_sampled);
+  void log_weight_load(double seconds) const;
 
   EngineConfig config_;
   std::unique_ptr<Backend> backend_;

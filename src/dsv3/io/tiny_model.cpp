@@ -16,7 +16,7 @@
 namespace dsv3 {
 namespace fs = std::filesystem;
 
-std::vector<std::string> tiny_model_preset_names() { return {"micro", "tiny", "tiny-v2", "v3-slice"}; }
+std::vector<std::string> tiny_model_preset_names() { return {"micro", "tiny", "tiny-v2", "v3-slice", "v3"}; }
 
 ModelConfig tiny_model_preset(const std::string& name) {
   ModelConfig c;  // V3 semantics
@@ -29,7 +29,7 @@ ModelConfig tiny_model_preset(const std::string& name) {
   c.quant.fp8 = true;
   c.bos_token_id = 0;
   c.eos_token_id = 1;
-  if (name == "v3-slice") {
+  if (name == "v3-slice" || name == "v3") {
     c.vocab_size = 129280;
     c.hidden_size = 7168;
     c.intermediate_size = 18432;
@@ -49,6 +49,10 @@ ModelConfig tiny_model_preset(const std::string& name) {
     c.topk_group = 4;
     c.routed_scaling_factor = 2.5;
     c.first_k_dense_replace = 1;
+    if (name == "v3") {  // the published DeepSeek-V3 / R1 config.json (model-spec §1.1)
+      c.num_hidden_layers = 61;
+      c.first_k_dense_replace = 3;
+    }
     return c;
   }
   // Small models keep the real MLA head dims (nope 128, rope 64, v 128, latent 512) so every kernel path is real.

@@ -12,7 +12,8 @@
 namespace dsv3 {
 
 // Presets: "micro" (vocab 1024, ~5 MB), "tiny" (real vocab 129280, real MLA dims), "tiny-v2" (softmax router,
-// greedy top-k, no q compression), "v3-slice" (real DeepSeek-V3 config with 4 layers: 1 dense + 3 MoE).
+// greedy top-k, no q compression), "v3-slice" (real DeepSeek-V3 config with 4 layers: 1 dense + 3 MoE), "v3" (the
+// full DeepSeek-V3 config: 61 layers, 3 dense; 689 GB of tensors, so only with config_only in practice).
 ModelConfig tiny_model_preset(const std::string& name);
 std::vector<std::string> tiny_model_preset_names();
 

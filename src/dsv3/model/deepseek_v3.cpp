@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include <fmt/format.h>
+
 #include "dsv3/model/rope.h"
 
 namespace dsv3 {
@@ -144,6 +146,7 @@ ForwardOutput DeepseekV3::forward(const ForwardBatch& b, KvCache& cache) {
          c.num_hidden_layers);
   if (const int padded = graph_batch_size(b); padded > 0) return forward_graph(b, cache, padded);
   ws_.reset();
+  AllocationPurpose why(fmt::format("the activations of a step of {} tokens", b.n_tokens()));
   StepMeta m = build_meta(b, cache);
   ForwardOutput out;
   if (b.want_hidden) out.hidden = Tensor(DType::kBF16, {m.n, c.hidden_size}, backend_.allocator());
@@ -327,6 +330,7 @@ ForwardOutput DeepseekV3::forward_mtp(const ForwardBatch& b, const TensorView& h
   EXPECT(cache.n_layers() > c.num_hidden_layers, "forward_mtp: the cache has no MTP layer");
   // hidden_prev is the caller's (owned, outside the workspace), so rewinding cannot clobber it.
   ws_.reset();
+  AllocationPurpose why(fmt::format("the MTP activations of a step of {} tokens", n));
   StepMeta m = build_meta(b, cache);
   // u = eh_proj(concat(enorm(Emb(t_{p+1})), hnorm(h_p))): embedding first, hidden second (model-spec §6.1).
   Tensor e = scratch(DType::kBF16, {n, d}), cat = scratch(DType::kBF16, {n, 2 * d});

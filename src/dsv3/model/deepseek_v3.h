@@ -47,6 +47,7 @@ class DeepseekV3 {
   int64_t n_cache_layers() const { return config_.num_hidden_layers + (has_mtp() ? 1 : 0); }
   uint64_t weight_bytes() const { return weights_.bytes_loaded; }
   const Workspace& workspace() const { return ws_; }
+  const ModelWeights& weights() const { return weights_; }
 
   ForwardOutput forward(const ForwardBatch& batch, KvCache& cache);
   void set_cuda_graphs(const CudaGraphOptions& options);

@@ -1,6 +1,10 @@
 // weights.cpp: mapping checkpoint tensors onto the model's structs (model).
 #include "dsv3/model/weights.h"
 
+#include <algorithm>
+#include <cstdlib>
+#include <thread>
+
 #include <fmt/format.h>
 
 #include "dsv3/base/thread_pool.h"
@@ -31,28 +35,61 @@ Tensor dequantize_fp8(const LinearWeight& w) {
 
 namespace {
 
+// Staging for device backends (StagedUploader): kStagingSlots pinned chunks of kStagingSlotMb MB in flight, filled
+// by kStagingThreads host threads. DSV3_LOAD_CHUNKS / DSV3_LOAD_CHUNK_MB / DSV3_LOAD_THREADS override them (for
+// measuring the load rate on a given machine).
+constexpr int kStagingSlots = 4;
+constexpr int kStagingSlotMb = 64;
+constexpr int kStagingThreads = 8;
+
+int env_int(const char* name, int fallback, int lo, int hi) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return fallback;
+  char* end = nullptr;
+  const long x = std::strtol(v, &end, 10);
+  EXPECT(end && *end == '\0' && x >= lo && x <= hi, "{}={} must be an integer in [{}, {}]", name, v, lo, hi);
+  return static_cast<int>(x);
+}
+
 class Loader {
  public:
   Loader(WeightSource& src, Backend& be, Numerics num, ModelWeights& mw)
-      : src_(src), be_(be), num_(num), mw_(mw), device_synth_(src.is_dummy() && !be.host_visible()) {}
+      : src_(src), be_(be), num_(num), mw_(mw), device_synth_(src.is_dummy() && !be.host_visible()) {
+    if (be.host_visible()) return;  // CPU: the mmap views are used in place, nothing is copied
+    const int slots = env_int("DSV3_LOAD_CHUNKS", kStagingSlots, 1, 64);
+    const int mb = env_int("DSV3_LOAD_CHUNK_MB", kStagingSlotMb, 1, 4096);
+    const int hw = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+    const int threads = env_int("DSV3_LOAD_THREADS", std::min(kStagingThreads, hw), 1, 256);
+    if (auto sink = be.make_staging_sink(slots, static_cast<size_t>(mb) << 20))
+      uploader_ = std::make_unique<StagedUploader>(std::move(sink), threads);
+  }
 
-  TensorView place(const TensorView& host) {
+  // Everything queued reaches the backend; called once, after the last tensor.
+  void finish() {
+    if (uploader_) {
+      uploader_->flush();
+      mw_.staged = uploader_->stats();
+    }
+  }
+
+  // A backend copy of a host tensor (the host tensor itself on host-visible backends). `keep` owns host's memory
+  // when it is a temporary (a dequantized weight): the uploader frees it once staged.
+  TensorView place(const TensorView& host, Tensor keep = {}) {
     mw_.bytes_loaded += host.nbytes();
-    if (be_.host_visible()) return host;
+    if (be_.host_visible()) {
+      if (!keep.empty()) mw_.owned.push_back(std::move(keep));
+      return host;
+    }
     Tensor t(host.dtype, host.shape, be_.allocator());
-    be_.copy(t.view(), host);
+    if (uploader_) uploader_->add(t.view().data, host.data, host.nbytes(), std::move(keep));
+    else be_.copy(t.view(), host);  // NOTE: a synchronous backend copy; `keep` may die after it
     TensorView v = t.view();
     mw_.owned.push_back(std::move(t));
     return v;
   }
   TensorView place_owned(Tensor&& host) {
-    TensorView v = host.view();
-    mw_.owned.push_back(std::move(host));
-    if (be_.host_visible()) {
-      mw_.bytes_loaded += v.nbytes();
-      return v;
-    }
-    return place(v);
+    const TensorView v = host.view();
+    return place(v, std::move(host));
   }
   // --load_format dummy on a device backend: the backend makes the tensor in its own memory, bit-identical to the
   // host generator, instead of the host generating tens of GB and copying them. False when the backend has no
@@ -67,19 +104,23 @@ class Loader {
     }
     out = {t.view(), sc.view()};
     mw_.bytes_loaded += t.nbytes();
+    mw_.bytes_made_on_device += t.nbytes();
     mw_.owned.push_back(std::move(t));
     if (scale) {
       mw_.bytes_loaded += sc.nbytes();
+      mw_.bytes_made_on_device += sc.nbytes();
       mw_.owned.push_back(std::move(sc));
     }
     return true;
   }
   TensorView tensor(const std::string& name) {
+    AllocationPurpose why("weight " + name);
     LinearWeight made;
     if (synthesize(src_.spec(name), nullptr, made)) return made.weight;
     return place(src_.get(name));
   }
   LinearWeight linear(const std::string& name) {
+    AllocationPurpose why("weight " + name + ".weight");
     if (device_synth_) {
       // FP8 weights are made as FP8 (with their scales) unless bf16 numerics dequantize them on the host.
       const TensorSpec& ws = src_.spec(name + ".weight");
@@ -117,8 +158,8 @@ class Loader {
     a.kv_a_layernorm = tensor(ap + "kv_a_layernorm.weight");
     LinearWeight kvb = src_.linear(ap + "kv_b_proj");
     if (kvb.fp8()) {
-      Tensor deq = dequantize_fp8(kvb);
-      a.kv_b_bf16 = place_owned(std::move(deq));
+      AllocationPurpose why("weight " + ap + "kv_b_proj (dequantized bf16 copy for the absorbed decode)");
+      a.kv_b_bf16 = place_owned(dequantize_fp8(kvb));
       a.kv_b_proj = num_ == Numerics::kBf16 ? LinearWeight{a.kv_b_bf16, {}} : linear(ap + "kv_b_proj");
     } else {
       a.kv_b_proj = linear(ap + "kv_b_proj");
@@ -150,6 +191,7 @@ class Loader {
   Numerics num_;
   ModelWeights& mw_;
   bool device_synth_;
+  std::unique_ptr<StagedUploader> uploader_;  // device backends with staging buffers
 };
 
 using Named = std::vector<std::pair<std::string, TensorView>>;
@@ -192,6 +234,21 @@ void append_layer(Named& v, const std::string& p, const LayerWeights& l) {
 
 }  // namespace
 
+std::string weight_load_summary(const ModelWeights& mw, double seconds) {
+  auto size = [](uint64_t b) {
+    return b >= 1'000'000'000 ? fmt::format("{:.1f} GB", b / 1e9) : fmt::format("{:.1f} MB", b / 1e6);
+  };
+  std::string how;
+  if (mw.in_place) how = "used in place (mmap or host tensors)";
+  else if (mw.bytes_made_on_device == mw.bytes_loaded) how = "made on the device (--load_format dummy)";
+  else if (mw.staged.bytes > 0)
+    how = fmt::format("{} staged in {} chunks{}", size(mw.staged.bytes), mw.staged.chunks,
+                      mw.bytes_made_on_device ? ", " + size(mw.bytes_made_on_device) + " made on the device" : "");
+  else how = "copied";
+  return fmt::format("loaded {} of weights in {:.2f} s ({:.2f} GB/s; {})", size(mw.bytes_loaded), seconds,
+                     seconds > 0 ? mw.bytes_loaded / 1e9 / seconds : 0.0, how);
+}
+
 std::vector<std::pair<std::string, TensorView>> named_weights(const ModelWeights& mw) {
   Named v;
   v.emplace_back("embed_tokens", mw.embed_tokens);
@@ -211,6 +268,7 @@ std::vector<std::pair<std::string, TensorView>> named_weights(const ModelWeights
 ModelWeights load_model_weights(WeightSource& src, Backend& backend, Numerics numerics, bool load_mtp) {
   const ModelConfig& c = src.config();
   ModelWeights mw;
+  mw.in_place = backend.host_visible();
   Loader ld(src, backend, numerics, mw);
   mw.embed_tokens = ld.tensor("model.embed_tokens.weight");
   for (int64_t L = 0; L < c.num_hidden_layers; ++L) mw.layers.push_back(ld.layer(L));
@@ -227,6 +285,7 @@ ModelWeights load_model_weights(WeightSource& src, Backend& backend, Numerics nu
     m.block = ld.layer(L);
     mw.mtp = std::move(m);
   }
+  ld.finish();
   backend.synchronize();  // copies and generators are queued on the backend's stream: loading ends here
   return mw;
 }

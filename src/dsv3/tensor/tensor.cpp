@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <new>
 #include <utility>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -80,7 +81,9 @@ class HostAllocator final : public Allocator {
  public:
   void* allocate(size_t bytes) override {
     void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64 + 64);
-    EXPECT(p != nullptr, "host allocation of {} bytes failed", bytes);
+    if (!p) {
+      FAIL("{}", out_of_memory_message("out of host memory", bytes, AllocationPurpose::current(), -1, -1));
+    }
     return p;
   }
   void deallocate(void* p, size_t) override { std::free(p); }
@@ -91,6 +94,25 @@ class HostAllocator final : public Allocator {
 Allocator& host_allocator() {
   static HostAllocator a;
   return a;
+}
+
+namespace {
+thread_local std::vector<std::string> t_purposes;
+}  // namespace
+
+AllocationPurpose::AllocationPurpose(std::string what) { t_purposes.push_back(std::move(what)); }
+AllocationPurpose::~AllocationPurpose() { t_purposes.pop_back(); }
+std::string AllocationPurpose::current() { return t_purposes.empty() ? std::string() : t_purposes.back(); }
+
+std::string out_of_memory_message(const std::string& what, size_t bytes, const std::string& purpose, int64_t free_b,
+                                  int64_t total_b) {
+  std::string msg = fmt::format("{}: cannot allocate {:.2f} GB ({} bytes)", what, static_cast<double>(bytes) / 1e9,
+                                bytes);
+  if (!purpose.empty()) msg += " for " + purpose;
+  if (free_b >= 0)
+    msg += fmt::format("; {:.2f} GB ({} bytes) free of {:.2f} GB", static_cast<double>(free_b) / 1e9, free_b,
+                       static_cast<double>(total_b) / 1e9);
+  return msg;
 }
 
 Tensor::Tensor(DType dtype, Shape shape, Allocator& alloc) : alloc_(&alloc) {

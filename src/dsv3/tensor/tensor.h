@@ -63,6 +63,22 @@ class Allocator {
 
 Allocator& host_allocator();
 
+// Names what this thread's allocations are for while it lives ("the KV cache pool", "weight lm_head.weight"), so an
+// out-of-memory error can say so. Scopes nest; the innermost names the allocation.
+class AllocationPurpose {
+ public:
+  explicit AllocationPurpose(std::string what);
+  ~AllocationPurpose();
+  AllocationPurpose(const AllocationPurpose&) = delete;
+  AllocationPurpose& operator=(const AllocationPurpose&) = delete;
+  static std::string current();  // "" outside every scope
+};
+
+// The text of every allocation failure: "CUDA out of memory on device 0: cannot allocate 1.20 GB (1200000000 bytes)
+// for the KV cache pool; 0.50 GB (500000000 bytes) free of 150.11 GB". free_b < 0 leaves out the free/total part.
+std::string out_of_memory_message(const std::string& what, size_t bytes, const std::string& purpose, int64_t free_b,
+                                  int64_t total_b);
+
 class Tensor {
  public:
   Tensor() = default;

@@ -137,6 +137,15 @@ class CudaBackend final : public Backend {
     CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
     return static_cast<int64_t>(free_b);
   }
+  int64_t total_device_memory() override {
+    size_t free_b = 0, total_b = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    return static_cast<int64_t>(total_b);
+  }
+  std::unique_ptr<StagingSink> make_staging_sink(int n_slots, size_t slot_bytes) override {
+    CUDA_CHECK(cudaSetDevice(device_));
+    return make_pinned_staging_sink(n_slots, slot_bytes);
+  }
 
   std::unique_ptr<BackendGraph> capture(const std::function<void()>& body) override;
 
@@ -228,6 +237,9 @@ class CudaBackend final : public Backend {
     DeviceBuffer& b = scratch_[slot];
     if (b.size() < bytes) {
       not_while_capturing("growing a scratch buffer");
+      static constexpr const char* kWhat[kScratchSlots] = {"FP8 activation codes", "FP8 activation scales",
+                                                           "MoE permutation buffers", "MLA decode partials"};
+      AllocationPurpose why(fmt::format("backend scratch ({}, {} bytes + 25% headroom)", kWhat[slot], bytes));
       CUDA_CHECK(cudaStreamSynchronize(stream()));
       b = DeviceBuffer();
       b = DeviceBuffer(round_up(bytes + bytes / 4, 1u << 20));

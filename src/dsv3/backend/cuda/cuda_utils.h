@@ -4,11 +4,13 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <utility>
 
 #include <cublasLt.h>
 #include <cuda_runtime_api.h>
 
+#include "dsv3/backend/staged_upload.h"
 #include "dsv3/tensor/tensor.h"
 
 namespace dsv3::cuda {
@@ -88,7 +90,8 @@ Stream make_stream();  // non-blocking with respect to the legacy default stream
 Event make_event();
 LtHandle make_lt_handle();
 
-// Device memory from cudaMalloc; out of memory throws dsv3::Error with the request and the free/total numbers.
+// Device memory from cudaMalloc; out of memory throws dsv3::Error with the request, what it was for
+// (AllocationPurpose) and the free/total numbers of that moment.
 class DeviceAllocator final : public Allocator {
  public:
   void* allocate(size_t bytes) override;
@@ -153,6 +156,11 @@ struct PinnedBuffer : RawBuffer {
   PinnedBuffer() = default;
   explicit PinnedBuffer(size_t bytes) : RawBuffer(bytes, pinned_allocator()) {}
 };
+
+// The CUDA side of a staged upload (backend/staged_upload.h): n_slots pinned buffers of slot_bytes, one non-blocking
+// stream of cudaMemcpyAsync host -> device, one event per slot recorded after the slot's transfers. The current
+// device is the destination. Its destructor waits for the stream before the pinned memory is freed.
+std::unique_ptr<StagingSink> make_pinned_staging_sink(int n_slots, size_t slot_bytes);
 
 // True when p points to device (or managed) memory that kernels can dereference.
 bool is_device_pointer(const void* p);
