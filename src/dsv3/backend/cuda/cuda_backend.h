@@ -12,12 +12,20 @@ namespace dsv3 {
 // Number of visible CUDA devices; 0 when there is no driver or no device (never throws).
 int cuda_device_count();
 
+// How moe_experts runs FP8 experts: kAuto picks by batch size (cuda_backend.cpp, CudaBackend::moe_experts).
+enum class CudaMoePath {
+  kAuto,     // grouped for decode-size batches, the per-expert loop beyond
+  kLoop,     // DSV3_MOE=loop: counts read back to the host, linear() per active expert (cuBLASLt / decode GEMV)
+  kGrouped,  // DSV3_MOE=grouped: the grouped kernels (moe_grouped.cu) at every batch size; bf16 experts still loop
+};
+
 struct CudaBackendOptions {
   bool sync_each_op = false;        // DSV3_CUDA_SYNC=1: synchronize after every op and name the op that failed
   bool force_gemm_fallback = false; // DSV3_CUDA_GEMM=fallback: own GEMM kernels instead of cuBLASLt (tests)
   bool fp8_gemm_fallback = false;   // DSV3_CUDA_FP8_GEMM=fallback: own FP8 kernel, cuBLASLt for bf16 only
   bool no_fp8_gemv = false;         // DSV3_CUDA_FP8_GEMV=0: no decode GEMV; 1..16 rows go to cuBLASLt/fallback
   bool simple_mla_decode = false;   // DSV3_MLA_DECODE=simple: the CUDA-core decode kernel instead of WMMA (tests)
+  CudaMoePath moe_path = CudaMoePath::kAuto;  // DSV3_MOE=loop|grouped (tests, benchmarks)
   static CudaBackendOptions from_env();
 };
 
