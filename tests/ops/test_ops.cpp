@@ -24,6 +24,7 @@
 #include "dsv3/backend/staged_upload.h"
 #include "dsv3/backend/cuda/cuda_backend.h"
 #include "dsv3/base/sampling.h"
+#include "dsv3/base/hash.h"
 #include "dsv3/base/timer.h"
 #include "dsv3/io/synthetic.h"
 #include "dsv3/io/tiny_model.h"
@@ -41,6 +42,8 @@ struct Env {
   Backend* gpu_simple = nullptr;  // CUDA-core mla_decode (DSV3_MLA_DECODE=simple)
   Backend* gpu_nogemv = nullptr;  // production without the FP8 decode GEMV (DSV3_CUDA_FP8_GEMV=0), for --perf
   Backend* gpu_wmma = nullptr;    // WMMA mla_decode (DSV3_MLA_DECODE=wmma)
+  Backend* gpu_moe_loop = nullptr;     // production with DSV3_MOE=loop (per-expert linear() calls)
+  Backend* gpu_moe_grouped = nullptr;  // production with DSV3_MOE=grouped (moe_grouped.cu at every batch size)
 };
 
 // One case's device tensors; a deque keeps references stable.
@@ -434,38 +437,124 @@ void router_case(RouterCfg c) {
            });
 }
 
-void moe_case(int n, int d_model, int f, int E, int top_k, bool fp8, int which, bool quick) {
-  add_case("moe_experts", fmt::format("n={},d={},f={},E={},top_k={},w={},path={}", n, d_model, f, E, top_k,
-                                      fp8 ? "fp8" : "bf16", which ? "fallback" : "cublaslt"),
-           quick, [=](Env& env) {
-             Backend& gpu = which ? *env.gpu_fb : *env.gpu;
-             Rng rng(12000 + n + E);
-             std::vector<HostLinear> ws;
-             for (int e = 0; e < E; ++e) {
-               ws.push_back(fp8 ? rand_fp8_weight(rng, f, d_model) : rand_bf16_weight(rng, f, d_model, 1.f / std::sqrt(d_model)));
-               ws.push_back(fp8 ? rand_fp8_weight(rng, f, d_model) : rand_bf16_weight(rng, f, d_model, 1.f / std::sqrt(d_model)));
-               ws.push_back(fp8 ? rand_fp8_weight(rng, d_model, f) : rand_bf16_weight(rng, d_model, f, 1.f / std::sqrt(f)));
-             }
+// MoE: `path` picks the backend — production (auto: grouped kernels for n·top_k <= 16·E with FP8 experts, the
+// per-expert loop beyond), fallback kernels (always the loop), DSV3_MOE=loop, DSV3_MOE=grouped.
+enum class MoePath { kAuto, kFallback, kLoop, kGrouped };
+// Routing: kRandom: top_k distinct experts per token, experts with id % 7 == 3 never chosen (zero rows) when
+// enough remain. kHot (grouped chunking): expert 5 in every token (n rows: chunks of 16 and a remainder), expert 2
+// in tokens 0..16 (17 rows: 16 + 1), expert E-1 in tokens 0..15 (exactly 16 rows), the rest random as kRandom.
+enum class MoeRouting { kRandom, kHot };
+struct MoeCfg {
+  int n, d, f, E, top_k;
+  bool fp8 = true, ue8m0 = false;
+  MoePath path = MoePath::kAuto;
+  MoeRouting routing = MoeRouting::kRandom;
+  bool hit_only = false;  // real dims: distinct weights for the routed experts only, one shared set for the others
+  bool quick = true;
+};
+
+// Random e4m3 weights at memory speed for the real-dims cases: codes drawn from a 4096-entry table of
+// rand_fp8_weight's distribution (never zero, no NaN) by a splitmix64 stream; random positive scale_inv.
+HostLinear fast_fp8_weight(Rng& rng, const std::vector<uint8_t>& table, int64_t m, int64_t k) {
+  HostLinear w;
+  w.weight = Tensor(DType::kFP8E4M3, {m, k});
+  auto* c = w.weight.as<uint8_t>();
+  uint64_t key = rng.gen()();
+  const int64_t total = m * k;
+  for (int64_t i = 0; i < total; i += 5) {
+    uint64_t r = splitmix64(key++);
+    for (int64_t j = i; j < std::min(total, i + 5); ++j, r >>= 12) c[j] = table[r & 4095];
+  }
+  w.scale_inv = rand_f32(rng, {(m + 127) / 128, (k + 127) / 128}, 2e-4f, 6e-4f);
+  return w;
+}
+
+void moe_case(MoeCfg c) {
+  const bool grouped = c.path == MoePath::kGrouped ||
+                       (c.path == MoePath::kAuto && c.fp8 && c.n * c.top_k <= 16 * c.E);  // the backend's rule
+  const char* path = c.path == MoePath::kFallback ? "fallback"
+                     : c.path == MoePath::kLoop   ? "loop"
+                     : c.path == MoePath::kGrouped ? (c.fp8 ? "grouped" : "grouped(bf16:loop)")
+                     : grouped                     ? "auto:grouped"
+                                                   : "auto:loop";
+  add_case("moe_experts", fmt::format("n={},d={},f={},E={},top_k={},w={},ue8m0={},routing={},path={}", c.n, c.d, c.f,
+                                      c.E, c.top_k, c.fp8 ? "fp8" : "bf16", c.ue8m0,
+                                      c.routing == MoeRouting::kHot ? "hot" : "random", path),
+           c.quick, [=](Env& env) {
+             Backend& gpu = c.path == MoePath::kFallback ? *env.gpu_fb
+                            : c.path == MoePath::kLoop   ? *env.gpu_moe_loop
+                            : c.path == MoePath::kGrouped ? *env.gpu_moe_grouped
+                                                          : *env.gpu;
+             Rng rng(12000 + c.n + c.E + c.d);
+             // Routing first (hit_only makes weights for the routed experts only).
              std::vector<int32_t> ids;
              std::vector<float> wv;
-             for (int t = 0; t < n; ++t) {
-               std::vector<int32_t> perm = shuffled(rng, E);
-               if (t % 5 == 0) std::sort(perm.begin(), perm.begin() + top_k, std::greater<>());  // unsorted ids order
-               for (int k = 0; k < top_k; ++k) ids.push_back(perm[static_cast<size_t>(k)]), wv.push_back(rng.uniform(0.1f, 1.f));
+             for (int t = 0; t < c.n; ++t) {
+               std::vector<int32_t> pick;
+               if (c.routing == MoeRouting::kHot) {
+                 pick.push_back(5 % c.E);
+                 if (t < 17) pick.push_back(2);
+                 if (t < 16) pick.push_back(c.E - 1);
+               }
+               const int zero_rows = (c.E + 3) / 7;  // experts with id % 7 == 3
+               const bool exclude = c.E - zero_rows >= c.top_k + 3;
+               for (int32_t e : shuffled(rng, c.E)) {
+                 if (static_cast<int>(pick.size()) == c.top_k) break;
+                 if ((exclude && e % 7 == 3) || std::find(pick.begin(), pick.end(), e) != pick.end()) continue;
+                 pick.push_back(e);
+               }
+               CHECK(static_cast<int>(pick.size()) == c.top_k, "moe_case: routing");
+               std::shuffle(pick.begin(), pick.end(), rng.gen());  // the hot experts at any k
+               if (t % 5 == 0) std::sort(pick.begin(), pick.end(), std::greater<>());  // descending ids
+               for (int32_t e : pick) ids.push_back(e), wv.push_back(rng.uniform(0.1f, 1.f));
              }
-             Tensor x = rand_bf16(rng, {n, d_model}), tid = host_i32({n, top_k}, ids);
-             Tensor tw = make_host_tensor(DType::kF32, {n, top_k}, wv.data()), out(DType::kBF16, {n, d_model});
+             std::vector<bool> hit(static_cast<size_t>(c.E), false);
+             for (int32_t e : ids) hit[static_cast<size_t>(e)] = true;
+             std::vector<uint8_t> table;
+             if (c.hit_only) {
+               HostLinear src = rand_fp8_weight(rng, 1, 4096);
+               table.assign(src.weight.as<uint8_t>(), src.weight.as<uint8_t>() + 4096);
+             }
+             auto make = [&](int64_t m, int64_t k) {
+               if (c.hit_only) return fast_fp8_weight(rng, table, m, k);
+               if (c.fp8) return rand_fp8_weight(rng, m, k);
+               return rand_bf16_weight(rng, m, k, 1.f / std::sqrt(static_cast<float>(k)));
+             };
+             std::deque<HostLinear> ws;  // per expert gate, up, down (hit_only: the routed ones, then the shared set)
              std::vector<ExpertWeights> hw, dw;
              Dev d(gpu);
-             for (int e = 0; e < E; ++e) {
-               hw.push_back({ws[3 * e].view(), ws[3 * e + 1].view(), ws[3 * e + 2].view()});
-               dw.push_back({d.weight(ws[3 * e]), d.weight(ws[3 * e + 1]), d.weight(ws[3 * e + 2])});
+             std::vector<LinearWeight> shared_dev;
+             for (int e = 0; e < c.E; ++e) {
+               if (c.hit_only && !hit[static_cast<size_t>(e)]) continue;
+               for (int i = 0; i < 3; ++i) ws.push_back(i < 2 ? make(c.f, c.d) : make(c.d, c.f));
              }
-             TensorView dout = d.out(DType::kBF16, {n, d_model}, "out");
-             env.cpu->moe_experts({.x = x, .topk_ids = tid, .topk_weights = tw, .experts = hw.data(), .n_experts = E, .out = out});
+             if (c.hit_only)
+               for (int i = 0; i < 3; ++i) {
+                 ws.push_back(i < 2 ? make(c.f, c.d) : make(c.d, c.f));
+                 shared_dev.push_back(d.weight(ws.back()));
+               }
+             for (int e = 0, next = 0; e < c.E; ++e) {
+               if (c.hit_only && !hit[static_cast<size_t>(e)]) {
+                 const size_t s0 = ws.size() - 3;
+                 hw.push_back({ws[s0].view(), ws[s0 + 1].view(), ws[s0 + 2].view()});
+                 dw.push_back({shared_dev[0], shared_dev[1], shared_dev[2]});
+                 continue;
+               }
+               hw.push_back({ws[next].view(), ws[next + 1].view(), ws[next + 2].view()});
+               dw.push_back({d.weight(ws[next]), d.weight(ws[next + 1]), d.weight(ws[next + 2])});
+               next += 3;
+             }
+             Tensor x = rand_bf16(rng, {c.n, c.d}), tid = host_i32({c.n, c.top_k}, ids);
+             Tensor tw = make_host_tensor(DType::kF32, {c.n, c.top_k}, wv.data()), out(DType::kBF16, {c.n, c.d});
+             TensorView dout = d.out(DType::kBF16, {c.n, c.d}, "out");
+             env.cpu->moe_experts({.x = x, .topk_ids = tid, .topk_weights = tw, .experts = hw.data(), .n_experts = c.E,
+                                   .out = out, .ue8m0 = c.ue8m0});
              gpu.moe_experts({.x = d.up(x, "x"), .topk_ids = d.up(tid, "topk_ids"), .topk_weights = d.up(tw, "topk_weights"),
-                              .experts = dw.data(), .n_experts = E, .out = dout});
-             return compare("out", out, d.get(dout), fp8 ? kTolMoeFp8 : kTolMoeBf16) && d.guards_ok;
+                              .experts = dw.data(), .n_experts = c.E, .out = dout, .ue8m0 = c.ue8m0});
+             // kTolMoeFp8 for every FP8 path: the grouped kernels sum each 128-K block on the tensor cores in their
+             // own order (as the decode GEMV, linear ... path=gemv), so gate/up differ from the reference by bf16
+             // ulps and h's re-quantization flips e4m3 codes for a few percent of the inputs (see kTolMoeFp8).
+             return compare("out", out, d.get(dout), c.fp8 ? kTolMoeFp8 : kTolMoeBf16) && d.guards_ok;
            });
 }
 
@@ -944,11 +1033,30 @@ void register_cases() {
   router_case({"greedy/softmax", 17, 2048, 64, 1, 1, 6, RouterScoring::kSoftmax, RouterTopk::kGreedy, false, 1.f, true});
   router_case({"group_limited/softmax", 9, 5120, 160, 8, 3, 6, RouterScoring::kSoftmax, RouterTopk::kGroupLimitedGreedy, false, 16.f, false});
   router_case({"noaux_tc/softmax-odd", 5, 100, 12, 3, 2, 3, RouterScoring::kSoftmax, RouterTopk::kNoauxTc, true, 1.f, true});
-  for (int which : {0, 1}) {
-    moe_case(1, 1024, 256, 16, 4, true, which, true);
-    moe_case(37, 1024, 512, 16, 4, true, which, false);
-    moe_case(11, 256, 96, 8, 3, false, which, true);
+  // MoE. The original shapes on every path (auto runs the grouped kernels for these: n·top_k <= 16·E).
+  for (MoePath path : {MoePath::kAuto, MoePath::kFallback, MoePath::kLoop}) {
+    moe_case({.n = 1, .d = 1024, .f = 256, .E = 16, .top_k = 4, .path = path});
+    moe_case({.n = 37, .d = 1024, .f = 512, .E = 16, .top_k = 4, .path = path, .quick = false});
+    moe_case({.n = 11, .d = 256, .f = 96, .E = 8, .top_k = 3, .fp8 = false, .path = path});
   }
+  // The grouped kernels: odd dims (d, f multiples of 16 but not of 128: partial K blocks, a partial last gate/up
+  // tile and down tile; and not multiples of 16: the bytewise loads), ue8m0 scales, experts with zero rows, one
+  // expert with > 16 rows (chunks 16 + 16 + ... + rest, the 8-row switch), exactly 16 and 17 rows, a batch above
+  // the auto threshold forced grouped, and bf16 experts (which stay on the loop).
+  moe_case({.n = 5, .d = 144, .f = 80, .E = 8, .top_k = 3, .path = MoePath::kGrouped});
+  moe_case({.n = 3, .d = 200, .f = 100, .E = 6, .top_k = 2, .path = MoePath::kGrouped});
+  moe_case({.n = 9, .d = 1040, .f = 272, .E = 12, .top_k = 4, .ue8m0 = true, .path = MoePath::kGrouped});
+  moe_case({.n = 40, .d = 512, .f = 256, .E = 16, .top_k = 4, .routing = MoeRouting::kHot});  // auto: grouped
+  moe_case({.n = 45, .d = 384, .f = 200, .E = 10, .top_k = 4, .ue8m0 = true, .path = MoePath::kGrouped,
+            .routing = MoeRouting::kHot});
+  moe_case({.n = 70, .d = 256, .f = 128, .E = 4, .top_k = 2, .path = MoePath::kGrouped});  // 140 > 16·4
+  moe_case({.n = 70, .d = 256, .f = 128, .E = 4, .top_k = 2});                             // auto: the loop
+  moe_case({.n = 6, .d = 256, .f = 96, .E = 8, .top_k = 3, .fp8 = false, .path = MoePath::kGrouped});
+  // DeepSeek-V3 dims: E = 256, top_k = 8, d = 7168, f = 2048 (hit experts only get distinct weights).
+  for (int n : {1, 4})
+    for (MoePath path : {MoePath::kAuto, MoePath::kLoop})
+      moe_case({.n = n, .d = 7168, .f = 2048, .E = 256, .top_k = 8, .ue8m0 = n == 4, .path = path, .hit_only = true,
+                .quick = false});
 }
 
 // ------------------------------------------------------------------------------------------------- perf
@@ -1066,6 +1174,61 @@ void perf_decode(Env& env, Backend& gpu, const char* label, const std::vector<in
       const double tflops = 2.0 * B * ctx * H * (entry + rank) / t / 1e12;
       fmt::print("{:>7} {:>6} {:>10.1f} {:>10.0f} {:>7.1f}% {:>8.1f}\n", ctx, B, t * 1e6, gbs / 1e9, 100 * gbs / kHbmRead,
                  tflops);
+    }
+  }
+}
+
+// Routed experts at DeepSeek-V3 dims, decode batch sizes, both paths. Every expert has its own device copy of the
+// weights, so each hit expert is read from HBM; "weight_MB" is what the step must read at least: the distinct
+// experts hit x (3·f·d bytes + their scales).
+void perf_moe(Env& env) {
+  if (!env.gpu_moe_loop || !env.gpu_moe_grouped) return;
+  Backend& gpu = *env.gpu;
+  const int d = 7168, f = 2048, E = 256, top_k = 8;
+  const int64_t fb = (f + 127) / 128, db = (d + 127) / 128;
+  fmt::print("\n== perf: moe_experts, FP8 experts d={} f={} E={} top_k={}, random top-{} routing ==\n", d, f, E, top_k,
+             top_k);
+  fmt::print("{:>5} {:>8} {:>5} {:>10} {:>10} {:>10} {:>7}\n", "n", "path", "hit", "weight_MB", "time_us", "GB/s",
+             "%4540");
+  Rng rng(45);
+  HostLinear hg = rand_fp8_weight(rng, f, d, /*tiled=*/true), hd = rand_fp8_weight(rng, d, f, /*tiled=*/true);
+  Dev src(gpu);
+  const LinearWeight sg = src.weight(hg), sd = src.weight(hd);
+  std::deque<Tensor> keep;
+  auto clone = [&](const TensorView& v) {  // device to device
+    keep.emplace_back(v.dtype, v.shape, gpu.allocator());
+    gpu.copy(keep.back().view(), v);
+    return keep.back().view();
+  };
+  std::vector<ExpertWeights> ex;
+  for (int e = 0; e < E; ++e)
+    ex.push_back({{clone(sg.weight), clone(sg.scale_inv)}, {clone(sg.weight), clone(sg.scale_inv)},
+                  {clone(sd.weight), clone(sd.scale_inv)}});
+  gpu.synchronize();
+  for (int n : {1, 8, 32, 128}) {
+    std::vector<int32_t> ids;
+    std::vector<float> wv;
+    std::vector<bool> hit(E, false);
+    for (int t = 0; t < n; ++t) {
+      std::vector<int32_t> perm = shuffled(rng, E);
+      for (int k = 0; k < top_k; ++k) {
+        ids.push_back(perm[static_cast<size_t>(k)]), wv.push_back(rng.uniform(0.1f, 1.f));
+        hit[static_cast<size_t>(perm[static_cast<size_t>(k)])] = true;
+      }
+    }
+    const int64_t n_hit = std::count(hit.begin(), hit.end(), true);
+    const double bytes = static_cast<double>(n_hit) * (3.0 * f * d + 3.0 * fb * db * 4);
+    Tensor x = rand_bf16(rng, {n, d}), tid = host_i32({n, top_k}, ids);
+    Tensor tw = make_host_tensor(DType::kF32, {n, top_k}, wv.data());
+    Dev io(gpu);
+    const MoeExpertsParams p{.x = io.up(x, "x"), .topk_ids = io.up(tid, "topk_ids"),
+                             .topk_weights = io.up(tw, "topk_weights"), .experts = ex.data(), .n_experts = E,
+                             .out = io.out(DType::kBF16, {n, d}, "out")};
+    for (int variant = 0; variant < 2; ++variant) {
+      Backend& b = variant ? *env.gpu_moe_grouped : *env.gpu_moe_loop;  // same device: the buffers are shared
+      const double t = time_it(b, [&](int) { b.moe_experts(p); });
+      fmt::print("{:>5} {:>8} {:>5} {:>10.1f} {:>10.1f} {:>10.0f} {:>6.1f}%\n", n, variant ? "grouped" : "loop", n_hit,
+                 bytes / 1e6, t * 1e6, bytes / t / 1e9, 100 * bytes / t / kHbmRead);
     }
   }
 }
@@ -1191,7 +1354,7 @@ int main(int argc, char** argv) {
   CpuBackend cpu, cpu2;
   CudaBackendOptions o;
   o.sync_each_op = !perf;  // in tests: name the op that faults
-  std::unique_ptr<Backend> gpu, gpu_fb, gpu_simple, gpu_nogemv, gpu_wmma;
+  std::unique_ptr<Backend> gpu, gpu_fb, gpu_simple, gpu_nogemv, gpu_wmma, gpu_moe_loop, gpu_moe_grouped;
   if (!self_check) {
     gpu = make_cuda_backend(o);
     o.force_gemm_fallback = true;
@@ -1204,9 +1367,15 @@ int main(int argc, char** argv) {
     o.mla_decode = MlaDecodeImpl::kMma;
     o.no_fp8_gemv = true;
     if (perf) gpu_nogemv = make_cuda_backend(o);
+    o.no_fp8_gemv = false;
+    o.moe_path = CudaMoePath::kLoop;
+    gpu_moe_loop = make_cuda_backend(o);
+    o.moe_path = CudaMoePath::kGrouped;
+    gpu_moe_grouped = make_cuda_backend(o);
   }
-  Env env = self_check ? Env{&cpu, &cpu2, &cpu2, &cpu2, nullptr, &cpu2}
-                       : Env{&cpu, gpu.get(), gpu_fb.get(), gpu_simple.get(), gpu_nogemv.get(), gpu_wmma.get()};
+  Env env = self_check ? Env{&cpu, &cpu2, &cpu2, &cpu2, nullptr, &cpu2, &cpu2, &cpu2}
+                       : Env{&cpu,           gpu.get(),          gpu_fb.get(),           gpu_simple.get(),
+                             gpu_nogemv.get(), gpu_wmma.get(), gpu_moe_loop.get(), gpu_moe_grouped.get()};
   try {
     if (perf) {
       if (op_filter.empty() || op_filter == "linear") perf_linear(env);
@@ -1218,6 +1387,7 @@ int main(int argc, char** argv) {
       if (op_filter.empty() || op_filter == "mla_prefill") perf_prefill(env);
       if (op_filter.empty() || op_filter == "staged_upload") perf_staged_upload(env);
       if (op_filter.empty() || op_filter == "sample") perf_sample(env);
+      if (op_filter.empty() || op_filter == "moe_experts") perf_moe(env);
       return 0;
     }
     register_cases();

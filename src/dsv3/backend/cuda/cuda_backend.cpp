@@ -1,9 +1,10 @@
 // cuda_backend.cpp: CudaBackend — the Backend of backend.h on one GPU (backend/cuda).
 // Each op validates its Params on the host (shapes, dtypes, device residency; dsv3::Error on bad input), fills the
 // kernel Args of kernels.h and enqueues on the backend's own stream; nothing synchronizes except synchronize(),
-// copies into pageable host memory, and moe_experts (which reads the per-expert row counts back: a first step).
+// copies into pageable host memory, and moe_experts' per-expert loop (prefill-size batches: it reads the per-expert
+// row counts back); its decode-size grouped path never does, so a decode step can be captured in a CUDA graph.
 // Scratch memory (FP8 activations, MoE permutation buffers, decode partials) grows on demand and is then reused,
-// so steady-state steps allocate nothing. Device-side input errors are collected in one flag word (kernels.h
+// so steady-state steps allocate nothing; the MoE weight-pointer tables are built once per expert list. Device-side input errors are collected in one flag word (kernels.h
 // ErrorBit) and reported at synchronize(): bad token ids throw, broken invariants abort as CHECK does.
 #include "dsv3/backend/cuda/cuda_backend.h"
 
@@ -12,6 +13,7 @@
 #include <cstring>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "dsv3/backend/cuda/cuda_utils.h"
@@ -41,6 +43,10 @@ CudaBackendOptions CudaBackendOptions::from_env() {
          "DSV3_MLA_DECODE={}: expected mma, wmma or simple", dec);
   o.mla_decode = dec == "simple" ? MlaDecodeImpl::kSimple : dec == "wmma" ? MlaDecodeImpl::kWmma : MlaDecodeImpl::kMma;
   o.profile = env("DSV3_PROFILE") == "1";
+  // DSV3_MOE=loop|grouped forces one moe_experts path (tests/ops "moe_experts", --perf -o moe_experts).
+  const std::string moe = env("DSV3_MOE");
+  EXPECT(moe.empty() || moe == "loop" || moe == "grouped", "DSV3_MOE must be 'loop' or 'grouped', got '{}'", moe);
+  o.moe_path = moe == "loop" ? CudaMoePath::kLoop : moe == "grouped" ? CudaMoePath::kGrouped : CudaMoePath::kAuto;
   return o;
 }
 
@@ -258,6 +264,20 @@ class CudaBackend final : public Backend {
   }
   bool capturing_ = false;
 
+  // The device array of expert weight pointers for the grouped MoE kernels, one per expert list (p.experts): built
+  // and uploaded on first use, then reused. A hit checks every pointer against the list (E x 6 compares), so a list
+  // reallocated at the same address with other weights (tests) rebuilds it.
+  struct MoeTable {
+    std::vector<MoeExpertPtrs> host;  // [n_experts] what dev holds (bf16 experts: their data pointers, for the check)
+    DeviceBuffer dev;                 // [n_experts] MoeExpertPtrs; empty unless fp8
+    int64_t d = 0, f = 0;
+    bool fp8 = false;  // every expert FP8 with one f: the grouped path applies
+    bool vec = false;  // d, f multiples of 16 and every weight 16-byte aligned
+  };
+  const MoeTable& moe_table(const MoeExpertsParams& p, int d);
+  void moe_experts_loop(const MoeExpertsParams& p, int n, int d, int top_k, int E);
+  void moe_experts_grouped(const MoeExpertsParams& p, const MoeTable& t, int n, int d, int top_k, int E);
+
   CudaBackendOptions opt_;
   int device_ = 0;
   int n_sms_ = 132;
@@ -276,6 +296,7 @@ class CudaBackend final : public Backend {
   OpProfiler::Scope profile(const char* op) { return OpProfiler::Scope(profiler_.get(), op); }
   PinnedBuffer sample_host_;  // [rows] SampleRowParams staged for the upload
   Event sample_uploaded_;     // the last upload from sample_host_ has been read
+  std::map<std::pair<const ExpertWeights*, int64_t>, MoeTable> moe_tables_;  // key: (p.experts, n_experts)
 };
 
 // ----------------------------------------------------------------------------------------------- CUDA graphs
@@ -722,8 +743,78 @@ void CudaBackend::router(const RouterParams& p) {
   launched(op);
 }
 
-// Tokens are grouped by expert on the device (count, then permute); the per-expert row counts come back to the host,
-// which runs gate/up/SwiGLU/down through linear() for each active expert, then one kernel combines in fp32.
+// Decode-size batches run the grouped path when the grouped kernels read little more weight than the loop does.
+// The grouped kernels read an active expert's weights once per chunk of 16 of its rows (ceil(c_e / 16) passes; the
+// weights are far larger than L2), the loop once per expert, but the loop pays a host sync plus ~4 launches and a
+// GEMM call per active expert, each a few µs to tens of µs however few its rows (85 ms per v3-slice step at batch
+// 128, against an ~8 ms weight-read floor). With n·top_k <= 16·E entries an expert gets at most 16 rows on average:
+// one pass for most experts, so the grouped path runs near the weight-read floor where the loop is launch-bound.
+// Beyond that (prefill) most experts would need 2+ passes while cuBLASLt reads the weights once at tensor-core
+// rates, and one sync per layer costs nothing next to a multi-ms step.
+constexpr int kMoeGroupedMaxRowsPerExpert = 16;
+
+const CudaBackend::MoeTable& CudaBackend::moe_table(const MoeExpertsParams& p, int d) {
+  const int64_t E = p.n_experts;
+  auto ptrs = [](const ExpertWeights& ew) {
+    return MoeExpertPtrs{ew.gate.weight.as<const uint8_t>(), ew.gate.scale_inv.as<const float>(),
+                         ew.up.weight.as<const uint8_t>(),   ew.up.scale_inv.as<const float>(),
+                         ew.down.weight.as<const uint8_t>(), ew.down.scale_inv.as<const float>()};
+  };
+  auto same = [](const MoeExpertPtrs& a, const MoeExpertPtrs& b) {
+    return a.gate == b.gate && a.gate_sc == b.gate_sc && a.up == b.up && a.up_sc == b.up_sc && a.down == b.down &&
+           a.down_sc == b.down_sc;
+  };
+  MoeTable& slot = moe_tables_[{p.experts, E}];
+  bool hit = slot.d == d && static_cast<int64_t>(slot.host.size()) == E && slot.f == p.experts[0].gate.weight.dim(0);
+  for (int64_t e = 0; hit && e < E; ++e) hit = same(slot.host[e], ptrs(p.experts[e]));
+  if (hit) return slot;
+
+  // Built aside and stored only when complete, so that bad input (EXPECT below) leaves no half-built table.
+  const char* op = "moe_experts";
+  MoeTable t;
+  t.d = d;
+  t.f = p.experts[0].gate.weight.dim(0);
+  t.fp8 = true;
+  t.vec = d % 16 == 0 && t.f % 16 == 0;
+  for (int64_t e = 0; e < E; ++e) {
+    const ExpertWeights& ew = p.experts[e];
+    t.host.push_back(ptrs(ew));
+    t.fp8 = t.fp8 && ew.gate.fp8() && ew.up.fp8() && ew.down.fp8();
+  }
+  if (!t.fp8) {  // bf16 checkpoints: the loop (its linear() calls check each active expert)
+    if (slot.dev.data()) CUDA_CHECK(cudaStreamSynchronize(stream()));  // queued kernels may still read the old table
+    slot = std::move(t);
+    return slot;
+  }
+  const int64_t f = t.f, fb = (f + 127) / 128, db = (d + 127) / 128;
+  for (int64_t e = 0; e < E; ++e) {
+    const ExpertWeights& ew = p.experts[e];
+    const LinearWeight* lw[3] = {&ew.gate, &ew.up, &ew.down};
+    const Shape want[3] = {Shape{f, d}, Shape{f, d}, Shape{d, f}};
+    const Shape want_sc[3] = {Shape{fb, db}, Shape{fb, db}, Shape{db, fb}};
+    const char* names[3] = {"gate", "up", "down"};
+    for (int i = 0; i < 3; ++i) {
+      EXPECT(lw[i]->weight.shape == want[i], "moe_experts: expert {} {} is {}, expected {} (all experts must share "
+             "one moe_intermediate_size)", e, names[i], lw[i]->weight.shape.str(), want[i].str());
+      expect_device(lw[i]->weight, op, names[i]);
+      expect_tensor(lw[i]->scale_inv, DType::kF32, op, "scale_inv");
+      EXPECT(lw[i]->scale_inv.shape == want_sc[i], "moe_experts: expert {} {} scale_inv is {}, expected {}", e,
+             names[i], lw[i]->scale_inv.shape.str(), want_sc[i].str());
+      t.vec = t.vec && aligned(lw[i]->weight.data, 16);
+    }
+  }
+  const size_t bytes = t.host.size() * sizeof(MoeExpertPtrs);
+  t.dev = DeviceBuffer(bytes);
+  CUDA_CHECK(cudaMemcpyAsync(t.dev.data(), t.host.data(), bytes, cudaMemcpyHostToDevice, stream()));
+  // Once per expert list: the upload has finished before the host array can change, and queued kernels are done
+  // with the table this one replaces.
+  CUDA_CHECK(cudaStreamSynchronize(stream()));
+  slot = std::move(t);
+  return slot;
+}
+
+// Decode sizes run the grouped kernels (moe_grouped.cu), prefill sizes the per-expert loop; see
+// kMoeGroupedMaxRowsPerExpert. bf16 experts always loop.
 void CudaBackend::moe_experts(const MoeExpertsParams& p) {
   auto prof = profile("moe_experts");
   validate(p);
@@ -738,6 +829,65 @@ void CudaBackend::moe_experts(const MoeExpertsParams& p) {
   EXPECT(p.topk_weights.numel() == p.topk_ids.numel(), "moe_experts: topk_weights {} vs topk_ids {}",
          p.topk_weights.shape.str(), p.topk_ids.shape.str());
   if (n == 0) return;
+  const int entries = to_int(static_cast<int64_t>(n) * top_k, op, "n * top_k");
+  const MoeTable& t = moe_table(p, d);
+  // The forced GEMM options keep their kernels (bitwise equal to the CPU) unless DSV3_MOE=grouped asks otherwise.
+  const bool gemm_forced = opt_.force_gemm_fallback || opt_.fp8_gemm_fallback || opt_.no_fp8_gemv;
+  const bool grouped =
+      t.fp8 && E <= kMoeRouteMaxExperts &&
+      (opt_.moe_path == CudaMoePath::kGrouped ||
+       (opt_.moe_path == CudaMoePath::kAuto && !gemm_forced &&
+        static_cast<int64_t>(entries) <= static_cast<int64_t>(kMoeGroupedMaxRowsPerExpert) * E));
+  if (grouped) moe_experts_grouped(p, t, n, d, top_k, E);
+  else moe_experts_loop(p, n, d, top_k, E);
+}
+
+// Grouped: route on the device (counts, offsets, active experts, permutation), x quantized once per token, gate/up
+// with SwiGLU and h's quantization in one launch, down in one launch, the weighted combine. No host read-back, no
+// synchronization, no allocation once the scratch has grown; a bad expert id sets kErrExpertId (reported at
+// synchronize()) and takes no row.
+void CudaBackend::moe_experts_grouped(const MoeExpertsParams& p, const MoeTable& t, int n, int d, int top_k, int E) {
+  const int entries = n * top_k, f = to_int(t.f, "moe_experts", "moe_intermediate_size");
+  const size_t kbd = (static_cast<size_t>(d) + 127) / 128, kbf = (static_cast<size_t>(f) + 127) / 128;
+  const size_t ne = static_cast<size_t>(entries), nt = static_cast<size_t>(n);
+  // Scratch: counts, offsets, active [E] | n_active [1] | row_of, tok_of [entries] | x codes [n, d] |
+  // x scales [kbd, n] | h codes [entries, f] | h scales [kbf, entries] | y [entries, d] bf16.
+  const size_t ints = round_up((3 * static_cast<size_t>(E) + 1 + 2 * ne) * 4, 256);
+  const size_t xc = round_up(nt * d, 256), xs = round_up(kbd * nt * 4, 256);
+  const size_t hc = round_up(ne * f, 256), hs = round_up(kbf * ne * 4, 256), yb = round_up(ne * d * 2, 256);
+  char* base = static_cast<char*>(scratch(kScratchMoe, ints + xc + xs + hc + hs + yb));
+  auto* counts = reinterpret_cast<int32_t*>(base);
+  int32_t* offsets = counts + E;
+  int32_t* active = offsets + E;
+  int32_t* n_active = active + E;
+  int32_t* row_of = n_active + 1;
+  int32_t* tok_of = row_of + entries;
+  auto* x_codes = reinterpret_cast<uint8_t*>(base + ints);
+  auto* x_scales = reinterpret_cast<float*>(base + ints + xc);
+  auto* h_codes = reinterpret_cast<uint8_t*>(base + ints + xc + xs);
+  auto* h_scales = reinterpret_cast<float*>(base + ints + xc + xs + hc);
+  auto* y = reinterpret_cast<bf16_t*>(base + ints + xc + xs + hc + hs);
+
+  launch_moe_route({ci32(p.topk_ids), counts, offsets, active, n_active, row_of, tok_of, entries, top_k, E, err()},
+                   stream());
+  launched("moe_experts (route)");
+  launch_quantize_fp8({cbf(p.x), x_codes, x_scales, d, n, d, p.ue8m0}, stream());
+  launched("moe_experts (x quantization)");
+  const MoeGroupedArgs g{t.dev.as<const MoeExpertPtrs>(), counts, offsets, active, n_active, tok_of, x_codes,
+                         x_scales, h_codes, h_scales, y, n, d, f, entries, std::min(E, entries), t.vec, p.ue8m0};
+  launch_moe_gate_up_fp8(g, stream());
+  launched("moe_experts (grouped gate/up)");
+  launch_moe_down_fp8(g, stream());
+  launched("moe_experts (grouped down)");
+  launch_moe_combine({ci32(p.topk_ids), p.topk_weights.as<const float>(), row_of, y, bf(p.out), n, top_k, d, E},
+                     stream());
+  launched("moe_experts (combine)");
+}
+
+// Loop: tokens are grouped by expert on the device (count, then permute); the per-expert row counts come back to
+// the host, which runs gate/up/SwiGLU/down through linear() for each active expert, then one kernel combines in fp32.
+void CudaBackend::moe_experts_loop(const MoeExpertsParams& p, int n, int d, int top_k, int E) {
+  const char* op = "moe_experts";
   const int entries = n * top_k;
   int64_t f_max = 0;
   for (int e = 0; e < E; ++e) f_max = std::max(f_max, p.experts[e].gate.weight.dim(0));

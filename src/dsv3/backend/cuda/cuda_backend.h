@@ -15,6 +15,13 @@ int cuda_device_count();
 // The mla_decode kernel the backend prefers; a shape it does not support falls back mma -> wmma -> simple.
 enum class MlaDecodeImpl { kMma, kWmma, kSimple };
 
+// How moe_experts runs FP8 experts: kAuto picks by batch size (cuda_backend.cpp, CudaBackend::moe_experts).
+enum class CudaMoePath {
+  kAuto,     // grouped for decode-size batches, the per-expert loop beyond
+  kLoop,     // DSV3_MOE=loop: counts read back to the host, linear() per active expert (cuBLASLt / decode GEMV)
+  kGrouped,  // DSV3_MOE=grouped: the grouped kernels (moe_grouped.cu) at every batch size; bf16 experts still loop
+};
+
 struct CudaBackendOptions {
   bool sync_each_op = false;        // DSV3_CUDA_SYNC=1: synchronize after every op and name the op that failed
   bool force_gemm_fallback = false; // DSV3_CUDA_GEMM=fallback: own GEMM kernels instead of cuBLASLt (tests)
@@ -22,6 +29,7 @@ struct CudaBackendOptions {
   bool no_fp8_gemv = false;         // DSV3_CUDA_FP8_GEMV=0: no decode GEMV; 1..16 rows go to cuBLASLt/fallback
   MlaDecodeImpl mla_decode = MlaDecodeImpl::kMma;  // DSV3_MLA_DECODE=mma|wmma|simple (tests, comparisons)
   bool profile = false;             // DSV3_PROFILE=1: time every op with events, print a table when the backend dies
+  CudaMoePath moe_path = CudaMoePath::kAuto;  // DSV3_MOE=loop|grouped (tests, benchmarks)
   static CudaBackendOptions from_env();
 };
 

@@ -68,10 +68,7 @@ __global__ void rope_kernel(const RopeArgs a) {
 __global__ void silu_mul_kernel(const SiluMulArgs a) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < a.count;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const float g = ld_bf16(a.gate + i), u = ld_bf16(a.up + i);
-    const float e = static_cast<float>(exp(-static_cast<double>(g)));
-    const float silu = __fdiv_rn(g, __fadd_rn(1.0f, e));
-    a.out[i] = to_bf16(__fmul_rn(silu, u));
+    a.out[i] = to_bf16(silu_mul_f32(ld_bf16(a.gate + i), ld_bf16(a.up + i)));
   }
 }
 

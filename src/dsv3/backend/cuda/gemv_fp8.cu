@@ -10,68 +10,21 @@
 // Precision: e4m3 x e4m3 products on the tensor cores, each 32-wide partial sum started from zero (the cores add
 //   with reduced precision inside one mma) and added in fp32; per 128-K block the sum is scaled by sa·sw in fp32
 //   as the reference does; one rounding to bf16 (or none for f32). Summation order differs from the reference.
+// The warp core (loads, mma, scales) lives in fp8.cuh, shared with the grouped MoE kernels (moe_grouped.cu).
 // Reference: CpuBackend::linear (FP8); checked by tests/ops cases linear(... path=gemv).
-#include <cuda_fp8.h>
-
-#include "dsv3/backend/cuda/common.cuh"
+#include "dsv3/backend/cuda/fp8.cuh"
 
 namespace dsv3::cuda {
 namespace {
 
 constexpr int kWarps = 8, kThreads = kWarps * 32;
 
-// Weights are read once: keep them out of L1 so that the tokens' codes (re-read by every warp) stay there.
-__device__ __forceinline__ uint4 ld_stream16(const uint8_t* p) {
-  uint4 v;
-  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-      : "l"(p));
-  return v;
-}
-
-// 16 bytes row[k .. k+16) with zeros past `len` (the partial last K block must add nothing).
-// kVec: len % 16 == 0 and the row 16-byte aligned, so a chunk is either wholly inside or wholly outside; the load
-// is unconditional (from a clamped address) and the zeros are a select, so no branch separates the loads in flight.
-template <bool kVec, bool kStream>
-__device__ __forceinline__ uint4 load16(const uint8_t* row, int k, int len) {
-  if constexpr (kVec) {
-    const uint8_t* p = row + min(k, len - 16);
-    uint4 v;
-    if constexpr (kStream) v = ld_stream16(p);
-    else v = __ldg(reinterpret_cast<const uint4*>(p));
-    const bool in = k < len;
-    return make_uint4(in ? v.x : 0u, in ? v.y : 0u, in ? v.z : 0u, in ? v.w : 0u);
-  } else {
-    uint32_t w[4] = {0, 0, 0, 0};
-#pragma unroll
-    for (int i = 0; i < 16; ++i)
-      if (k + i < len) w[i / 4] |= static_cast<uint32_t>(__ldg(row + k + i)) << (8 * (i % 4));
-    return make_uint4(w[0], w[1], w[2], w[3]);
-  }
-}
-
-// d = A(16x32 e4m3) · B(32x8 e4m3), fp32 out, from a zero accumulator.
-__device__ __forceinline__ void mma_e4m3(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
-                                         uint32_t b0, uint32_t b1) {
-  asm("mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%10, %10, %10, %10};"
-      : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1), "f"(0.f));
-}
-
-__device__ __forceinline__ uint32_t word(const uint4& v, int i) {
-  return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
-}
-
 // R: 8-row tiles per warp (2 halves the codes re-read per weight byte at 16 tokens). kVec: 16-byte loads.
-// kHi: tokens 8..15 exist (otherwise the mma's upper A rows are constant zero).
-// Lane (g = lane/4, q = lane%4): weight row n0 + 8r + g; token rows g and g + 8; K bytes 64j + 16q .. +16 of
-// each 128-K block (j = 0, 1); the accumulator entries i: token g + 8·(i/2), output column n0 + 8r + 2q + i%2.
+// kHi: tokens 8..15 exist (otherwise the mma's upper A rows are constant zero). The warp's arithmetic is
+// fp8_gemv_warp (fp8.cuh); lane (g = lane/4, q = lane%4) ends with token rows g and g + 8 against output columns
+// n0 + 8r + 2q + i%2.
 template <int R, bool kVec, bool kHi>
 __global__ void __launch_bounds__(kThreads, 2) linear_fp8_gemv_kernel(const LinearFp8GemvArgs a, int wpt) {
-  // 128-K blocks in flight per warp: 2·R·kU 16-byte weight loads per lane. (256, 2) caps the registers at 128, which
-  // holds them all (ptxas -v: no spills) and leaves 16 warps per SM; the bytewise path keeps one block.
-  constexpr int kU = kVec ? 4 / R : 1;
   __shared__ float red[kWarps][R * 4][32];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3;
   const int part = warp & (wpt - 1);
@@ -85,59 +38,12 @@ __global__ void __launch_bounds__(kThreads, 2) linear_fp8_gemv_kernel(const Line
 #pragma unroll
     for (int r = 0; r < R; ++r)  // rows past m read row m-1; their columns are never stored
       wrow[r] = a.w + static_cast<int64_t>(min(n0 + 8 * r + g, a.m - 1)) * a.k;
-    // Token rows past n read row n-1: the mma keeps A's rows apart, so they only reach accumulator rows that are
-    // never stored (and their scales are zero).
-    const bool lo_ok = g < a.n, hi_ok = kHi && g + 8 < a.n;
-    const uint8_t* alo = a.codes + static_cast<int64_t>(min(g, a.n - 1)) * a.k;
-    const uint8_t* ahi = a.codes + static_cast<int64_t>(min(g + 8, a.n - 1)) * a.k;
+    // Token rows past n read row n-1 (fp8_gemv_warp zeroes their scales).
+    const int tlo = min(g, a.n - 1), thi = min(g + 8, a.n - 1);
     const float* swr = a.sw + static_cast<int64_t>(n0 / 128) * kb;  // 8·R divides 128: one scale row per tile
-    for (int b0 = part; b0 < kb; b0 += wpt * kU) {
-      uint4 wv[kU][R][2], al[kU][2], ah[kU][2];
-      float s_lo[kU], s_hi[kU];
-      // Issue every load of the kU blocks before the first mma. Blocks past kb re-read block kb-1 (finite codes)
-      // with zero scales, which keeps the loads unconditional.
-#pragma unroll
-      for (int u = 0; u < kU; ++u) {
-        const bool ok = b0 + u * wpt < kb;
-        const int b = min(b0 + u * wpt, kb - 1);
-#pragma unroll
-        for (int j = 0; j < 2; ++j) {
-          const int k = b * 128 + 64 * j + 16 * q;
-#pragma unroll
-          for (int r = 0; r < R; ++r) wv[u][r][j] = load16<kVec, true>(wrow[r], k, a.k);
-          al[u][j] = load16<kVec, false>(alo, k, a.k);
-          ah[u][j] = kHi ? load16<kVec, false>(ahi, k, a.k) : make_uint4(0, 0, 0, 0);
-        }
-        const float sw = __ldg(swr + b);
-        const float sl = __ldg(a.sa + static_cast<int64_t>(b) * a.n + min(g, a.n - 1)) * sw;
-        const float sh = kHi ? __ldg(a.sa + static_cast<int64_t>(b) * a.n + min(g + 8, a.n - 1)) * sw : 0.f;
-        s_lo[u] = ok && lo_ok ? sl : 0.f;
-        s_hi[u] = ok && hi_ok ? sh : 0.f;
-      }
-#pragma unroll
-      for (int u = 0; u < kU; ++u) {
-#pragma unroll
-        for (int r = 0; r < R; ++r) {
-          float blk[4] = {0.f, 0.f, 0.f, 0.f};
-#pragma unroll
-          for (int j = 0; j < 2; ++j) {
-#pragma unroll
-            for (int h = 0; h < 2; ++h) {  // K bytes 8h .. 8h+8 of the lane's 16: slots a0/b0 and a2/b1
-              float d[4];
-              const uint32_t hi0 = kHi ? word(ah[u][j], 2 * h) : 0u, hi1 = kHi ? word(ah[u][j], 2 * h + 1) : 0u;
-              mma_e4m3(d, word(al[u][j], 2 * h), hi0, word(al[u][j], 2 * h + 1), hi1, word(wv[u][r][j], 2 * h),
-                       word(wv[u][r][j], 2 * h + 1));
-#pragma unroll
-              for (int i = 0; i < 4; ++i) blk[i] += d[i];
-            }
-          }
-          acc[r][0] += blk[0] * s_lo[u];
-          acc[r][1] += blk[1] * s_lo[u];
-          acc[r][2] += blk[2] * s_hi[u];
-          acc[r][3] += blk[3] * s_hi[u];
-        }
-      }
-    }
+    fp8_gemv_warp<R, kVec, kHi>(acc, wrow, swr, a.codes + static_cast<int64_t>(tlo) * a.k,
+                                a.codes + static_cast<int64_t>(thi) * a.k, a.sa + tlo, a.sa + thi, a.n, g < a.n,
+                                kHi && g + 8 < a.n, a.k, part, wpt);
   }
 #pragma unroll
   for (int r = 0; r < R; ++r)

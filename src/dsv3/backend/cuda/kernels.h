@@ -245,6 +245,55 @@ struct MoeCombineArgs {
 };
 void launch_moe_combine(const MoeCombineArgs& a, cudaStream_t s);
 
+// ---- moe_grouped.cu (decode-size MoE: every expert in one launch per projection, no host read-back) ----
+// The grouped path of CudaBackend::moe_experts: route (count, scan, active list, permutation) on the device, x
+// quantized once per token (launch_quantize_fp8), then gate/up + SwiGLU + FP8 quantization of h in one launch and
+// down in one launch over all experts, then launch_moe_combine. Nothing is read back to the host.
+constexpr int kMoeRouteMaxExperts = 4096;  // the route kernel's shared-memory histogram (2 ints per expert)
+
+struct MoeExpertPtrs {     // one expert's FP8 weights in device memory (a device array of these per expert list)
+  const uint8_t* gate;     // [f, d] e4m3
+  const float* gate_sc;    // [ceil(f/128), ceil(d/128)] scale_inv
+  const uint8_t* up;       // [f, d]
+  const float* up_sc;      // [ceil(f/128), ceil(d/128)]
+  const uint8_t* down;     // [d, f]
+  const float* down_sc;    // [ceil(d/128), ceil(f/128)]
+};
+
+struct MoeRouteArgs {
+  const int32_t* ids;  // [entries] = [n, top_k] expert ids
+  int32_t* counts;     // [n_experts] rows per expert
+  int32_t* offsets;    // [n_experts] first permuted row of each expert: exclusive scan of counts
+  int32_t* active;     // [n_experts] the experts with rows, ascending (the first *n_active are written)
+  int32_t* n_active;   // [1]
+  int32_t* row_of;     // [entries] permuted row of entry (t, k); -1 for an expert id outside [0, n_experts)
+  int32_t* tok_of;     // [entries] token of each permuted row (the first Σ counts are written)
+  int entries, top_k, n_experts;  // n_experts <= kMoeRouteMaxExperts
+  uint32_t* err;       // kErrExpertId for an id outside [0, n_experts)
+};
+void launch_moe_route(const MoeRouteArgs& a, cudaStream_t s);
+
+// Both projections' launches share one Args. Expert e's rows are the permuted rows [offsets[e], offsets[e] +
+// counts[e]); grid.y = slots = min(n_experts, entries) >= n_active, and slot y serves expert active[y].
+struct MoeGroupedArgs {
+  const MoeExpertPtrs* experts;  // [n_experts]
+  const int32_t* counts;         // [n_experts]     (MoeRouteArgs)
+  const int32_t* offsets;        // [n_experts]
+  const int32_t* active;         // [n_experts]
+  const int32_t* n_active;       // [1]
+  const int32_t* tok_of;         // [entries]
+  const uint8_t* x_codes;        // [n, d] e4m3 codes of x (launch_quantize_fp8)
+  const float* x_scales;         // [ceil(d/128), n]
+  uint8_t* h_codes;              // [entries, f] codes of h = bf16(silu(gate)·up), per permuted row
+  float* h_scales;               // [ceil(f/128), entries]
+  bf16_t* y;                     // [entries, d] down-projection output per permuted row (launch_moe_combine's y_perm)
+  int n, d, f, entries, slots;
+  bool vec;                      // d % 16 == 0, f % 16 == 0 and every weight 16-byte aligned: 16-byte loads
+  bool ue8m0;
+};
+void launch_moe_gate_up_fp8(const MoeGroupedArgs& a, cudaStream_t s);
+void launch_moe_down_fp8(const MoeGroupedArgs& a, cudaStream_t s);
+
 // ---- synthetic.cu (--load_format dummy: weights made in device memory, bit-identical to io/synthetic.cpp) ----
 enum SynthOut : int { kSynthOutF32, kSynthOutBf16, kSynthOutFp8 };
 struct SynthArgs {
@@ -272,6 +321,7 @@ void launch_sample(const SampleArgs& a, cudaStream_t s);
 static_assert(std::is_trivially_copyable_v<RmsNormArgs> && std::is_trivially_copyable_v<MlaDecodeArgs> &&
               std::is_trivially_copyable_v<RouterArgs> && std::is_trivially_copyable_v<GemmFallbackArgs> &&
               std::is_trivially_copyable_v<LinearFp8GemvArgs> && std::is_trivially_copyable_v<SynthArgs> &&
-              std::is_trivially_copyable_v<SampleArgs> && std::is_trivially_copyable_v<SampleRowParams>);
+              std::is_trivially_copyable_v<SampleArgs> && std::is_trivially_copyable_v<SampleRowParams> &&
+              std::is_trivially_copyable_v<MoeRouteArgs> && std::is_trivially_copyable_v<MoeGroupedArgs>);
 
 }  // namespace dsv3::cuda

@@ -5,17 +5,10 @@
 // reference's order with explicit _rn operations, so they are bitwise equal to CpuBackend::linear / mla_absorb_*.
 // The fast paths are cuBLASLt (gemm.cpp); these kernels serve the shapes it rejects.
 // Reference: CpuBackend::linear; checked by tests/ops cases linear_* and mla_absorb_*.
-#include <cuda_fp8.h>
-
-#include "dsv3/backend/cuda/common.cuh"
+#include "dsv3/backend/cuda/fp8.cuh"
 
 namespace dsv3::cuda {
 namespace {
-
-__device__ __forceinline__ float fp8_to_float(uint8_t code) {
-  const __half_raw h = __nv_cvt_fp8_to_halfraw(static_cast<__nv_fp8_storage_t>(code), __NV_E4M3);
-  return __half2float(__half(h));
-}
 
 // One warp per (row t, group g).
 __global__ void quantize_fp8_kernel(const QuantArgs a) {
@@ -35,19 +28,13 @@ __global__ void quantize_fp8_kernel(const QuantArgs a) {
     amax = fmaxf(amax, fabsf(v[q]));
   }
   amax = warp_max(amax);
-  amax = fmaxf(amax, 1e-4f);
-  float s = __fdiv_rn(amax, 448.0f);
-  if (a.ue8m0) {  // next power of two >= s, from the fp32 bits (model-spec §5.3 step 4)
-    const uint32_t u = __float_as_uint(s);
-    const int e = static_cast<int>((u >> 23) & 0xff) - 127 + ((u & 0x7fffff) != 0);
-    s = ldexpf(1.0f, e);
-  }
+  const float s = fp8_group_scale(amax, a.ue8m0);
   if (lane == 0) a.scales[static_cast<int64_t>(g) * a.n + t] = s;
   uint8_t* cr = a.codes + static_cast<int64_t>(t) * a.k;
 #pragma unroll
   for (int q = 0; q < 4; ++q) {
     const int i = lo + lane + 32 * q;
-    if (i < hi) cr[i] = static_cast<uint8_t>(__nv_cvt_float_to_fp8(__fdiv_rn(v[q], s), __NV_SATFINITE, __NV_E4M3));
+    if (i < hi) cr[i] = fp8_encode(v[q], s);
   }
 }
 

@@ -1,4 +1,5 @@
 // moe.cu: routed-expert plumbing — count tokens per expert, permute rows by expert, weighted combine (backend/cuda).
+// count and permute serve moe_experts' per-expert loop; combine serves it and the grouped path (moe_grouped.cu).
 // Parallelisation: count and permute one thread per (token, k) entry (atomics; the permuted order inside an expert
 // is arbitrary, nothing depends on it); combine one block per token.
 // Precision: combine sums w·y in fp32 in ascending expert id (then k) order, as the reference does, one bf16 rounding.
