@@ -18,6 +18,10 @@ struct CudaBackendOptions {
   bool fp8_gemm_fallback = false;   // DSV3_CUDA_FP8_GEMM=fallback: own FP8 kernel, cuBLASLt for bf16 only
   bool no_fp8_gemv = false;         // DSV3_CUDA_FP8_GEMV=0: no decode GEMV; 1..16 rows go to cuBLASLt/fallback
   bool simple_mla_decode = false;   // DSV3_MLA_DECODE=simple: the CUDA-core decode kernel instead of WMMA (tests)
+  // DSV3_MLA_PREFILL=simple: the CUDA-core prefill kernel instead of the tensor-core one (tests); =mma64: the
+  // tensor-core kernel with 64 query rows per CTA instead of 128 (=mma, the default).
+  bool simple_mla_prefill = false;
+  int mla_prefill_q_rows = 128;     // 128 or 64
   static CudaBackendOptions from_env();
 };
 
