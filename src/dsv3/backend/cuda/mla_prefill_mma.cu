@@ -318,8 +318,10 @@ __global__ void __launch_bounds__(Cfg<kWarps>::kThreads, Cfg<kWarps>::kMinBlocks
   bf16_t* out1 = out0 + 8 * out_row;
 #pragma unroll
   for (int n = 0; n < kVd / 8; ++n) {
-    if (r0 < rows) *reinterpret_cast<__nv_bfloat162*>(out0 + 8 * n) = __floats2bfloat162_rn(o[n][0] * inv0, o[n][1] * inv0);
-    if (r1 < rows) *reinterpret_cast<__nv_bfloat162*>(out1 + 8 * n) = __floats2bfloat162_rn(o[n][2] * inv1, o[n][3] * inv1);
+    if (r0 < rows)
+      *reinterpret_cast<__nv_bfloat162*>(out0 + 8 * n) = __floats2bfloat162_rn(o[n][0] * inv0, o[n][1] * inv0);
+    if (r1 < rows)
+      *reinterpret_cast<__nv_bfloat162*>(out1 + 8 * n) = __floats2bfloat162_rn(o[n][2] * inv1, o[n][3] * inv1);
   }
 }
 
