@@ -25,6 +25,7 @@
 #include "dsv3/backend/cuda/cuda_backend.h"
 #include "dsv3/base/sampling.h"
 #include "dsv3/base/hash.h"
+#include "dsv3/base/numeric.h"
 #include "dsv3/base/timer.h"
 #include "dsv3/io/synthetic.h"
 #include "dsv3/io/tiny_model.h"
@@ -39,11 +40,12 @@ struct Env {
   Backend* cpu = nullptr;
   Backend* gpu = nullptr;         // cuBLASLt + mma.sync decode (the production configuration)
   Backend* gpu_fb = nullptr;      // own GEMM kernels (DSV3_CUDA_GEMM=fallback)
-  Backend* gpu_simple = nullptr;  // CUDA-core mla_decode (DSV3_MLA_DECODE=simple)
+  Backend* gpu_simple = nullptr;  // CUDA-core mla_decode, mla_prefill (DSV3_MLA_DECODE=simple, DSV3_MLA_PREFILL=simple)
   Backend* gpu_nogemv = nullptr;  // production without the FP8 decode GEMV (DSV3_CUDA_FP8_GEMV=0), for --perf
   Backend* gpu_wmma = nullptr;    // WMMA mla_decode (DSV3_MLA_DECODE=wmma)
   Backend* gpu_moe_loop = nullptr;     // production with DSV3_MOE=loop (per-expert linear() calls)
   Backend* gpu_moe_grouped = nullptr;  // production with DSV3_MOE=grouped (moe_grouped.cu at every batch size)
+  Backend* gpu_prefill64 = nullptr;  // tensor-core mla_prefill with 64 query rows per CTA (DSV3_MLA_PREFILL=mma64)
 };
 
 // One case's device tensors; a deque keeps references stable.
@@ -90,6 +92,15 @@ const Tol kTolAttn{.atol = 0, .rtol = 1.0 / 64, .atol_rms = 4e-3, .min_cos = 0.9
 // Tensor-core decode (mma and wmma kernels): P is rounded to bf16 before P·V (relative 2^-9 per weight, averaging
 // out over the keys; measured in a numpy emulation of the mma kernel: ~1.4e-3 relative rms against an fp64 softmax).
 const Tol kTolAttnWmma{.atol = 0, .rtol = 1.0 / 32, .atol_rms = 1e-2, .min_cos = 0.9999, .max_nmse = 1e-4};
+// Tensor-core prefill (mla_prefill_mma.cu): P is rounded to bf16 (unit roundoff u = 2^-8) for P·V while the row sum
+// keeps the fp32 values, so out = Σ_t w_t (1 + δ_t) v_t with |δ_t| <= u, rounded once to bf16 like the reference:
+// per element |got - ref| <= u · (Σ_t w_t |v_t| + 2 |ref|), which prefill_case checks exactly (the reference run on
+// |v| gives Σ w |v|; x1.1 for the fp32 sums and that run's own rounding). On top, this Tol's statistics: a numpy model
+// of the kernel's arithmetic (dev/kernels/mla_prefill_mma_model.py numerics) gives NMSE 1-6e-6 (1 - cos about half
+// that) from 300 to 4096 tokens, the bound's worst ratio 0.6, this Tol's 0.47. Its per-element
+// slack is 5% of the rms, not 1%: the first rows of a long prompt see few keys, so their outputs (and their ~u·|o|
+// errors) are several times the tensor's rms.
+const Tol kTolAttnMma{.atol = 0, .rtol = 1.0 / 32, .atol_rms = 5e-2, .min_cos = 0.99999, .max_nmse = 2e-5};
 // MoE: two GEMMs in a chain with bf16 intermediates. Where the first GEMM's result differs by a bf16 ulp, the FP8
 // re-quantization of the down projection's input can move a code by one e4m3 step (12.5%) — for ~1-2% of the
 // inputs, so ~1% relative error in the output is expected from a correct kernel; bf16 weights flip only bf16 ulps.
@@ -314,27 +325,136 @@ void absorb_case(int n, int H, int nope, int rope, int vd, int rank, int which, 
   });
 }
 
-// Sequences given as (queries, keys) pairs: keys >= queries; a chunked prefill has keys > queries.
-void prefill_case(std::vector<std::pair<int, int>> seqs, int H, int nope, int rope, int vd, bool quick) {
+// The tensor-core prefill's per-element bound (kTolAttnMma): |got - ref| <= 1.1 · 2^-8 · (Σ w|v| + 2 |ref|).
+bool within_p_rounding_bound(const Tensor& ref, const Tensor& got, const Tensor& abs_wv) {
+  const int64_t n = ref.numel();
+  int64_t bad = 0, first = -1, worst = -1;
+  double worst_ratio = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double r = bf16_to_f32(ref.as<const bf16>()[i]), g = bf16_to_f32(got.as<const bf16>()[i]);
+    const double lim = 1.1 * std::ldexp(1.0, -8) * (bf16_to_f32(abs_wv.as<const bf16>()[i]) + 2 * std::fabs(r)) + 1e-6;
+    const double ratio = std::isfinite(g) ? std::fabs(g - r) / lim : 1e30;
+    if (ratio > 1) {
+      ++bad;
+      if (first < 0) first = i;
+    }
+    if (ratio > worst_ratio) worst_ratio = ratio, worst = i;
+  }
+  if (bad == 0) return true;
+  const int64_t heads = ref.shape()[1], width = ref.shape()[2];
+  auto at = [&](int64_t i) {
+    return fmt::format("[{}, {}, {}]: ref {:.8g} got {:.8g} sum w|v| {:.6g}", i / (heads * width), i / width % heads,
+                       i % width, bf16_to_f32(ref.as<const bf16>()[i]),
+                       bf16_to_f32(got.as<const bf16>()[i]), bf16_to_f32(abs_wv.as<const bf16>()[i]));
+  };
+  fmt::print("    out: {} of {} elements outside the P-rounding bound; first at {}\n", bad, n, at(first));
+  fmt::print("    worst at {} ({:.3g}x the bound)\n", at(worst), worst_ratio);
+  return false;
+}
+
+// Sequences given as (queries, keys) pairs: keys >= queries; a chunked prefill has keys > queries (the earlier chunks
+// are in the cache: kv and k_pe hold all keys, q only the new queries). which: 0 production (the tensor-core kernel,
+// 128 query rows per CTA, for nope 128 / rope 64 / v 128; other dims fall back to the CUDA-core kernel), 1 the
+// CUDA-core kernel (DSV3_MLA_PREFILL=simple), 2 the tensor-core kernel with 64 query rows (DSV3_MLA_PREFILL=mma64).
+// q_std scales the queries: scores of std ~q_std, so 4 makes the softmax peaky and moves the running max often.
+// With more than 16 heads the GPU runs all of them and the CPU reference 4 of them (the first two, a middle one, the
+// last: a head enters the kernel only through its offsets), which keeps the reference's time in seconds for H = 128
+// at 4096 tokens.
+void prefill_case(std::vector<std::pair<int, int>> seqs, int H, int nope, int rope, int vd, int which, bool quick,
+                  float q_std = 1.f) {
   std::string v;
   for (auto [q, k] : seqs) v += fmt::format("{}{}:{}", v.empty() ? "" : "/", q, k);
-  add_case("mla_prefill", fmt::format("seqs={},H={},nope={},rope={},v={}", v, H, nope, rope, vd), quick, [=](Env& env) {
-    Rng rng(9000 + H + nope);
+  if (seqs.size() > 6) v = fmt::format("{}_seqs", seqs.size());  // their lengths: register_cases()
+  const char* kernel = which == 1 ? "simple" : which == 2 ? "mma64" : "default";
+  add_case("mla_prefill", fmt::format("seqs={},H={},nope={},rope={},v={},q_std={},kernel={}", v, H, nope, rope, vd,
+                                      q_std, kernel),
+           quick, [=](Env& env) {
+    Backend& gpu = which == 1 ? *env.gpu_simple : which == 2 ? *env.gpu_prefill64 : *env.gpu;
+    Rng rng(9000 + H + nope + static_cast<int>(seqs.size()));
     std::vector<int32_t> cq{0}, ck{0};
     for (auto [q, k] : seqs) cq.push_back(cq.back() + q), ck.push_back(ck.back() + k);
-    const int nq = cq.back(), nk = ck.back();
-    Tensor q = rand_bf16(rng, {nq, H, nope + rope}), kv = rand_bf16(rng, {nk, H, nope + vd}), kpe = rand_bf16(rng, {nk, rope});
+    const int nq = cq.back(), nk = ck.back(), qd = nope + rope, kvd = nope + vd;
+    Tensor q = rand_bf16(rng, {nq, H, qd}, q_std), kv = rand_bf16(rng, {nk, H, kvd}), kpe = rand_bf16(rng, {nk, rope});
     Tensor tcq = host_i32({static_cast<int64_t>(cq.size())}, cq), tck = host_i32({static_cast<int64_t>(ck.size())}, ck);
-    Tensor out(DType::kBF16, {nq, H, vd});
-    const float scale = 1.f / std::sqrt(static_cast<float>(nope + rope));
-    Dev d(*env.gpu);
+    const float scale = 1.f / std::sqrt(static_cast<float>(qd));
+    Dev d(gpu);
     TensorView dout = d.out(DType::kBF16, {nq, H, vd}, "out");
-    env.cpu->mla_prefill({.q = q, .kv = kv, .k_pe = kpe, .cu_q = tcq, .cu_kv = tck, .out = out, .qk_nope_head_dim = nope,
-                          .v_head_dim = vd, .softmax_scale = scale});
-    env.gpu->mla_prefill({.q = d.up(q, "q"), .kv = d.up(kv, "kv"), .k_pe = d.up(kpe, "k_pe"), .cu_q = d.up(tcq, "cu_q"),
-                          .cu_kv = d.up(tck, "cu_kv"), .out = dout, .qk_nope_head_dim = nope, .v_head_dim = vd,
-                          .softmax_scale = scale});
-    return compare("out", out, d.get(dout), kTolAttn) && d.guards_ok;
+    gpu.mla_prefill({.q = d.up(q, "q"), .kv = d.up(kv, "kv"), .k_pe = d.up(kpe, "k_pe"), .cu_q = d.up(tcq, "cu_q"),
+                     .cu_kv = d.up(tck, "cu_kv"), .out = dout, .qk_nope_head_dim = nope, .v_head_dim = vd,
+                     .softmax_scale = scale});
+    Tensor got = d.get(dout);
+    std::vector<int> heads;  // the heads the reference checks
+    if (H <= 16) {
+      for (int h = 0; h < H; ++h) heads.push_back(h);
+    } else {
+      heads = {0, 1, H / 2, H - 1};
+    }
+    const int hs = static_cast<int>(heads.size());
+    auto pick = [&](const Tensor& t, int rows, int width) {  // [rows, H, width] -> [rows, hs, width]
+      Tensor sub(DType::kBF16, {rows, hs, width});
+      for (int r = 0; r < rows; ++r)
+        for (int i = 0; i < hs; ++i)
+          std::memcpy(sub.as<bf16>() + (static_cast<int64_t>(r) * hs + i) * width,
+                      t.as<const bf16>() + (static_cast<int64_t>(r) * H + heads[static_cast<size_t>(i)]) * width,
+                      static_cast<size_t>(width) * 2);
+      return sub;
+    };
+    Tensor q_ref = hs == H ? std::move(q) : pick(q, nq, qd), kv_ref = hs == H ? std::move(kv) : pick(kv, nk, kvd);
+    Tensor got_ref = hs == H ? std::move(got) : pick(got, nq, vd), out(DType::kBF16, {nq, hs, vd});
+    MlaPrefillParams p{.q = q_ref, .kv = kv_ref, .k_pe = kpe, .cu_q = tcq, .cu_kv = tck, .out = out,
+                       .qk_nope_head_dim = nope, .v_head_dim = vd, .softmax_scale = scale};
+    env.cpu->mla_prefill(p);
+    const bool mma = which != 1 && nope == 128 && rope == 64 && vd == 128;
+    if (!mma) return compare("out", out, got_ref, kTolAttn) && d.guards_ok;
+    bool ok = compare("out", out, got_ref, kTolAttnMma);
+    // The exact bound of kTolAttnMma's comment: Σ_t w_t |v_t| is the reference's output for |v|.
+    for (int64_t e = 0; e < kv_ref.numel(); ++e)
+      if (e % kvd >= nope) kv_ref.as<bf16>()[e].bits &= 0x7fff;
+    Tensor abs_out(DType::kBF16, {nq, hs, vd});
+    p.out = abs_out;
+    env.cpu->mla_prefill(p);
+    ok &= within_p_rounding_bound(out, got_ref, abs_out);
+    return ok && d.guards_ok;
+  });
+}
+
+// Bad input the host cannot see (cu_q / cu_kv live on the device): a sequence with more queries than keys sets the
+// device error bit, which the backend reports as dsv3::Error; the next call on the same backend works again.
+void prefill_error_case(int which) {
+  add_case("mla_prefill", fmt::format("error=more_queries_than_keys,kernel={}", which ? "simple" : "default"), true,
+           [=](Env& env) {
+    if (env.gpu->host_visible()) {  // --self-check: the CPU reference throws before computing anything
+      fmt::print("    skipped: backend {} is host-visible\n", env.gpu->name());
+      return true;
+    }
+    Backend& gpu = which ? *env.gpu_simple : *env.gpu;
+    Rng rng(9500);
+    const int H = 2, nq = 10, nk = 12;
+    Tensor q = rand_bf16(rng, {nq, H, 192}), kv = rand_bf16(rng, {nk, H, 256}), kpe = rand_bf16(rng, {nk, 64});
+    Tensor bad_q = host_i32({3}, {0, 3, 10}), bad_k = host_i32({3}, {0, 10, 12});  // sequence 1: 7 queries, 2 keys
+    Dev d(gpu);
+    MlaPrefillParams p{.q = d.up(q, "q"), .kv = d.up(kv, "kv"), .k_pe = d.up(kpe, "k_pe"), .cu_q = d.up(bad_q, "cu_q"),
+                       .cu_kv = d.up(bad_k, "cu_kv"), .out = d.out(DType::kBF16, {nq, H, 128}, "out"),
+                       .qk_nope_head_dim = 128, .v_head_dim = 128, .softmax_scale = 0.07f};
+    bool thrown = false;
+    try {
+      gpu.mla_prefill(p);
+      gpu.synchronize();
+    } catch (const Error& e) {
+      thrown = std::string(e.what()).find("more queries than keys") != std::string::npos;
+      if (!thrown) fmt::print("    unexpected error: {}\n", e.what());
+    }
+    if (!thrown) fmt::print("    no error for a sequence with 7 queries and 2 keys\n");
+    p.cu_q = d.up(host_i32({3}, {0, 3, 10}), "cu_q"), p.cu_kv = d.up(host_i32({3}, {0, 4, 12}), "cu_kv");
+    bool recovered = true;
+    try {
+      gpu.mla_prefill(p);
+      gpu.synchronize();
+    } catch (const Error& e) {
+      fmt::print("    the error bit was not cleared: {}\n", e.what());
+      recovered = false;
+    }
+    return thrown && recovered && d.guards_ok;
   });
 }
 
@@ -1003,11 +1123,34 @@ void register_cases() {
     absorb_case(9, 16, 128, 64, 128, 512, which, false);
     absorb_case(4, 3, 24, 8, 16, 40, which, true);
   }
-  prefill_case({{1, 1}}, 4, 128, 64, 128, true);
-  prefill_case({{37, 37}, {16, 100}, {1, 300}}, 4, 128, 64, 128, true);
-  prefill_case({{70, 300}, {64, 64}}, 2, 128, 64, 128, false);
-  prefill_case({{64, 4096}}, 2, 128, 64, 128, false);
-  prefill_case({{20, 33}, {9, 9}}, 3, 24, 8, 40, true);
+  // mla_prefill: every kernel on the same shapes. Tile edges: 1..5 queries, odd lengths, 64/128 +- 1 (the query
+  // tile and the key tile), ragged batches with empty sequences, chunks (q_len < kv_len: the diagonal at an offset
+  // that is not a multiple of 64), a peaky softmax, many sequences (the tile map's search), and H = 128 at 1024 and
+  // 4096 tokens.
+  for (int which : {0, 1, 2}) {
+    prefill_case({{1, 1}}, 4, 128, 64, 128, which, true);
+    prefill_case({{5, 5}}, 3, 128, 64, 128, which, true);
+    prefill_case({{77, 77}}, 2, 128, 64, 128, which, true);
+    prefill_case({{130, 130}}, 2, 128, 64, 128, which, true);
+    prefill_case({{63, 63}, {64, 64}, {65, 65}, {127, 127}, {128, 128}, {129, 129}}, 2, 128, 64, 128, which, true);
+    prefill_case({{37, 37}, {16, 100}, {1, 300}}, 4, 128, 64, 128, which, true);
+    prefill_case({{0, 0}, {3, 3}, {0, 40}, {200, 200}, {2, 2}}, 3, 128, 64, 128, which, true);
+    prefill_case({{70, 300}, {64, 64}}, 2, 128, 64, 128, which, false);
+    prefill_case({{100, 1000}, {1, 513}, {127, 255}, {5, 69}}, 2, 128, 64, 128, which, true);
+    prefill_case({{300, 300}, {45, 500}}, 2, 128, 64, 128, which, true, 4.f);
+    prefill_case({{64, 4096}}, 2, 128, 64, 128, which, false);
+    {
+      std::vector<std::pair<int, int>> many;
+      for (int s = 0; s < 40; ++s) many.push_back({(s * 37) % 150 + (s % 7 == 0 ? 0 : 1), (s * 37) % 150 + 1 + (s % 3) * 50});
+      prefill_case(many, 2, 128, 64, 128, which, true);
+    }
+    prefill_case({{1024, 1024}}, 128, 128, 64, 128, which, false);
+    prefill_case({{20, 33}, {9, 9}}, 3, 24, 8, 40, which, true);  // odd dims: the CUDA-core kernel for every `which`
+  }
+  prefill_case({{4096, 4096}}, 128, 128, 64, 128, 0, false);
+  prefill_case({{512, 4096}, {1024, 1024}}, 128, 128, 64, 128, 0, false);  // a 4096-token chunked prompt + a prompt
+  prefill_error_case(0);
+  prefill_error_case(1);
   for (DecodeWhich which : {DecodeWhich::kDefault, DecodeWhich::kSimple, DecodeWhich::kWmma}) {
     decode_case({1, 63, 64, 65, 1000, 8192}, 16, 512, 64, 64, which, false);
     decode_case({3000, 129}, 128, 512, 64, 64, which, false);
@@ -1233,20 +1376,50 @@ void perf_moe(Env& env) {
   }
 }
 
+// Causal prefill attention at H = 128 (DeepSeek-V3): one 4096-token prompt, 8 prompts of 1024 (the v3-slice
+// benchmark's batch) and a 1024-token chunk after 3072 cached tokens, on each kernel. FLOPs are counted exactly:
+// Σ over queries of the keys it sees (kv_len - q_len + i + 1) x H x 2 x (192 + 128).
 void perf_prefill(Env& env) {
-  Backend& gpu = *env.gpu;
-  const int H = 128, L = 4096;
+  const int H = 128;
+  struct Config {
+    const char* name;
+    std::vector<std::pair<int, int>> seqs;  // (q_len, kv_len)
+  };
+  const Config configs[] = {{"1 x 4096", {{4096, 4096}}},
+                            {"8 x 1024", std::vector<std::pair<int, int>>(8, {1024, 1024})},
+                            {"chunk 1024 @ 4096", {{1024, 4096}}}};
+  struct Kernel {
+    const char* name;
+    Backend* gpu;
+  };
+  const Kernel kernels[] = {{"mma (128 rows)", env.gpu}, {"mma64 (64 rows)", env.gpu_prefill64},
+                            {"simple (CUDA cores)", env.gpu_simple}};
+  fmt::print("\n== perf: mla_prefill, H={}, nope 128 + rope 64, v 128, causal ==\n", H);
+  fmt::print("{:<18} {:<20} {:>10} {:>9} {:>7} {:>7}\n", "shape", "kernel", "time_ms", "TFLOPS", "%500", "%810");
   Rng rng(44);
-  Tensor q = tiled_bf16(rng, {L, H, 192}, 1.f), kv = tiled_bf16(rng, {L, H, 256}, 1.f), kpe = rand_bf16(rng, {L, 64});
-  Tensor cu = host_i32({2}, {0, L});
-  Dev d(gpu);
-  MlaPrefillParams p{.q = d.up(q, "q"), .kv = d.up(kv, "kv"), .k_pe = d.up(kpe, "k_pe"), .cu_q = d.up(cu, "cu_q"),
-                     .cu_kv = d.up(cu, "cu_kv"), .out = d.out(DType::kBF16, {L, H, 128}, "out"), .qk_nope_head_dim = 128,
-                     .v_head_dim = 128, .softmax_scale = 0.07f};
-  const double t = time_it(gpu, [&](int) { gpu.mla_prefill(p); });
-  const double flops = static_cast<double>(H) * L * (L + 1) / 2 * 2 * (192 + 128);
-  fmt::print("\n== perf: mla_prefill 1 x {} tokens, H={} (causal): {:.2f} ms, {:.1f} TFLOPS (target 500) ==\n", L, H,
-             t * 1e3, flops / t / 1e12);
+  for (const Config& c : configs) {
+    std::vector<int32_t> cq{0}, ck{0};
+    double flops = 0;
+    for (auto [nq, nk] : c.seqs) {
+      cq.push_back(cq.back() + nq), ck.push_back(ck.back() + nk);
+      for (int i = 0; i < nq; ++i) flops += static_cast<double>(nk - nq + i + 1) * H * 2 * (192 + 128);
+    }
+    const int nq = cq.back(), nk = ck.back();
+    Tensor q = tiled_bf16(rng, {nq, H, 192}, 1.f), kv = tiled_bf16(rng, {nk, H, 256}, 1.f);
+    Tensor kpe = rand_bf16(rng, {nk, 64});
+    Tensor tcq = host_i32({static_cast<int64_t>(cq.size())}, cq), tck = host_i32({static_cast<int64_t>(ck.size())}, ck);
+    for (const Kernel& k : kernels) {
+      Backend& gpu = *k.gpu;
+      Dev d(gpu);
+      MlaPrefillParams p{.q = d.up(q, "q"), .kv = d.up(kv, "kv"), .k_pe = d.up(kpe, "k_pe"), .cu_q = d.up(tcq, "cu_q"),
+                         .cu_kv = d.up(tck, "cu_kv"), .out = d.out(DType::kBF16, {nq, H, 128}, "out"),
+                         .qk_nope_head_dim = 128, .v_head_dim = 128, .softmax_scale = 0.07f};
+      const double t = time_it(gpu, [&](int) { gpu.mla_prefill(p); });
+      const double tflops = flops / t / 1e12;
+      fmt::print("{:<18} {:<20} {:>10.3f} {:>9.1f} {:>6.1f}% {:>6.1f}%\n", c.name, k.name, t * 1e3, tflops,
+                 100 * tflops / 500, 100 * tflops * 1e12 / kBf16Tflops);
+    }
+  }
 }
 
 // Next-token sampling at the V3 vocabulary: time per call against reading the logits once (the floor of any
@@ -1354,17 +1527,22 @@ int main(int argc, char** argv) {
   CpuBackend cpu, cpu2;
   CudaBackendOptions o;
   o.sync_each_op = !perf;  // in tests: name the op that faults
-  std::unique_ptr<Backend> gpu, gpu_fb, gpu_simple, gpu_nogemv, gpu_wmma, gpu_moe_loop, gpu_moe_grouped;
+  std::unique_ptr<Backend> gpu, gpu_fb, gpu_simple, gpu_nogemv, gpu_wmma, gpu_moe_loop, gpu_moe_grouped, gpu_prefill64;
   if (!self_check) {
     gpu = make_cuda_backend(o);
     o.force_gemm_fallback = true;
     gpu_fb = make_cuda_backend(o);
     o.force_gemm_fallback = false;
     o.mla_decode = MlaDecodeImpl::kSimple;
+    o.simple_mla_prefill = true;
     gpu_simple = make_cuda_backend(o);
+    o.simple_mla_prefill = false;
     o.mla_decode = MlaDecodeImpl::kWmma;
     gpu_wmma = make_cuda_backend(o);
     o.mla_decode = MlaDecodeImpl::kMma;
+    o.mla_prefill_q_rows = 64;
+    gpu_prefill64 = make_cuda_backend(o);
+    o.mla_prefill_q_rows = 128;
     o.no_fp8_gemv = true;
     if (perf) gpu_nogemv = make_cuda_backend(o);
     o.no_fp8_gemv = false;
@@ -1373,9 +1551,10 @@ int main(int argc, char** argv) {
     o.moe_path = CudaMoePath::kGrouped;
     gpu_moe_grouped = make_cuda_backend(o);
   }
-  Env env = self_check ? Env{&cpu, &cpu2, &cpu2, &cpu2, nullptr, &cpu2, &cpu2, &cpu2}
+  Env env = self_check ? Env{&cpu, &cpu2, &cpu2, &cpu2, nullptr, &cpu2, &cpu2, &cpu2, &cpu2}
                        : Env{&cpu,           gpu.get(),          gpu_fb.get(),           gpu_simple.get(),
-                             gpu_nogemv.get(), gpu_wmma.get(), gpu_moe_loop.get(), gpu_moe_grouped.get()};
+                             gpu_nogemv.get(), gpu_wmma.get(), gpu_moe_loop.get(), gpu_moe_grouped.get(),
+                             gpu_prefill64.get()};
   try {
     if (perf) {
       if (op_filter.empty() || op_filter == "linear") perf_linear(env);

@@ -47,6 +47,11 @@ CudaBackendOptions CudaBackendOptions::from_env() {
   const std::string moe = env("DSV3_MOE");
   EXPECT(moe.empty() || moe == "loop" || moe == "grouped", "DSV3_MOE must be 'loop' or 'grouped', got '{}'", moe);
   o.moe_path = moe == "loop" ? CudaMoePath::kLoop : moe == "grouped" ? CudaMoePath::kGrouped : CudaMoePath::kAuto;
+  const std::string prefill = env("DSV3_MLA_PREFILL");
+  EXPECT(prefill.empty() || prefill == "mma" || prefill == "mma64" || prefill == "simple",
+         "DSV3_MLA_PREFILL={}: expected mma (the default), mma64 or simple", prefill);
+  o.simple_mla_prefill = prefill == "simple";
+  o.mla_prefill_q_rows = prefill == "mma64" ? 64 : 128;
   return o;
 }
 
@@ -235,7 +240,8 @@ class CudaBackend final : public Backend {
     CHECK(!(bits & kErrDecodeLen), "mla_decode: a seq_len < 1, beyond the block table, or a bad block id{}", where);
     CHECK(!(bits & kErrExpertId), "moe_experts: an expert id outside [0, n_experts){}", where);
     EXPECT(!(bits & kErrEmbeddingId), "embedding: a token id outside the vocabulary{}", where);
-    EXPECT(!(bits & kErrPrefillLen), "mla_prefill: a sequence has more queries than keys{}", where);
+    EXPECT(!(bits & kErrPrefillLen), "mla_prefill: a sequence has more queries than keys, or cu_q / cu_kv point past "
+           "q / kv{}", where);
   }
 
   // Scratch that grows on demand; growing waits for the stream, since queued kernels may still use the old buffer.
@@ -575,16 +581,27 @@ void CudaBackend::mla_prefill(const MlaPrefillParams& p) {
   expect_tensor(p.cu_kv, DType::kI32, op, "cu_kv");
   expect_tensor(p.out, DType::kBF16, op, "out");
   const int nope = to_int(p.qk_nope_head_dim, op, "nope"), v = to_int(p.v_head_dim, op, "v");
-  const int rope = to_int(p.q.dim(2) - nope, op, "rope");
+  const int rope = to_int(p.q.dim(2) - nope, op, "rope"), heads = to_int(p.q.dim(1), op, "heads");
+  EXPECT(heads <= 65535, "mla_prefill: {} heads exceed the grid's y limit of 65535", heads);
+  const MlaPrefillArgs a{cbf(p.q), cbf(p.kv), cbf(p.k_pe), ci32(p.cu_q), ci32(p.cu_kv), bf(p.out),
+                         to_int(p.cu_q.numel() - 1, op, "n_seqs"), to_int(p.q.dim(0), op, "n_q"),
+                         to_int(p.kv.dim(0), op, "n_kv"), heads, nope, rope, v, p.softmax_scale, err()};
+  // The tensor-core kernel: DeepSeek-V3 dims, 16-byte rows for cp.async, bf16x2 output stores, and a positive scale
+  // (its running max is taken on the raw scores). Anything else runs the CUDA-core kernel.
+  const bool mma = !opt_.simple_mla_prefill && mla_prefill_mma_supported(nope, rope, v) && aligned(p.q.data, 16) &&
+                   aligned(p.kv.data, 16) && aligned(p.k_pe.data, 16) && aligned(p.out.data, 4) &&
+                   p.softmax_scale > 0.f;
+  if (mma) {
+    launch_mla_prefill_mma(a, opt_.mla_prefill_q_rows, stream());
+    launched(opt_.mla_prefill_q_rows == 64 ? "mla_prefill (mma, 64 rows)" : "mla_prefill (mma)");
+    return;
+  }
   EXPECT(v <= 128, "mla_prefill: v_head_dim {} > 128 is not supported by the CUDA kernel", v);
   const size_t smem = mla_prefill_smem_bytes(nope, rope, v);
   EXPECT(smem <= 227 * 1024, "mla_prefill: head dims {} + {} / {} need {} bytes of shared memory", nope, rope, v,
          smem);
-  launch_mla_prefill({cbf(p.q), cbf(p.kv), cbf(p.k_pe), ci32(p.cu_q), ci32(p.cu_kv), bf(p.out),
-                      to_int(p.cu_q.numel() - 1, op, "n_seqs"), to_int(p.q.dim(0), op, "n_q"),
-                      to_int(p.q.dim(1), op, "heads"), nope, rope, v, p.softmax_scale, err()},
-                     stream());
-  launched(op);
+  launch_mla_prefill(a, stream());
+  launched("mla_prefill (simple)");
 }
 
 void CudaBackend::mla_absorb_q(const MlaAbsorbQParams& p) {

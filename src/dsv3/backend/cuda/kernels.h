@@ -23,7 +23,7 @@ enum ErrorBit : uint32_t {
   kErrEmbeddingId = 1u << 0,   // token id outside [0, vocab)
   kErrKvSlot = 1u << 1,        // kv_cache_store slot outside the pool
   kErrKvGather = 1u << 2,      // kv_cache_gather position beyond the block table or a bad block id
-  kErrPrefillLen = 1u << 3,    // mla_prefill: a sequence with more queries than keys
+  kErrPrefillLen = 1u << 3,    // mla_prefill: a sequence with more queries than keys, or cu_q/cu_kv past q/kv
   kErrDecodeLen = 1u << 4,     // mla_decode: seq_len < 1 or beyond the block table, or a bad block id
   kErrExpertId = 1u << 5,      // moe_experts: expert id outside [0, n_experts)
 };
@@ -166,12 +166,19 @@ struct MlaPrefillArgs {
   const int32_t* cu_q;  // [n_seqs + 1]
   const int32_t* cu_kv; // [n_seqs + 1]
   bf16_t* out;          // [n_q, H, v]
-  int n_seqs, n_q, heads, nope, rope, v;
+  int n_seqs, n_q, n_kv, heads, nope, rope, v;
   float softmax_scale;
   uint32_t* err;
 };
+// The CUDA-core kernel: any head dims with v <= 128 (DSV3_MLA_PREFILL=simple, and the fallback).
 void launch_mla_prefill(const MlaPrefillArgs& a, cudaStream_t s);
 size_t mla_prefill_smem_bytes(int nope, int rope, int v);
+
+// ---- mla_prefill_mma.cu ----
+// The tensor-core kernel (mma.sync m16n8k16): nope 128, rope 64, v 128 only; q, kv and k_pe 16-byte aligned, out
+// 4-byte aligned, softmax_scale > 0. q_rows = query rows per CTA: 128 (8 warps, the default) or 64 (4 warps).
+bool mla_prefill_mma_supported(int nope, int rope, int v);
+void launch_mla_prefill_mma(const MlaPrefillArgs& a, int q_rows, cudaStream_t s);
 
 // ---- mla_decode.cu ----
 struct MlaDecodeArgs {

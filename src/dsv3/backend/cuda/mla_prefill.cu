@@ -49,7 +49,8 @@ __global__ void __launch_bounds__(kThreads) mla_prefill_kernel(const MlaPrefillA
   const int seq = tile_info[0];
   if (seq < 0) return;
   const int q0 = a.cu_q[seq], nq = a.cu_q[seq + 1] - q0, k0 = a.cu_kv[seq], nk = a.cu_kv[seq + 1] - k0;
-  if (nk < nq) {
+  // More queries than keys, or cu_q / cu_kv that point past q / kv (they are not prefix sums of the inputs).
+  if (q0 < 0 || q0 + nq > a.n_q || k0 < 0 || nk < 0 || k0 + nk > a.n_kv || nk < nq) {
     if (threadIdx.x == 0 && h == 0) set_error(a.err, kErrPrefillLen);
     return;
   }
