@@ -249,8 +249,9 @@ class CudaBackend final : public Backend {
     DeviceBuffer& b = scratch_[slot];
     if (b.size() < bytes) {
       not_while_capturing("growing a scratch buffer");
-      static constexpr const char* kWhat[kScratchSlots] = {"FP8 activation codes", "FP8 activation scales",
-                                                           "MoE permutation buffers", "MLA decode partials"};
+      static constexpr const char* kWhat[] = {"FP8 activation codes", "FP8 activation scales",
+                                              "MoE permutation buffers", "MLA decode partials", "sampling rows"};
+      static_assert(std::size(kWhat) == kScratchSlots, "a name for every scratch slot");
       AllocationPurpose why(fmt::format("backend scratch ({}, {} bytes + 25% headroom)", kWhat[slot], bytes));
       CUDA_CHECK(cudaStreamSynchronize(stream()));
       b = DeviceBuffer();
