@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "dsv3/base/log.h"
 #include "dsv3/model/rope.h"
 
 namespace dsv3 {
@@ -449,8 +450,13 @@ ForwardOutput DeepseekV3::forward_graph(const ForwardBatch& b, KvCache& cache, i
         const TensorView again = body(m, cache, {});
         CHECK(again.data == g.logits.data, "cuda graph: the recorded step's logits moved in the workspace");
       });
-      if (g.graph) ++graph_stats_.captures;
-      else ++graph_stats_.refused;
+      if (g.graph) {
+        ++graph_stats_.captures;
+        log_info("CUDA graph captured for decode steps of {} rows ({} real)", padded, n);
+      } else {
+        ++graph_stats_.refused;
+        log_warn("decode steps of {} rows run without a CUDA graph (the backend refused the capture)", padded);
+      }
     }
   }
   ForwardOutput out;

@@ -47,6 +47,10 @@ CudaBackendOptions CudaBackendOptions::from_env() {
   const std::string moe = env("DSV3_MOE");
   EXPECT(moe.empty() || moe == "loop" || moe == "grouped", "DSV3_MOE must be 'loop' or 'grouped', got '{}'", moe);
   o.moe_path = moe == "loop" ? CudaMoePath::kLoop : moe == "grouped" ? CudaMoePath::kGrouped : CudaMoePath::kAuto;
+  if (const std::string s = env("DSV3_MOE_STREAMS"); !s.empty()) {
+    o.moe_streams = std::atoi(s.c_str());
+    EXPECT(o.moe_streams >= 1 && o.moe_streams <= 8, "DSV3_MOE_STREAMS must be 1..8, got '{}'", s);
+  }
   const std::string prefill = env("DSV3_MLA_PREFILL");
   EXPECT(prefill.empty() || prefill == "mma" || prefill == "mma64" || prefill == "simple",
          "DSV3_MLA_PREFILL={}: expected mma (the default), mma64 or simple", prefill);
@@ -178,7 +182,14 @@ class CudaBackend final : public Backend {
   bool synthesize(const SynthesizeParams& p) override;
 
  private:
-  cudaStream_t stream() const { return stream_.get(); }
+  // The stream of the current lane: lane 0 is the backend's stream; lanes 1.. are the side streams the per-expert MoE
+  // loop spreads experts over (each lane with its own scratch and cuBLASLt workspace).
+  cudaStream_t stream() const { return lane_ == 0 ? stream_.get() : lane_streams_[lane_].get(); }
+  LtGemm& gemm() {
+    if (lane_ == 0) return gemm_;
+    if (!lane_gemm_[lane_]) lane_gemm_[lane_] = std::make_unique<LtGemm>();
+    return *lane_gemm_[lane_];
+  }
   uint32_t* err() const { return err_.as<uint32_t>(); }
 
   static bool is_pinned(const void* p) {
@@ -246,7 +257,7 @@ class CudaBackend final : public Backend {
 
   // Scratch that grows on demand; growing waits for the stream, since queued kernels may still use the old buffer.
   void* scratch(ScratchSlot slot, size_t bytes) {
-    DeviceBuffer& b = scratch_[slot];
+    DeviceBuffer& b = scratch_[lane_][slot];
     if (b.size() < bytes) {
       not_while_capturing("growing a scratch buffer");
       static constexpr const char* kWhat[] = {"FP8 activation codes", "FP8 activation scales",
@@ -295,7 +306,12 @@ class CudaBackend final : public Backend {
   PinnedBuffer staging_[2];
   Event staging_done_[2];
   bool staging_used_[2] = {false, false};
-  DeviceBuffer scratch_[kScratchSlots];
+  static constexpr int kMaxLanes = 8;
+  int lane_ = 0;
+  Stream lane_streams_[kMaxLanes];  // [0] unused: lane 0 is stream_
+  Event lane_done_[kMaxLanes], lanes_fork_;
+  std::unique_ptr<LtGemm> lane_gemm_[kMaxLanes];
+  DeviceBuffer scratch_[kMaxLanes][kScratchSlots];
   PinnedBuffer moe_host_;  // [2 * n_experts] i32: counts, then offsets
   std::unique_ptr<OpProfiler> profiler_;  // DSV3_PROFILE=1
 
@@ -424,7 +440,7 @@ void CudaBackend::linear(const LinearParams& p) {
       g.trans_a = true;
       g.m = m, g.n = n_main, g.k = k, g.lda = k, g.ldb = k, g.ldd = m;
       g.block_scaled = true;
-      done = gemm_.run(g, w, codes, p.out.data, sw, scales, stream());
+      done = gemm().run(g, w, codes, p.out.data, sw, scales, stream());
       if (done) launched("linear (cuBLASLt fp8 block-scaled)");
     }
     if (!done) {
@@ -440,7 +456,7 @@ void CudaBackend::linear(const LinearParams& p) {
     g.d_type = out_f32 ? CUDA_R_32F : CUDA_R_16BF;
     g.trans_a = true;
     g.m = m, g.n = n, g.k = k, g.lda = k, g.ldb = xs, g.ldd = m;
-    if (gemm_.run(g, p.w.weight.data, p.x.data, p.out.data, nullptr, nullptr, stream())) {
+    if (gemm().run(g, p.w.weight.data, p.x.data, p.out.data, nullptr, nullptr, stream())) {
       launched("linear (cuBLASLt bf16)");
       return;
     }
@@ -620,13 +636,21 @@ void CudaBackend::mla_absorb_q(const MlaAbsorbQParams& p) {
              p.q_abs.dim(0) == n && p.q_abs.dim(1) == H,
          "mla_absorb_q: kv_b {} q_abs {}", p.kv_b.shape.str(), p.q_abs.shape.str());
   if (n == 0) return;
+  // The own kernel (mla_absorb.cu): bitwise equal to the reference, and at decode sizes 50x faster than the
+  // strided-batched cuBLASLt GEMM (which remains for DSV3_CUDA_GEMM=fallback's comparison path below).
+  if (!opt_.force_gemm_fallback && absorb_q_kernel_supported(rank, nope, rope) && aligned(p.kv_b.data, 8) &&
+      aligned(p.q_abs.data, 8) && (rank + rope) % 4 == 0) {
+    launch_absorb_q({cbf(p.q), cbf(p.kv_b), bf(p.q_abs), n, H, nope, rope, rank, per_head}, stream());
+    launched("mla_absorb_q (kernel)");
+    return;
+  }
   bool done = false;
   if (!opt_.force_gemm_fallback) {
     GemmProblem g;  // per head h: q_abs[:, h, :rank]ᵀ (rank x n) = W_UK^h (rank x nope) · q_nope[:, h]ᵀ (nope x n)
     g.m = rank, g.n = n, g.k = nope;
     g.lda = rank, g.ldb = static_cast<int64_t>(H) * qd, g.ldd = static_cast<int64_t>(H) * (rank + rope);
     g.batch = H, g.stride_a = static_cast<int64_t>(per_head) * rank, g.stride_b = qd, g.stride_d = rank + rope;
-    done = gemm_.run(g, p.kv_b.data, p.q.data, p.q_abs.data, nullptr, nullptr, stream());
+    done = gemm().run(g, p.kv_b.data, p.q.data, p.q_abs.data, nullptr, nullptr, stream());
   }
   if (!done) {
     launch_batched_gemm_fallback({cbf(p.q), cbf(p.kv_b), bf(p.q_abs), qd, static_cast<int64_t>(H) * qd, 1,
@@ -662,7 +686,7 @@ void CudaBackend::mla_absorb_v(const MlaAbsorbVParams& p) {
     g.m = vd, g.n = n, g.k = rank;
     g.lda = rank, g.ldb = static_cast<int64_t>(H) * rank, g.ldd = static_cast<int64_t>(H) * vd;
     g.batch = H, g.stride_a = static_cast<int64_t>(per_head) * rank, g.stride_b = rank, g.stride_d = vd;
-    done = gemm_.run(g, w_uv, p.o_latent.data, p.out.data, nullptr, nullptr, stream());
+    done = gemm().run(g, w_uv, p.o_latent.data, p.out.data, nullptr, nullptr, stream());
   }
   if (!done) {
     launch_batched_gemm_fallback({cbf(p.o_latent), w_uv, bf(p.out), rank, static_cast<int64_t>(H) * rank, 1,
@@ -938,9 +962,31 @@ void CudaBackend::moe_experts_loop(const MoeExpertsParams& p, int n, int d, int 
   CUDA_CHECK(cudaMemcpyAsync(offsets, h_offsets, static_cast<size_t>(E) * 4, cudaMemcpyHostToDevice, stream()));
   launch_moe_permute({ci32(p.topk_ids), offsets, cursor, row_of, cbf(p.x), x_perm, n, top_k, d, E}, stream());
   launched("moe_experts (permute)");
+  // Experts round-robin over `lanes` streams (each expert's GEMMs alone leave most SMs idle); every lane starts after
+  // the permutation and the combine waits for all of them. Each expert writes only its own rows of g, u and y.
+  int active = 0;
+  for (int e = 0; e < E; ++e) active += h_counts[e] > 0;
+  const int lanes = std::clamp(std::min(opt_.moe_streams, active), 1, kMaxLanes);
+  if (lanes > 1) {
+    if (!lanes_fork_) lanes_fork_ = make_event();
+    CUDA_CHECK(cudaEventRecord(lanes_fork_.get(), stream_.get()));
+    for (int l = 1; l < lanes; ++l) {
+      if (!lane_streams_[l]) {
+        lane_streams_[l] = make_stream();
+        lane_done_[l] = make_event();
+      }
+      CUDA_CHECK(cudaStreamWaitEvent(lane_streams_[l].get(), lanes_fork_.get(), 0));
+    }
+  }
+  struct LaneReset {  // back to lane 0 however the loop ends
+    int& lane;
+    ~LaneReset() { lane = 0; }
+  } lane_reset{lane_};
+  int next_lane = 0;
   for (int e = 0; e < E; ++e) {
     const int64_t cnt = h_counts[e];
     if (cnt == 0) continue;
+    lane_ = next_lane++ % lanes;
     const ExpertWeights& ew = p.experts[e];
     const int64_t f = ew.gate.weight.dim(0);
     EXPECT(ew.up.weight.dim(0) == f && ew.down.weight.dim(1) == f && ew.down.weight.dim(0) == d,
@@ -950,12 +996,18 @@ void CudaBackend::moe_experts_loop(const MoeExpertsParams& p, int n, int d, int 
       return TensorView{ptr, DType::kBF16, Shape{rows, cols}, Device::kCuda};
     };
     const TensorView xe = view(x_perm + static_cast<int64_t>(h_offsets[e]) * d, cnt, d);
-    const TensorView g = view(g_buf, cnt, f), u = view(u_buf, cnt, f);
+    const int64_t frow = static_cast<int64_t>(h_offsets[e]) * f_max;
+    const TensorView g = view(g_buf + frow, cnt, f), u = view(u_buf + frow, cnt, f);
     const TensorView y = view(y_perm + static_cast<int64_t>(h_offsets[e]) * d, cnt, d);
     linear({.x = xe, .w = ew.gate, .out = g, .ue8m0 = p.ue8m0});
     linear({.x = xe, .w = ew.up, .out = u, .ue8m0 = p.ue8m0});
     silu_mul({.gate = g, .up = u, .out = g});
     linear({.x = g, .w = ew.down, .out = y, .ue8m0 = p.ue8m0});
+  }
+  lane_ = 0;
+  for (int l = 1; l < lanes; ++l) {
+    CUDA_CHECK(cudaEventRecord(lane_done_[l].get(), lane_streams_[l].get()));
+    CUDA_CHECK(cudaStreamWaitEvent(stream_.get(), lane_done_[l].get(), 0));
   }
   launch_moe_combine({ci32(p.topk_ids), p.topk_weights.as<const float>(), row_of, y_perm, bf(p.out), n, top_k, d, E},
                      stream());

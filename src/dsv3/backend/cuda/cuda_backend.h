@@ -30,6 +30,9 @@ struct CudaBackendOptions {
   MlaDecodeImpl mla_decode = MlaDecodeImpl::kMma;  // DSV3_MLA_DECODE=mma|wmma|simple (tests, comparisons)
   bool profile = false;             // DSV3_PROFILE=1: time every op with events, print a table when the backend dies
   CudaMoePath moe_path = CudaMoePath::kAuto;  // DSV3_MOE=loop|grouped (tests, benchmarks)
+  // DSV3_MOE_STREAMS=1..8: streams the per-expert loop (prefill) spreads experts over; one expert's GEMMs fill only a
+  // quarter of an H200 at 256 rows, so 4 run side by side by default.
+  int moe_streams = 4;
   // DSV3_MLA_PREFILL=simple: the CUDA-core prefill kernel instead of the tensor-core one (tests); =mma64: the
   // tensor-core kernel with 64 query rows per CTA instead of 128 (=mma, the default).
   bool simple_mla_prefill = false;

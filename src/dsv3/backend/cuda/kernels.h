@@ -158,6 +158,18 @@ struct CopyRowsArgs {  // dst[r, 0:width] = src[r, 0:width], rows r with their o
 };
 void launch_copy_rows(const CopyRowsArgs& a, cudaStream_t s);
 
+// q_abs[t, h, :rank] = Σ_d q[t, h, d] · kv_b[h·per_head + d, :] (d < nope), q_abs[t, h, rank:] = q[t, h, nope:].
+// Bitwise equal to CpuBackend::mla_absorb_q. Needs 8-byte aligned kv_b and q_abs rows (rank % 4 == 0,
+// (rank + rope) % 4 == 0) — see absorb_q_kernel_supported.
+struct AbsorbQArgs {
+  const bf16_t* q;     // [n, heads, nope + rope]
+  const bf16_t* kv_b;  // [heads * per_head, rank]
+  bf16_t* q_abs;       // [n, heads, rank + rope]
+  int n, heads, nope, rope, rank, per_head;
+};
+bool absorb_q_kernel_supported(int rank, int nope, int rope);
+void launch_absorb_q(const AbsorbQArgs& a, cudaStream_t s);
+
 // ---- mla_prefill.cu ----
 struct MlaPrefillArgs {
   const bf16_t* q;      // [n_q, H, nope + rope]
