@@ -122,6 +122,10 @@ enum class RouterScoring { kSigmoid, kSoftmax };
 enum class RouterTopk { kNoauxTc, kGreedy, kGroupLimitedGreedy };
 
 // Expert selection, model-spec §4.2 (noaux_tc) and §9.3 (V2 variants). Logits and scores in fp32.
+// Summation order of a logit (every backend, so that they agree bit for bit): the x·w products of each 128-wide
+// block of d are summed in order, then the block sums are added in block order — the order a GPU can spread over
+// threads (one block sum per thread) without changing a bit.
+constexpr int64_t kRouterSumBlock = 128;
 struct RouterParams {
   TensorView x;             // [n, d] bf16
   TensorView gate;          // [E, d] bf16

@@ -26,8 +26,12 @@ void CpuBackend::router(const RouterParams& p) {
       for (int64_t i = 0; i < d; ++i) xf[i] = bf16_to_f32(p.x.as<const bf16>()[t * d + i]);
       for (int64_t j = 0; j < E; ++j) {
         const bf16* w = p.gate.as<const bf16>() + j * d;
-        float z = 0.f;
-        for (int64_t i = 0; i < d; ++i) z += xf[i] * bf16_to_f32(w[i]);
+        float z = 0.f;  // block sums in block order (kRouterSumBlock)
+        for (int64_t i0 = 0; i0 < d; i0 += kRouterSumBlock) {
+          float s = 0.f;
+          for (int64_t i = i0; i < std::min(d, i0 + kRouterSumBlock); ++i) s += xf[i] * bf16_to_f32(w[i]);
+          z += s;
+        }
         score[j] = z;
       }
       if (p.scoring == RouterScoring::kSigmoid) {

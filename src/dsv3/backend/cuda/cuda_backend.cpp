@@ -74,7 +74,7 @@ namespace {
 constexpr size_t kStageChunk = 16u << 20;  // pinned staging for large pageable host->device copies
 constexpr size_t kStageMin = 1u << 20;
 
-enum ScratchSlot { kScratchCodes, kScratchScales, kScratchMoe, kScratchDecode, kScratchSample, kScratchSlots };
+enum ScratchSlot { kScratchCodes, kScratchScales, kScratchMoe, kScratchDecode, kScratchSample, kScratchRouter, kScratchSlots };
 
 const bf16_t* cbf(const TensorView& t) { return static_cast<const bf16_t*>(t.data); }
 bf16_t* bf(const TensorView& t) { return static_cast<bf16_t*>(t.data); }
@@ -261,7 +261,8 @@ class CudaBackend final : public Backend {
     if (b.size() < bytes) {
       not_while_capturing("growing a scratch buffer");
       static constexpr const char* kWhat[] = {"FP8 activation codes", "FP8 activation scales",
-                                              "MoE permutation buffers", "MLA decode partials", "sampling rows"};
+                                              "MoE permutation buffers", "MLA decode partials", "sampling rows",
+                                              "router logits"};
       static_assert(std::size(kWhat) == kScratchSlots, "a name for every scratch slot");
       AllocationPurpose why(fmt::format("backend scratch ({}, {} bytes + 25% headroom)", kWhat[slot], bytes));
       CUDA_CHECK(cudaStreamSynchronize(stream()));
@@ -777,8 +778,12 @@ void CudaBackend::router(const RouterParams& p) {
   const size_t smem = router_smem_bytes(d, E, static_cast<int>(p.n_group));
   EXPECT(smem <= 200 * 1024, "router: d {} with {} experts needs {} bytes of shared memory", d, E, smem);
   const int method = p.method == RouterTopk::kNoauxTc ? 0 : p.method == RouterTopk::kGreedy ? 1 : 2;
+  if (n == 0) return;
+  EXPECT(p.n_group >= 1 && E % p.n_group == 0 && p.top_k >= 1 && p.top_k <= E,
+         "router: {} experts in {} groups, top_k {}", E, p.n_group, p.top_k);
+  auto* logits = static_cast<float*>(scratch(kScratchRouter, static_cast<size_t>(n) * E * sizeof(float)));
   launch_router({cbf(p.x), cbf(p.gate), p.bias ? p.bias.as<const float>() : nullptr, p.topk_ids.as<int32_t>(),
-                 p.topk_weights.as<float>(), n, d, E, static_cast<int>(p.n_group), static_cast<int>(p.topk_group),
+                 p.topk_weights.as<float>(), logits, n, d, E, static_cast<int>(p.n_group), static_cast<int>(p.topk_group),
                  static_cast<int>(p.top_k), p.scoring == RouterScoring::kSigmoid ? 0 : 1, method, p.norm_topk_prob,
                  p.routed_scaling_factor},
                 stream());

@@ -225,6 +225,7 @@ struct RouterArgs {
   const float* bias;      // [E] or nullptr
   int32_t* topk_ids;      // [n, top_k]
   float* topk_weights;    // [n, top_k]
+  float* logits;          // [n, n_experts] f32 scratch between the logit and the selection kernel
   int n, d, n_experts, n_group, topk_group, top_k;
   int scoring;            // 0 sigmoid, 1 softmax
   int method;             // 0 noaux_tc, 1 greedy, 2 group_limited_greedy
@@ -232,7 +233,7 @@ struct RouterArgs {
   float routed_scaling_factor;
 };
 void launch_router(const RouterArgs& a, cudaStream_t s);
-size_t router_smem_bytes(int d, int n_experts, int n_group);
+size_t router_smem_bytes(int d, int n_experts, int n_group);  // the larger of the two kernels' needs
 
 // ---- moe.cu ----
 struct MoeCountArgs {
