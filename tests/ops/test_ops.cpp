@@ -1183,6 +1183,8 @@ void register_cases() {
   // More experts than threads (the untiled path) and a prefill-size batch (the tiled path, many blocks).
   router_case({"noaux_tc/sigmoid-E320", 3, 1024, 320, 8, 4, 8, RouterScoring::kSigmoid, RouterTopk::kNoauxTc, true, 2.5f, true});
   router_case({"noaux_tc/sigmoid", 700, 7168, 256, 8, 4, 8, RouterScoring::kSigmoid, RouterTopk::kNoauxTc, true, 2.5f, false});
+  router_case({"group_limited/softmax", 90, 5120, 160, 8, 3, 6, RouterScoring::kSoftmax, RouterTopk::kGroupLimitedGreedy, false, 16.f, false});
+  router_case({"noaux_tc/softmax-odd", 70, 100, 12, 3, 2, 3, RouterScoring::kSoftmax, RouterTopk::kNoauxTc, true, 1.f, true});
   // MoE. The original shapes on every path (auto runs the grouped kernels for these: n·top_k <= 16·E).
   for (MoePath path : {MoePath::kAuto, MoePath::kFallback, MoePath::kLoop}) {
     moe_case({.n = 1, .d = 1024, .f = 256, .E = 16, .top_k = 4, .path = path});
