@@ -1116,7 +1116,7 @@ void register_cases() {
   linear_case(16, 100, 200, true, false, 0, true, 0, true);
   linear_case(3, 300, 1000, true, false, 0, false, 0, true);
   linear_case(14, 130, 1000, true, true, 150 + 1000, true, 0, true);
-  // Token counts cuBLASLt refuses (status 15 for n = 86, 90, ...): the GEMM runs on 16-row padding.
+  // Token counts cuBLASLt refuses (status 15 for n = 86, 90, ...): the last n % 16 rows take the GEMV.
   linear_case(86, 2048, 7168, true, false, 0, false, 0, false);   // expert gate/up
   linear_case(90, 7168, 2048, true, false, 0, true, 0, false);    // expert down, ue8m0
   linear_case(46, 1536, 7168, true, false, 7168 + 64, false, 0, true);  // x_stride

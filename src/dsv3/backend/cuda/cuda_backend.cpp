@@ -74,9 +74,7 @@ namespace {
 constexpr size_t kStageChunk = 16u << 20;  // pinned staging for large pageable host->device copies
 constexpr size_t kStageMin = 1u << 20;
 
-enum ScratchSlot {
-  kScratchCodes, kScratchScales, kScratchMoe, kScratchDecode, kScratchSample, kScratchRouter, kScratchOut, kScratchSlots
-};
+enum ScratchSlot { kScratchCodes, kScratchScales, kScratchMoe, kScratchDecode, kScratchSample, kScratchRouter, kScratchSlots };
 
 const bf16_t* cbf(const TensorView& t) { return static_cast<const bf16_t*>(t.data); }
 bf16_t* bf(const TensorView& t) { return static_cast<bf16_t*>(t.data); }
@@ -264,7 +262,7 @@ class CudaBackend final : public Backend {
       not_while_capturing("growing a scratch buffer");
       static constexpr const char* kWhat[] = {"FP8 activation codes", "FP8 activation scales",
                                               "MoE permutation buffers", "MLA decode partials", "sampling rows",
-                                              "router logits", "padded GEMM output"};
+                                              "router logits"};
       static_assert(std::size(kWhat) == kScratchSlots, "a name for every scratch slot");
       AllocationPurpose why(fmt::format("backend scratch ({}, {} bytes + 25% headroom)", kWhat[slot], bytes));
       CUDA_CHECK(cudaStreamSynchronize(stream()));
@@ -403,9 +401,8 @@ void CudaBackend::linear(const LinearParams& p) {
   if (p.w.fp8()) {
     expect_tensor(p.w.scale_inv, DType::kF32, op, "scale_inv");
     const int kb = (k + 127) / 128;
-    const int n_alloc = (n + 15) / 16 * 16;  // room for the 16-row padding below
-    auto* codes = static_cast<uint8_t*>(scratch(kScratchCodes, static_cast<size_t>(n_alloc) * k));
-    auto* scales = static_cast<float*>(scratch(kScratchScales, static_cast<size_t>(kb) * n_alloc * sizeof(float)));
+    auto* codes = static_cast<uint8_t*>(scratch(kScratchCodes, static_cast<size_t>(n) * k));
+    auto* scales = static_cast<float*>(scratch(kScratchScales, static_cast<size_t>(kb) * n * sizeof(float)));
     const uint8_t* w = p.w.weight.as<const uint8_t>();
     const float* sw = p.w.scale_inv.as<const float>();
     const bool gemv_ok = !opt_.no_fp8_gemv && !opt_.force_gemm_fallback && !opt_.fp8_gemm_fallback;
@@ -435,47 +432,27 @@ void CudaBackend::linear(const LinearParams& p) {
     const bool lt = !opt_.force_gemm_fallback && !opt_.fp8_gemm_fallback && !out_f32 && k % 128 == 0 && kb % 4 == 0 &&
                     m % 16 == 0 && aligned(w, 16) && aligned(p.out.data, 16) && aligned(sw, 16);
     // cuBLASLt 13.1 answers "not supported" (15) for token counts such as 86 or 90 (seen on the H200, MoE experts of
-    // the v3-slice benchmark). Such a GEMM runs on 16-row padding: the activation codes and scales of the padding
-    // rows are zero, the output goes to scratch and its real rows are copied out. (Running the last n % 16 rows as a
-    // GEMV instead re-read the whole weight: 27 µs per expert projection, most of the MoE prefill time.)
-    if (lt && n % 16 != 0) {
-      const int n_pad = n_alloc;
-      uint8_t* pc = codes;
-      float* ps = scales;
-      auto* pd = static_cast<bf16_t*>(scratch(kScratchOut, static_cast<size_t>(n_pad) * m * 2));
-      launch_quantize_fp8({cbf(p.x), pc, ps, xs, n, k, p.ue8m0, n_pad}, stream());
-      launched("linear (fp8 activation quantization)");
-      CUDA_CHECK(cudaMemsetAsync(pc + static_cast<size_t>(n) * k, 0, static_cast<size_t>(n_pad - n) * k, stream()));
-      CUDA_CHECK(cudaMemset2DAsync(ps + n, static_cast<size_t>(n_pad) * 4, 0, static_cast<size_t>(n_pad - n) * 4, kb,
-                                   stream()));
-      GemmProblem g;
-      g.ab_type = CUDA_R_8F_E4M3;
-      g.d_type = CUDA_R_16BF;
-      g.trans_a = true;
-      g.m = m, g.n = n_pad, g.k = k, g.lda = k, g.ldb = k, g.ldd = m;
-      g.block_scaled = true;
-      if (gemm().run(g, w, pc, pd, sw, ps, stream())) {
-        CUDA_CHECK(cudaMemcpyAsync(p.out.data, pd, static_cast<size_t>(n) * m * 2, cudaMemcpyDeviceToDevice, stream()));
-        launched("linear (cuBLASLt fp8 block-scaled, 16-row padding)");
-        return;
-      }
-    }
-    quantize(0, n);
+    // the v3-slice benchmark), which then ran the CUDA-core fallback at < 1% of the tensor cores. So the rows past
+    // the last multiple of 16 (at most 15) take the decode GEMV, each part with its own scale block.
+    const int n_main = lt && gemv_ok ? n / 16 * 16 : n, n_rem = n - n_main;
+    quantize(0, n_main);
+    if (n_rem) quantize(n_main, n_rem);
     bool done = false;
     if (lt) {
       GemmProblem g;
       g.ab_type = CUDA_R_8F_E4M3;
       g.d_type = CUDA_R_16BF;
       g.trans_a = true;
-      g.m = m, g.n = n, g.k = k, g.lda = k, g.ldb = k, g.ldd = m;
+      g.m = m, g.n = n_main, g.k = k, g.lda = k, g.ldb = k, g.ldd = m;
       g.block_scaled = true;
       done = gemm().run(g, w, codes, p.out.data, sw, scales, stream());
       if (done) launched("linear (cuBLASLt fp8 block-scaled)");
     }
     if (!done) {
-      launch_gemm_fallback({codes, scales, w, sw, p.out.data, k, n, m, k, true, out_f32}, stream());
+      launch_gemm_fallback({codes, scales, w, sw, p.out.data, k, n_main, m, k, true, out_f32}, stream());
       launched("linear (fp8 fallback kernel)");
     }
+    if (n_rem) gemv(n_main, n_rem);
     return;
   }
   if (!opt_.force_gemm_fallback) {

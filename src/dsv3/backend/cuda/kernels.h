@@ -105,7 +105,6 @@ struct QuantArgs {
   int64_t x_stride;
   int n, k;
   bool ue8m0;
-  int scale_ld = 0;  // floats between the scale rows of consecutive groups (0: n); > n leaves room for padding rows
 };
 void launch_quantize_fp8(const QuantArgs& a, cudaStream_t s);
 

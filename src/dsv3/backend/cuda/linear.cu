@@ -29,7 +29,7 @@ __global__ void quantize_fp8_kernel(const QuantArgs a) {
   }
   amax = warp_max(amax);
   const float s = fp8_group_scale(amax, a.ue8m0);
-  if (lane == 0) a.scales[static_cast<int64_t>(g) * (a.scale_ld ? a.scale_ld : a.n) + t] = s;
+  if (lane == 0) a.scales[static_cast<int64_t>(g) * a.n + t] = s;
   uint8_t* cr = a.codes + static_cast<int64_t>(t) * a.k;
 #pragma unroll
   for (int q = 0; q < 4; ++q) {
