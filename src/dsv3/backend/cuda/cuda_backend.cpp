@@ -296,10 +296,6 @@ class CudaBackend final : public Backend {
   const MoeTable& moe_table(const MoeExpertsParams& p, int d);
   void moe_experts_loop(const MoeExpertsParams& p, int n, int d, int top_k, int E);
   void moe_experts_grouped(const MoeExpertsParams& p, const MoeTable& t, int n, int d, int top_k, int E);
-  void moe_experts_hybrid(const MoeExpertsParams& p, const MoeTable& t, int n, int d, int top_k, int E);
-  // Spreads the following per-expert work over `lanes` side streams (fork after the work enqueued so far).
-  int fork_lanes(int wanted);
-  void join_lanes(int lanes);
 
   CudaBackendOptions opt_;
   int device_ = 0;
@@ -889,131 +885,8 @@ void CudaBackend::moe_experts(const MoeExpertsParams& p) {
       (opt_.moe_path == CudaMoePath::kGrouped ||
        (opt_.moe_path == CudaMoePath::kAuto && !gemm_forced &&
         static_cast<int64_t>(entries) <= static_cast<int64_t>(kMoeGroupedMaxRowsPerExpert) * E));
-  // Prefill sizes with FP8 experts: the hybrid (few-row experts grouped, the rest per expert on cuBLASLt).
-  const bool hybrid = !grouped && t.fp8 && E <= kMoeRouteMaxExperts && opt_.moe_path == CudaMoePath::kAuto &&
-                      !gemm_forced;
   if (grouped) moe_experts_grouped(p, t, n, d, top_k, E);
-  else if (hybrid) moe_experts_hybrid(p, t, n, d, top_k, E);
   else moe_experts_loop(p, n, d, top_k, E);
-}
-
-int CudaBackend::fork_lanes(int wanted) {
-  const int lanes = std::clamp(wanted, 1, kMaxLanes);
-  if (lanes == 1) return 1;
-  if (!lanes_fork_) lanes_fork_ = make_event();
-  CUDA_CHECK(cudaEventRecord(lanes_fork_.get(), stream_.get()));
-  for (int l = 1; l < lanes; ++l) {
-    if (!lane_streams_[l]) {
-      lane_streams_[l] = make_stream();
-      lane_done_[l] = make_event();
-    }
-    CUDA_CHECK(cudaStreamWaitEvent(lane_streams_[l].get(), lanes_fork_.get(), 0));
-  }
-  return lanes;
-}
-
-void CudaBackend::join_lanes(int lanes) {
-  lane_ = 0;
-  for (int l = 1; l < lanes; ++l) {
-    CUDA_CHECK(cudaEventRecord(lane_done_[l].get(), lane_streams_[l].get()));
-    CUDA_CHECK(cudaStreamWaitEvent(stream_.get(), lane_done_[l].get(), 0));
-  }
-}
-
-// Hybrid (prefill): the grouped path's device route, then the per-expert counts come back to the host (one
-// synchronization per layer, nothing next to a prefill step). Experts with at most kMoeGroupedMaxRowsPerExpert rows
-// — most of them at 8 x 1024 tokens of the v3-slice, where each took a weight-streaming GEMV of its own (13k launches
-// at 27 µs in 2 steps, DSV3_PROFILE, H200) — run as one grouped launch pair that reads their weights once; the
-// others through linear() (cuBLASLt) per expert over the side streams. Both write their rows of y; one combine.
-void CudaBackend::moe_experts_hybrid(const MoeExpertsParams& p, const MoeTable& t, int n, int d, int top_k, int E) {
-  const char* op = "moe_experts";
-  const int entries = n * top_k, f = to_int(t.f, op, "moe_intermediate_size");
-  const size_t kbd = (static_cast<size_t>(d) + 127) / 128, kbf = (static_cast<size_t>(f) + 127) / 128;
-  const size_t ne = static_cast<size_t>(entries), nt = static_cast<size_t>(n);
-  // Scratch: counts, offsets, active, small [E] | n_active, n_small [2] | row_of, tok_of [entries] | x codes [n, d] |
-  // x scales [kbd, n] | h codes [entries, f] | h scales [kbf, entries] | y, x_perm [entries, d] | g, u [entries, f].
-  const size_t ints = round_up((4 * static_cast<size_t>(E) + 2 + 2 * ne) * 4, 256);
-  const size_t xc = round_up(nt * d, 256), xs = round_up(kbd * nt * 4, 256);
-  const size_t hc = round_up(ne * f, 256), hs = round_up(kbf * ne * 4, 256), yb = round_up(ne * d * 2, 256);
-  const size_t fb = round_up(ne * f * 2, 256);
-  char* base = static_cast<char*>(scratch(kScratchMoe, ints + xc + xs + hc + hs + 2 * yb + 2 * fb));
-  auto* counts = reinterpret_cast<int32_t*>(base);
-  int32_t* offsets = counts + E;
-  int32_t* active = offsets + E;
-  int32_t* small = active + E;
-  int32_t* n_active = small + E;
-  int32_t* n_small = n_active + 1;
-  int32_t* row_of = n_small + 1;
-  int32_t* tok_of = row_of + entries;
-  char* cur = base + ints;
-  auto* x_codes = reinterpret_cast<uint8_t*>(cur);
-  auto* x_scales = reinterpret_cast<float*>(cur += xc);
-  auto* h_codes = reinterpret_cast<uint8_t*>(cur += xs);
-  auto* h_scales = reinterpret_cast<float*>(cur += hc);
-  auto* y = reinterpret_cast<bf16_t*>(cur += hs);
-  auto* x_perm = reinterpret_cast<bf16_t*>(cur += yb);
-  auto* g_buf = reinterpret_cast<bf16_t*>(cur += yb);
-  auto* u_buf = reinterpret_cast<bf16_t*>(cur += fb);
-
-  launch_moe_route({ci32(p.topk_ids), counts, offsets, active, n_active, row_of, tok_of, entries, top_k, E, err()},
-                   stream());
-  launched("moe_experts (route)");
-  const size_t host_ints = 2 * static_cast<size_t>(E) + 1;  // counts | small list | its length
-  if (moe_host_.size() < host_ints * 4) moe_host_ = PinnedBuffer(host_ints * 4);
-  int32_t* h_counts = moe_host_.as<int32_t>();
-  int32_t* h_small = h_counts + E;
-  CUDA_CHECK(cudaMemcpyAsync(h_counts, counts, static_cast<size_t>(E) * 4, cudaMemcpyDeviceToHost, stream()));
-  check_device_errors(op);  // synchronizes: the counts are on the host now; aborts on a bad expert id
-  std::vector<int32_t> h_offsets(static_cast<size_t>(E)), big;
-  int32_t acc = 0, n_sm = 0;
-  for (int e = 0; e < E; ++e) {  // the route's exclusive scan, recomputed
-    h_offsets[e] = acc;
-    acc += h_counts[e];
-    if (h_counts[e] > 0 && h_counts[e] <= kMoeGroupedMaxRowsPerExpert) h_small[n_sm++] = e;
-    else if (h_counts[e] > kMoeGroupedMaxRowsPerExpert) big.push_back(e);
-  }
-  h_small[E] = n_sm;
-  if (n_sm > 0) {
-    CUDA_CHECK(cudaMemcpyAsync(small, h_small, static_cast<size_t>(n_sm) * 4, cudaMemcpyHostToDevice, stream()));
-    CUDA_CHECK(cudaMemcpyAsync(n_small, h_small + E, 4, cudaMemcpyHostToDevice, stream()));
-    launch_quantize_fp8({cbf(p.x), x_codes, x_scales, d, n, d, p.ue8m0}, stream());
-    launched("moe_experts (x quantization)");
-    const MoeGroupedArgs g{t.dev.as<const MoeExpertPtrs>(), counts, offsets, small, n_small, tok_of, x_codes,
-                           x_scales, h_codes, h_scales, y, n, d, f, entries, n_sm, t.vec, p.ue8m0};
-    launch_moe_gate_up_fp8(g, stream());
-    launched("moe_experts (grouped gate/up, few-row experts)");
-    launch_moe_down_fp8(g, stream());
-    launched("moe_experts (grouped down, few-row experts)");
-  }
-  if (!big.empty()) {
-    // x rows in expert order (the embedding kernel is a bounds-checked row gather), then linear() per big expert.
-    launch_embedding({tok_of, cbf(p.x), x_perm, entries, d, n, err()}, stream());
-    launched("moe_experts (gather)");
-    const int lanes = fork_lanes(std::min<int>(opt_.moe_streams, static_cast<int>(big.size())));
-    struct LaneReset {
-      int& lane;
-      ~LaneReset() { lane = 0; }
-    } lane_reset{lane_};
-    auto view = [](bf16_t* ptr, int64_t rows, int64_t cols) {
-      return TensorView{ptr, DType::kBF16, Shape{rows, cols}, Device::kCuda};
-    };
-    for (size_t i = 0; i < big.size(); ++i) {
-      const int e = big[i];
-      const int64_t cnt = h_counts[e], off = h_offsets[e];
-      const ExpertWeights& ew = p.experts[e];
-      lane_ = static_cast<int>(i % static_cast<size_t>(lanes));
-      const TensorView xe = view(x_perm + off * d, cnt, d), ye = view(y + off * d, cnt, d);
-      const TensorView ge = view(g_buf + off * f, cnt, f), ue = view(u_buf + off * f, cnt, f);
-      linear({.x = xe, .w = ew.gate, .out = ge, .ue8m0 = p.ue8m0});
-      linear({.x = xe, .w = ew.up, .out = ue, .ue8m0 = p.ue8m0});
-      silu_mul({.gate = ge, .up = ue, .out = ge});
-      linear({.x = ge, .w = ew.down, .out = ye, .ue8m0 = p.ue8m0});
-    }
-    join_lanes(lanes);
-  }
-  launch_moe_combine({ci32(p.topk_ids), p.topk_weights.as<const float>(), row_of, y, bf(p.out), n, top_k, d, E},
-                     stream());
-  launched("moe_experts (combine)");
 }
 
 // Grouped: route on the device (counts, offsets, active experts, permutation), x quantized once per token, gate/up
@@ -1098,7 +971,18 @@ void CudaBackend::moe_experts_loop(const MoeExpertsParams& p, int n, int d, int 
   // the permutation and the combine waits for all of them. Each expert writes only its own rows of g, u and y.
   int active = 0;
   for (int e = 0; e < E; ++e) active += h_counts[e] > 0;
-  const int lanes = fork_lanes(std::min(opt_.moe_streams, active));
+  const int lanes = std::clamp(std::min(opt_.moe_streams, active), 1, kMaxLanes);
+  if (lanes > 1) {
+    if (!lanes_fork_) lanes_fork_ = make_event();
+    CUDA_CHECK(cudaEventRecord(lanes_fork_.get(), stream_.get()));
+    for (int l = 1; l < lanes; ++l) {
+      if (!lane_streams_[l]) {
+        lane_streams_[l] = make_stream();
+        lane_done_[l] = make_event();
+      }
+      CUDA_CHECK(cudaStreamWaitEvent(lane_streams_[l].get(), lanes_fork_.get(), 0));
+    }
+  }
   struct LaneReset {  // back to lane 0 however the loop ends
     int& lane;
     ~LaneReset() { lane = 0; }
@@ -1125,7 +1009,11 @@ void CudaBackend::moe_experts_loop(const MoeExpertsParams& p, int n, int d, int 
     silu_mul({.gate = g, .up = u, .out = g});
     linear({.x = g, .w = ew.down, .out = y, .ue8m0 = p.ue8m0});
   }
-  join_lanes(lanes);
+  lane_ = 0;
+  for (int l = 1; l < lanes; ++l) {
+    CUDA_CHECK(cudaEventRecord(lane_done_[l].get(), lane_streams_[l].get()));
+    CUDA_CHECK(cudaStreamWaitEvent(stream_.get(), lane_done_[l].get(), 0));
+  }
   launch_moe_combine({ci32(p.topk_ids), p.topk_weights.as<const float>(), row_of, y_perm, bf(p.out), n, top_k, d, E},
                      stream());
   launched("moe_experts (combine)");
