@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "dsv3/backend/cpu/cpu_backend.h"
+#include "unit/device_like_backend.h"
 #include "dsv3/io/tiny_model.h"
 #include "dsv3/io/weight_source.h"
 #include "dsv3/model/weights.h"
@@ -17,32 +18,10 @@
 namespace dsv3 {
 namespace {
 
-class FakeDevice final : public Backend {
+class FakeDevice final : public DeviceLikeBackend {
  public:
   explicit FakeDevice(bool can_synthesize) : can_synthesize_(can_synthesize) {}
   std::string name() const override { return "fake-device"; }
-  Allocator& allocator() override { return host_allocator(); }
-  bool host_visible() const override { return false; }
-  void copy(const TensorView& dst, const TensorView& src) override {
-    ++copies;
-    cpu_.copy(dst, src);
-  }
-  void synchronize() override {}
-  void linear(const LinearParams& p) override { cpu_.linear(p); }
-  void rms_norm(const RmsNormParams& p) override { cpu_.rms_norm(p); }
-  void embedding(const EmbeddingParams& p) override { cpu_.embedding(p); }
-  void rope(const RopeParams& p) override { cpu_.rope(p); }
-  void silu_mul(const SiluMulParams& p) override { cpu_.silu_mul(p); }
-  void add(const AddParams& p) override { cpu_.add(p); }
-  void kv_cache_store(const KvCacheStoreParams& p) override { cpu_.kv_cache_store(p); }
-  void kv_cache_gather(const KvCacheGatherParams& p) override { cpu_.kv_cache_gather(p); }
-  void mla_prefill(const MlaPrefillParams& p) override { cpu_.mla_prefill(p); }
-  void mla_absorb_q(const MlaAbsorbQParams& p) override { cpu_.mla_absorb_q(p); }
-  void mla_decode(const MlaDecodeParams& p) override { cpu_.mla_decode(p); }
-  void mla_absorb_v(const MlaAbsorbVParams& p) override { cpu_.mla_absorb_v(p); }
-  void router(const RouterParams& p) override { cpu_.router(p); }
-  void moe_experts(const MoeExpertsParams& p) override { cpu_.moe_experts(p); }
-  void sample(const SampleParams& p) override { cpu_.sample(p); }
 
   // Element by element, block by block: a third implementation of the rules (the host generator and the CUDA
   // kernel are the other two), written plainly.
@@ -79,10 +58,9 @@ class FakeDevice final : public Backend {
     return true;
   }
 
-  int synth_calls = 0, synth_fp8 = 0, copies = 0;
+  int synth_calls = 0, synth_fp8 = 0;
 
  private:
-  CpuBackend cpu_;
   bool can_synthesize_;
 };
 

@@ -14,6 +14,7 @@
 #include "dsv3/io/tiny_model.h"
 #include "dsv3/io/weight_source.h"
 #include "dsv3/model/deepseek_v3.h"
+#include "unit/device_like_backend.h"
 
 namespace dsv3 {
 namespace {
@@ -26,31 +27,11 @@ class Recording final : public BackendGraph {
   }
 };
 
-class RecordingBackend final : public Backend {
+class RecordingBackend final : public DeviceLikeBackend {
  public:
   explicit RecordingBackend(bool refuse_capture = false) : refuse_(refuse_capture) {}
   std::string name() const override { return "recording"; }
-  Allocator& allocator() override { return host_allocator(); }
-  bool host_visible() const override { return false; }  // weights are copied, graphs are possible
-  void copy(const TensorView& dst, const TensorView& src) override {
-    run([this, dst, src] { cpu_.copy(dst, src); });
-  }
   void synchronize() override { EXPECT_EQ(rec_, nullptr) << "synchronize() inside a capture"; }
-  void linear(const LinearParams& p) override { run([this, p] { cpu_.linear(p); }); }
-  void rms_norm(const RmsNormParams& p) override { run([this, p] { cpu_.rms_norm(p); }); }
-  void embedding(const EmbeddingParams& p) override { run([this, p] { cpu_.embedding(p); }); }
-  void rope(const RopeParams& p) override { run([this, p] { cpu_.rope(p); }); }
-  void silu_mul(const SiluMulParams& p) override { run([this, p] { cpu_.silu_mul(p); }); }
-  void add(const AddParams& p) override { run([this, p] { cpu_.add(p); }); }
-  void kv_cache_store(const KvCacheStoreParams& p) override { run([this, p] { cpu_.kv_cache_store(p); }); }
-  void kv_cache_gather(const KvCacheGatherParams& p) override { run([this, p] { cpu_.kv_cache_gather(p); }); }
-  void mla_prefill(const MlaPrefillParams& p) override { run([this, p] { cpu_.mla_prefill(p); }); }
-  void mla_absorb_q(const MlaAbsorbQParams& p) override { run([this, p] { cpu_.mla_absorb_q(p); }); }
-  void mla_decode(const MlaDecodeParams& p) override { run([this, p] { cpu_.mla_decode(p); }); }
-  void mla_absorb_v(const MlaAbsorbVParams& p) override { run([this, p] { cpu_.mla_absorb_v(p); }); }
-  void router(const RouterParams& p) override { run([this, p] { cpu_.router(p); }); }
-  void moe_experts(const MoeExpertsParams& p) override { run([this, p] { cpu_.moe_experts(p); }); }
-  void sample(const SampleParams& p) override { run([this, p] { cpu_.sample(p); }); }
 
   std::unique_ptr<BackendGraph> capture(const std::function<void()>& body) override {
     ++captures;
@@ -66,11 +47,10 @@ class RecordingBackend final : public Backend {
   int captures = 0, ops_recorded = 0;
 
  private:
-  void run(std::function<void()> op) {
+  void run(std::function<void()> op) override {
     if (rec_) rec_->push_back(std::move(op));
     else op();
   }
-  CpuBackend cpu_;
   bool refuse_;
   std::vector<std::function<void()>>* rec_ = nullptr;
 };

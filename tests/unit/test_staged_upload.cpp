@@ -16,6 +16,7 @@
 #include "dsv3/io/tiny_model.h"
 #include "dsv3/io/weight_source.h"
 #include "dsv3/model/weights.h"
+#include "unit/device_like_backend.h"
 
 namespace dsv3 {
 namespace {
@@ -185,16 +186,9 @@ TEST(StagedUpload, ReleasesAHostTemporaryOnceItsLastChunkIsStaged) {
 
 // A backend whose memory is "not host-visible" (host memory, as test_dummy_load's FakeDevice) with staging buffers:
 // the weight loader must stage every byte through the sink and place the same model as the CPU backend.
-class StagingDevice final : public Backend {
+class StagingDevice final : public DeviceLikeBackend {
  public:
   std::string name() const override { return "staging-device"; }
-  Allocator& allocator() override { return host_allocator(); }
-  bool host_visible() const override { return false; }
-  void copy(const TensorView& dst, const TensorView& src) override {
-    ++copies;
-    cpu_.copy(dst, src);
-  }
-  void synchronize() override {}
   std::unique_ptr<StagingSink> make_staging_sink(int n_slots, size_t slot_bytes) override {
     sink_slots = n_slots;
     sink_bytes = slot_bytes;
@@ -202,28 +196,10 @@ class StagingDevice final : public Backend {
     sink_alive = s->alive_flag;
     return s;
   }
-  void linear(const LinearParams& p) override { cpu_.linear(p); }
-  void rms_norm(const RmsNormParams& p) override { cpu_.rms_norm(p); }
-  void embedding(const EmbeddingParams& p) override { cpu_.embedding(p); }
-  void rope(const RopeParams& p) override { cpu_.rope(p); }
-  void silu_mul(const SiluMulParams& p) override { cpu_.silu_mul(p); }
-  void add(const AddParams& p) override { cpu_.add(p); }
-  void kv_cache_store(const KvCacheStoreParams& p) override { cpu_.kv_cache_store(p); }
-  void kv_cache_gather(const KvCacheGatherParams& p) override { cpu_.kv_cache_gather(p); }
-  void mla_prefill(const MlaPrefillParams& p) override { cpu_.mla_prefill(p); }
-  void mla_absorb_q(const MlaAbsorbQParams& p) override { cpu_.mla_absorb_q(p); }
-  void mla_decode(const MlaDecodeParams& p) override { cpu_.mla_decode(p); }
-  void mla_absorb_v(const MlaAbsorbVParams& p) override { cpu_.mla_absorb_v(p); }
-  void router(const RouterParams& p) override { cpu_.router(p); }
-  void moe_experts(const MoeExpertsParams& p) override { cpu_.moe_experts(p); }
-  void sample(const SampleParams& p) override { cpu_.sample(p); }
 
-  int copies = 0, sink_slots = 0;
+  int sink_slots = 0;
   size_t sink_bytes = 0;
   std::shared_ptr<bool> sink_alive;
-
- private:
-  CpuBackend cpu_;
 };
 
 void expect_same_weights(const ModelWeights& h, const ModelWeights& d) {
