@@ -19,6 +19,27 @@ constexpr int kSplitBelow = 64;  // tokens: below, the split logit kernel; from 
 
 __device__ __forceinline__ float exp_f(float x) { return static_cast<float>(exp(static_cast<double>(x))); }
 
+// Σ_{i<len} x[i]·w[i], sequential in i with separate multiply and add: one 128-wide block sum of a logit, exactly as
+// the reference adds it. vec: 16-byte aligned w and len % 8 == 0.
+__device__ __forceinline__ float block_dot(const float* x, const bf16_t* w, int len, bool vec) {
+  float s = 0.f;
+  if (vec) {
+    for (int i = 0; i < len; i += 8) {
+      const uint4 raw = __ldg(reinterpret_cast<const uint4*>(w + i));
+      const __nv_bfloat162* p = reinterpret_cast<const __nv_bfloat162*>(&raw);
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        const float2 f = __bfloat1622float2(p[q]);
+        s = __fadd_rn(s, __fmul_rn(x[i + 2 * q], f.x));
+        s = __fadd_rn(s, __fmul_rn(x[i + 2 * q + 1], f.y));
+      }
+    }
+  } else {
+    for (int i = 0; i < len; ++i) s = __fadd_rn(s, __fmul_rn(x[i], ld_bf16(w + i)));
+  }
+  return s;
+}
+
 // logits[t, j] for j in this block's 32 experts.
 __global__ void __launch_bounds__(kThreads) router_logits_kernel(const RouterArgs a) {
   extern __shared__ float sm[];
@@ -33,23 +54,7 @@ __global__ void __launch_bounds__(kThreads) router_logits_kernel(const RouterArg
   for (int item = threadIdx.x; item < ne * nb; item += kThreads) {
     const int jl = item / nb, b = item % nb, i0 = b * kBlock, len = min(kBlock, a.d - i0);
     const bf16_t* w = a.gate + static_cast<int64_t>(e0 + jl) * a.d + i0;
-    const float* xb = xs + i0;
-    float s = 0.f;
-    if (vec) {  // len is a multiple of 8 (d % 8 == 0, 128 % 8 == 0)
-      for (int i = 0; i < len; i += 8) {
-        const uint4 raw = __ldg(reinterpret_cast<const uint4*>(w + i));
-        const __nv_bfloat162* p = reinterpret_cast<const __nv_bfloat162*>(&raw);
-#pragma unroll
-        for (int q = 0; q < 4; ++q) {
-          const float2 f = __bfloat1622float2(p[q]);
-          s = __fadd_rn(s, __fmul_rn(xb[i + 2 * q], f.x));
-          s = __fadd_rn(s, __fmul_rn(xb[i + 2 * q + 1], f.y));
-        }
-      }
-    } else {
-      for (int i = 0; i < len; ++i) s = __fadd_rn(s, __fmul_rn(xb[i], ld_bf16(w + i)));
-    }
-    part[jl * nb + b] = s;
+    part[jl * nb + b] = block_dot(xs + i0, w, len, vec);
   }
   __syncthreads();
   for (int jl = threadIdx.x; jl < ne; jl += kThreads) {
@@ -72,25 +77,7 @@ __global__ void __launch_bounds__(kThreads) router_logits_token_kernel(const Rou
   for (int j = threadIdx.x; j < a.n_experts; j += kThreads) {
     const bf16_t* w = a.gate + static_cast<int64_t>(j) * a.d;
     float z = 0.f;
-    for (int i0 = 0; i0 < a.d; i0 += kBlock) {
-      const int len = min(kBlock, a.d - i0);
-      float s = 0.f;
-      if (vec) {
-        for (int i = i0; i < i0 + len; i += 8) {
-          const uint4 raw = __ldg(reinterpret_cast<const uint4*>(w + i));
-          const __nv_bfloat162* p = reinterpret_cast<const __nv_bfloat162*>(&raw);
-#pragma unroll
-          for (int q = 0; q < 4; ++q) {
-            const float2 f = __bfloat1622float2(p[q]);
-            s = __fadd_rn(s, __fmul_rn(xs[i + 2 * q], f.x));
-            s = __fadd_rn(s, __fmul_rn(xs[i + 2 * q + 1], f.y));
-          }
-        }
-      } else {
-        for (int i = i0; i < i0 + len; ++i) s = __fadd_rn(s, __fmul_rn(xs[i], ld_bf16(w + i)));
-      }
-      z = __fadd_rn(z, s);
-    }
+    for (int i0 = 0; i0 < a.d; i0 += kBlock) z = __fadd_rn(z, block_dot(xs + i0, w + i0, min(kBlock, a.d - i0), vec));
     a.logits[static_cast<int64_t>(t) * a.n_experts + j] = z;
   }
 }
