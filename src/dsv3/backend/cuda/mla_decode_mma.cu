@@ -19,6 +19,7 @@
 #include <cmath>
 
 #include "dsv3/backend/cuda/mla_decode_common.cuh"
+#include "dsv3/backend/cuda/mma_sm80.cuh"
 
 namespace dsv3::cuda {
 namespace {
@@ -42,42 +43,6 @@ static_assert(kRank == kWarps * 64, "P·V: one warp per 64 output columns");
 static_assert(kKeys == 64 && kHeads == 64, "S = Q·Kᵀ: 4 x 2 warps of 16 heads x 32 keys; loader: 4 threads per row");
 
 constexpr float kLog2e = 1.4426950408889634f, kLn2 = 0.6931471805599453f;
-
-__device__ __forceinline__ uint32_t smem_addr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-// 16-byte global -> shared copy; src_bytes = 0 fills zeros and reads nothing.
-__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, int src_bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
-
-__device__ __forceinline__ void ldsm_x4(uint32_t addr, uint32_t (&r)[4]) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-}
-__device__ __forceinline__ void ldsm_x4_trans(uint32_t addr, uint32_t (&r)[4]) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-}
-
-// d += a·b for one m16n8k16 tile: a = 4 regs (row-major 16x16), b = 2 regs (16x8, k-major pairs), d = 4 fp32.
-__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-// Byte offset of 16-byte chunk `chunk` of row `row` in a swizzled buffer with `row_bytes` per row.
-__device__ __forceinline__ uint32_t swz(int row, int chunk, int row_bytes) {
-  return static_cast<uint32_t>(row * row_bytes + ((chunk ^ (row & 7)) << 4));
-}
 
 __global__ void __launch_bounds__(kThreads, 1) mla_decode_mma_kernel(const MlaDecodeArgs a) {
   extern __shared__ __align__(128) unsigned char smem[];
@@ -144,7 +109,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_mma_kernel(const MlaDe
 
   int stage = 0;
   for (int k0 = row.begin; k0 < row.end; k0 += kKeys, stage ^= 1) {
-    cp_async_wait_all();
+    cp_async_wait<0>();
     __syncthreads();  // tile k0 is staged for all; the other stage's readers (the previous P·V) are done
     if (k0 + kKeys < row.end) load_tile(k0 + kKeys, stage ^ 1);
     cp_async_commit();
@@ -161,9 +126,9 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_mma_kernel(const MlaDe
     for (int kk = 0; kk < kEntry / 16; ++kk) {
       const uint32_t kq = static_cast<uint32_t>((kk / 4) * 128);  // 8 chunks per 128 bytes; the swizzle keeps them there
       uint32_t af[4], b0[4], b1[4];
-      ldsm_x4(qa_row + kq + ((((2 * kk) % 8 + qa_hi) ^ x7) << 4), af);
-      ldsm_x4(kb0 + kq + ((((2 * kk) % 8 + kb_hi) ^ x7) << 4), b0);
-      ldsm_x4(kb1 + kq + ((((2 * kk) % 8 + kb_hi) ^ x7) << 4), b1);
+      ldmatrix_x4(af, qa_row + kq + ((((2 * kk) % 8 + qa_hi) ^ x7) << 4));
+      ldmatrix_x4(b0, kb0 + kq + ((((2 * kk) % 8 + kb_hi) ^ x7) << 4));
+      ldmatrix_x4(b1, kb1 + kq + ((((2 * kk) % 8 + kb_hi) ^ x7) << 4));
       mma_bf16(s[0], af, b0[0], b0[1]);
       mma_bf16(s[1], af, b0[2], b0[3]);
       mma_bf16(s[2], af, b1[0], b1[1]);
@@ -227,11 +192,11 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_mma_kernel(const MlaDe
     for (int kk = 0; kk < kKeys / 16; ++kk) {
       uint32_t pf[4][4];
 #pragma unroll
-      for (int mt = 0; mt < 4; ++mt) ldsm_x4(pa_row + mt * 16 * kPRowBytes + (((2 * kk + qa_hi) ^ x7) << 4), pf[mt]);
+      for (int mt = 0; mt < 4; ++mt) ldmatrix_x4(pf[mt], pa_row + mt * 16 * kPRowBytes + (((2 * kk + qa_hi) ^ x7) << 4));
 #pragma unroll
       for (int np = 0; np < 4; ++np) {
         uint32_t vf[4];
-        ldsm_x4_trans(vb + kk * 16 * kRowBytes + (((2 * np + qa_hi) ^ x7) << 4), vf);
+        ldmatrix_x4_trans(vf, vb + kk * 16 * kRowBytes + (((2 * np + qa_hi) ^ x7) << 4));
 #pragma unroll
         for (int mt = 0; mt < 4; ++mt) {
           mma_bf16(o[mt][2 * np], pf[mt], vf[0], vf[1]);
@@ -241,7 +206,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_mma_kernel(const MlaDe
     }
   }
 
-  cp_async_wait_all();  // an empty split's Q copy may still be in flight
+  cp_async_wait<0>();  // an empty split's Q copy may still be in flight
 
   // ---- per-head sums: quad, then the two key halves (fixed order: deterministic)
 #pragma unroll

@@ -11,6 +11,7 @@
 #include <cmath>
 
 #include "dsv3/backend/cuda/common.cuh"
+#include "dsv3/backend/cuda/mma_sm80.cuh"
 
 namespace dsv3::cuda {
 namespace {
@@ -33,43 +34,7 @@ struct Cfg {
 };
 static_assert(Cfg<8>::kSmem <= 227 * 1024 && 2 * Cfg<4>::kSmem <= 227 * 1024, "mla_prefill_mma: shared memory");
 
-// ---- PTX wrappers ---------------------------------------------------------------------------------------------
-
-__device__ __forceinline__ uint32_t smem_addr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-// 16 bytes global -> shared, bypassing L1; full == false writes 16 zero bytes and reads nothing.
-__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool full) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(full ? 16 : 0)
-               : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int kPending>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
-}
-
-// Four 8x8 b16 matrices; lanes 8i..8i+7 give the row addresses of matrix i, register i receives matrix i.
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-}
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], uint32_t addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-}
-
-// d[16x8] += a[16x16] · b[16x8], bf16 inputs, fp32 accumulators.
-__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
+// ---- local helpers (the PTX wrappers shared with mla_decode_mma.cu are in mma_sm80.cuh) -------------------------
 
 __device__ __forceinline__ float fast_exp2(float x) {  // ex2.approx: 2^-22 relative; exp2(-inf) = +0
   float y;
@@ -80,13 +45,6 @@ __device__ __forceinline__ float fast_exp2(float x) {  // ex2.approx: 2^-22 rela
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {  // lo -> low half (the lower column)
   const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
   return *reinterpret_cast<const uint32_t*>(&v);
-}
-
-// Byte offset of 16-byte chunk `chunk` of row `row` in a tile of `row_bytes`-byte rows. Row widths (384, 256 B) are
-// multiples of 128 B, so without a swizzle the 8 rows an ldmatrix phase reads would share banks; XOR-ing the chunk
-// index with row % 8 puts the 8 rows' chunks on 8 distinct 16-byte bank groups (cp.async writes too).
-__device__ __forceinline__ uint32_t swz(int row, int chunk, int row_bytes) {
-  return static_cast<uint32_t>(row * row_bytes + ((chunk ^ (row & 7)) << 4));
 }
 
 // One 64-key tile of K (k_nope ‖ k_pe, 64 x 192) and V (64 x 128) into a stage; keys t >= nk are zero-filled.
@@ -105,8 +63,8 @@ __device__ __forceinline__ void load_kv_tile(const bf16_t* dummy, uint32_t stage
     for (int i = 0; i < kKvTile / kStep16; ++i) {
       const bool ok = t0 + r + i * kStep16 < nk;
       const bf16_t* row = src + i * kStep16 * kv_row;
-      cp_async16(dk + i * kStep16 * kQkRowBytes, ok ? row : dummy, ok);
-      cp_async16(dv + i * kStep16 * kVRowBytes, ok ? row + kNope : dummy, ok);
+      cp_async16(dk + i * kStep16 * kQkRowBytes, ok ? row : dummy, ok ? 16 : 0);
+      cp_async16(dv + i * kStep16 * kVRowBytes, ok ? row + kNope : dummy, ok ? 16 : 0);
     }
   }
   {  // k_pe (K chunks 16..23), shared by all heads
@@ -116,7 +74,7 @@ __device__ __forceinline__ void load_kv_tile(const bf16_t* dummy, uint32_t stage
 #pragma unroll
     for (int i = 0; i < kKvTile / kStep8; ++i) {
       const bool ok = t0 + r + i * kStep8 < nk;
-      cp_async16(dk + i * kStep8 * kQkRowBytes, ok ? src + i * kStep8 * kRope : dummy, ok);
+      cp_async16(dk + i * kStep8 * kQkRowBytes, ok ? src + i * kStep8 * kRope : dummy, ok ? 16 : 0);
     }
   }
 }
@@ -170,7 +128,7 @@ __global__ void __launch_bounds__(Cfg<kWarps>::kThreads, Cfg<kWarps>::kMinBlocks
     for (int i = 0; i < C::kRows * kQkChunks / C::kThreads; ++i) {
       const int e = tid + i * C::kThreads, r = e / kQkChunks, c = e % kQkChunks;
       const bool ok = r < rows;
-      cp_async16(s_q + swz(r, c, kQkRowBytes), ok ? q_tile + r * q_row + c * 8 : a.q, ok);
+      cp_async16(s_q + swz(r, c, kQkRowBytes), ok ? q_tile + r * q_row + c * 8 : a.q, ok ? 16 : 0);
     }
     load_kv_tile<C::kThreads>(a.k_pe, s_stage, kv_seq, pe_seq, kv_row, 0, nk);
     cp_async_commit();
