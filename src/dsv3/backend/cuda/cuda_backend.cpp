@@ -325,15 +325,6 @@ class CudaBackend final : public Backend {
 
 // ----------------------------------------------------------------------------------------------- CUDA graphs
 
-struct GraphExecTraits {
-  static void destroy(cudaGraphExec_t g) { CUDA_CHECK(cudaGraphExecDestroy(g)); }
-};
-struct GraphTraits {
-  static void destroy(cudaGraph_t g) { CUDA_CHECK(cudaGraphDestroy(g)); }
-};
-using GraphExec = Handle<cudaGraphExec_t, GraphExecTraits>;
-using Graph = Handle<cudaGraph_t, GraphTraits>;
-
 class CudaGraph final : public BackendGraph {
  public:
   CudaGraph(GraphExec exec, cudaStream_t stream) : exec_(std::move(exec)), stream_(stream) {}

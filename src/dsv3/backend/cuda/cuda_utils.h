@@ -70,6 +70,8 @@ class Handle {
 
 struct StreamTraits { static void destroy(cudaStream_t s) { CUDA_CHECK(cudaStreamDestroy(s)); } };
 struct EventTraits { static void destroy(cudaEvent_t e) { CUDA_CHECK(cudaEventDestroy(e)); } };
+struct GraphTraits { static void destroy(cudaGraph_t g) { CUDA_CHECK(cudaGraphDestroy(g)); } };
+struct GraphExecTraits { static void destroy(cudaGraphExec_t g) { CUDA_CHECK(cudaGraphExecDestroy(g)); } };
 struct LtTraits { static void destroy(cublasLtHandle_t h) { CUBLAS_CHECK(cublasLtDestroy(h)); } };
 struct LtDescTraits { static void destroy(cublasLtMatmulDesc_t d) { CUBLAS_CHECK(cublasLtMatmulDescDestroy(d)); } };
 struct LtLayoutTraits {
@@ -81,6 +83,8 @@ struct LtPrefTraits {
 
 using Stream = Handle<cudaStream_t, StreamTraits>;
 using Event = Handle<cudaEvent_t, EventTraits>;
+using Graph = Handle<cudaGraph_t, GraphTraits>;
+using GraphExec = Handle<cudaGraphExec_t, GraphExecTraits>;
 using LtHandle = Handle<cublasLtHandle_t, LtTraits>;
 using LtMatmulDesc = Handle<cublasLtMatmulDesc_t, LtDescTraits>;
 using LtLayout = Handle<cublasLtMatrixLayout_t, LtLayoutTraits>;
