@@ -68,6 +68,15 @@ TensorView DeepseekV3::upload_i32(const std::vector<int32_t>& v, Shape shape) {
 }
 
 namespace {
+// The cache slot (block id x block size + offset) of position p of a sequence; a block id outside the pool is bad
+// input from the caller.
+int32_t cache_slot(const SeqEntry& s, int32_t p, const KvCache& cache) {
+  const int64_t bs = cache.block_size();
+  const int32_t blk = s.blocks[p / bs];
+  EXPECT(blk >= 0 && blk < cache.n_blocks(), "forward: block id {} outside the pool of {}", blk, cache.n_blocks());
+  return static_cast<int32_t>(blk * bs + p % bs);
+}
+
 std::vector<int32_t> padded_table(const std::vector<const std::vector<int32_t>*>& rows, int64_t& max_blocks) {
   max_blocks = 1;
   for (auto* r : rows) max_blocks = std::max<int64_t>(max_blocks, static_cast<int64_t>(r->size()));
@@ -96,9 +105,7 @@ DeepseekV3::StepMeta DeepseekV3::build_meta(const ForwardBatch& b, const KvCache
     for (int32_t i = 0; i < s.n_tokens; ++i) {
       const int32_t p = s.n_cached + i;
       pos.push_back(p);
-      const int32_t blk = s.blocks[p / bs];
-      EXPECT(blk >= 0 && blk < cache.n_blocks(), "forward: block id {} outside the pool of {}", blk, cache.n_blocks());
-      slots.push_back(static_cast<int32_t>(blk * bs + p % bs));
+      slots.push_back(cache_slot(s, p, cache));
       if (s.absorbed) {
         dec_rows.push_back(&s.blocks);
         dec_lens.push_back(p + 1);
@@ -402,11 +409,9 @@ ForwardOutput DeepseekV3::forward_graph(const ForwardBatch& b, KvCache& cache, i
     if (i < n) {
       const SeqEntry& s = b.seqs[i];
       const int32_t p = s.n_cached;
-      const int32_t blk = s.blocks[p / bs];
-      EXPECT(blk >= 0 && blk < cache.n_blocks(), "forward: block id {} outside the pool of {}", blk, cache.n_blocks());
       ids[i] = b.token_ids[i];
       pos[i] = p;
-      slots[i] = static_cast<int32_t>(blk * bs + p % bs);
+      slots[i] = cache_slot(s, p, cache);
       lens[i] = p + 1;
       std::copy(s.blocks.begin(), s.blocks.end(), row);
     } else {
