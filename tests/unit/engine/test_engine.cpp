@@ -8,22 +8,15 @@
 
 #include "dsv3/engine/engine.h"
 #include "dsv3/io/tiny_model.h"
+#include "unit/engine/micro_model.h"
 
 namespace dsv3 {
 namespace {
 namespace fs = std::filesystem;
 
-// One micro model per test binary (no tokenizer: token ids only).
+// One micro model per test binary.
 const std::string& micro_dir() {
-  static const std::string dir = [] {
-    const std::string d = ::testing::TempDir() + "/dsv3_engine_micro";
-    fs::remove_all(d);
-    TinyModelOptions o;
-    o.out_dir = d;
-    o.seed = 3;
-    write_tiny_model(tiny_model_preset("micro"), o);
-    return d;
-  }();
+  static const std::string dir = write_micro_model("dsv3_engine_micro", 3);
   return dir;
 }
 
