@@ -2,13 +2,14 @@
 # ops_check.sh: on the GPU machine — build, run every CPU-vs-CUDA op case (test_ops), the GPU engine-sampling test,
 # and the op benchmarks of the kernels named in PERF_OPS; a table of pass counts, failures and the perf tables last.
 # Carry: .devdeps (pcre2.h). Usage: PERF_OPS="mla_decode mla_prefill moe_experts sample" scripts/device/ops_check.sh
+# (OPS_REGEX=router: only the cases whose names match).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/device/common.sh
 device_init ops_check 44
 device_build dsv3 test_ops test_engine_sampling
-rc=0; timeout "${OPS_TIMEOUT:-240}" "$BUILD/tests/ops/test_ops" >"$OUT/test_ops.log" 2>&1 || rc=$?
-row "test_ops (every case)" "rc=$rc: $(grep -E 'cases passed' "$OUT/test_ops.log" | tail -1) ($(elapsed))"
+rc=0; timeout "${OPS_TIMEOUT:-240}" "$BUILD/tests/ops/test_ops" ${OPS_REGEX:+-p "$OPS_REGEX"} >"$OUT/test_ops.log" 2>&1 || rc=$?
+row "test_ops (${OPS_REGEX:-every case})" "rc=$rc: $(grep -E 'cases passed' "$OUT/test_ops.log" | tail -1) ($(elapsed))"
 while IFS= read -r l; do row "  failed" "$l"; done < <(grep -E '^ *FAIL' "$OUT/test_ops.log" | head -12)
 t=$(find "$BUILD" -name test_engine_sampling -type f | head -1)
 if [ -n "$t" ]; then

@@ -256,6 +256,8 @@ class CudaBackend final : public Backend {
   }
 
   // Scratch that grows on demand; growing waits for the stream, since queued kernels may still use the old buffer.
+  // A buffer that a CUDA graph captured since it was allocated is retired, not freed: the graph replays with its
+  // address (freeing it crashed a replay after a larger eager step grew the slot, seen on the H200 2026-11-30).
   void* scratch(ScratchSlot slot, size_t bytes) {
     DeviceBuffer& b = scratch_[lane_][slot];
     if (b.size() < bytes) {
@@ -266,8 +268,11 @@ class CudaBackend final : public Backend {
       static_assert(std::size(kWhat) == kScratchSlots, "a name for every scratch slot");
       AllocationPurpose why(fmt::format("backend scratch ({}, {} bytes + 25% headroom)", kWhat[slot], bytes));
       CUDA_CHECK(cudaStreamSynchronize(stream()));
+      uint64_t& epoch = scratch_epoch_[lane_][slot];
+      if (b.size() > 0 && epoch < n_captures_) retired_scratch_.push_back(std::move(b));
       b = DeviceBuffer();
       b = DeviceBuffer(round_up(bytes + bytes / 4, 1u << 20));
+      epoch = n_captures_;
     }
     return b.data();
   }
@@ -313,6 +318,9 @@ class CudaBackend final : public Backend {
   Event lane_done_[kMaxLanes], lanes_fork_;
   std::unique_ptr<LtGemm> lane_gemm_[kMaxLanes];
   DeviceBuffer scratch_[kMaxLanes][kScratchSlots];
+  uint64_t scratch_epoch_[kMaxLanes][kScratchSlots] = {};  // n_captures_ when the slot's buffer was allocated
+  uint64_t n_captures_ = 0;                                 // graphs captured so far (each may hold scratch addresses)
+  std::vector<DeviceBuffer> retired_scratch_;               // grown-out buffers some graph may still use
   PinnedBuffer moe_host_;  // [2 * n_experts] i32: counts, then offsets
   std::unique_ptr<OpProfiler> profiler_;  // DSV3_PROFILE=1
 
@@ -368,6 +376,7 @@ std::unique_ptr<BackendGraph> CudaBackend::capture(const std::function<void()>& 
   }
   cudaGraphExec_t exec = nullptr;
   CUDA_CHECK(cudaGraphInstantiate(&exec, graph.get(), 0));
+  ++n_captures_;
   return std::make_unique<CudaGraph>(GraphExec(exec), stream());
 }
 
@@ -670,6 +679,14 @@ void CudaBackend::mla_absorb_v(const MlaAbsorbVParams& p) {
          p.kv_b.shape.str());
   EXPECT(p.out.dim(0) == n && p.out.dim(1) == H && p.out.dim(2) == vd, "mla_absorb_v: out {}", p.out.shape.str());
   if (n == 0) return;
+  // The own kernel (mla_absorb.cu): bitwise equal to the reference; the cuBLASLt path stays for
+  // DSV3_CUDA_GEMM=fallback's comparison path and for shapes the kernel does not take.
+  if (!opt_.force_gemm_fallback && absorb_v_kernel_supported(rank, vd) && aligned(p.kv_b.data, 16) &&
+      absorb_v_smem_bytes(rank, vd) <= 200 * 1024) {
+    launch_absorb_v({cbf(p.o_latent), cbf(p.kv_b), bf(p.out), n, H, nope, vd, rank, per_head}, stream());
+    launched("mla_absorb_v (kernel)");
+    return;
+  }
   const bf16_t* w_uv = cbf(p.kv_b) + static_cast<int64_t>(nope) * rank;
   bool done = false;
   if (!opt_.force_gemm_fallback) {

@@ -169,6 +169,15 @@ struct AbsorbQArgs {
 };
 bool absorb_q_kernel_supported(int rank, int nope, int rope);
 void launch_absorb_q(const AbsorbQArgs& a, cudaStream_t s);
+struct AbsorbVArgs {
+  const bf16_t* o;     // [n, heads, rank] the attention output in the latent space
+  const bf16_t* kv_b;  // [heads * per_head, rank]; W_UV^h = rows h * per_head + nope .. + vd
+  bf16_t* out;         // [n, heads, vd]
+  int n, heads, nope, vd, rank, per_head;
+};
+bool absorb_v_kernel_supported(int rank, int vd);
+size_t absorb_v_smem_bytes(int rank, int vd);
+void launch_absorb_v(const AbsorbVArgs& a, cudaStream_t s);
 
 // ---- mla_prefill.cu ----
 struct MlaPrefillArgs {

@@ -6,9 +6,13 @@
 //   a warp reads 256 contiguous bytes of a W row); the tile's q_nope sits in shared memory as fp32.
 // Precision: fp32 products and sums in the reference's order (d ascending, separate multiply and add): bitwise equal
 //   to CpuBackend::mla_absorb_q. The rope part is copied.
-// mla_absorb_v and larger shapes run as cuBLASLt strided-batched bf16 GEMMs (gemm.cpp), with
+// mla_absorb_v likewise (the cuBLASLt batched GEMM it replaces took ~0.2 ms per layer at one decode token, the
+// largest item of a batch-1 step): out[t, h, v] = Σ_c o[t, h, c] · W_UV^h[v, c], W_UV^h rows stream through shared
+// memory in 64-column chunks (coalesced loads, the next chunk prefetched into registers while this one is used),
+// thread v owns output row v for a tile of tokens; sums in the reference's order, bitwise CpuBackend::mla_absorb_v.
+// Shapes the kernels do not take run as cuBLASLt strided-batched bf16 GEMMs (gemm.cpp), with
 // launch_batched_gemm_fallback (linear.cu) for strides cuBLASLt rejects.
-// Reference: CpuBackend::mla_absorb_q; checked by tests/ops case "mla_absorb_q".
+// Reference: CpuBackend::mla_absorb_q / mla_absorb_v; checked by tests/ops cases "mla_absorb_q", "mla_absorb_v".
 #include "dsv3/backend/cuda/common.cuh"
 
 namespace dsv3::cuda {
@@ -70,7 +74,76 @@ __global__ void absorb_q_kernel(const AbsorbQArgs a) {
   }
 }
 
+// absorb_v: grid (H, token tiles of kTokens), vd threads. Shared: the tile's o rows as fp32 [kTokens][rank] and one
+// W chunk as fp32 [vd][kChunk + 1] (the +1 keeps thread v's row reads conflict-free).
+constexpr int kChunk = 64;
+
+__global__ void absorb_v_kernel(const AbsorbVArgs a) {
+  extern __shared__ float sm[];
+  float* os = sm;                              // [kTokens, rank]
+  float* ws = os + kTokens * a.rank;           // [vd, kChunk + 1]
+  constexpr int kPitch = kChunk + 1, kVecPerRow = kChunk / 8;
+  const int h = blockIdx.x, t0 = blockIdx.y * kTokens, nt = min(kTokens, a.n - t0), v = threadIdx.x;
+  for (int i = threadIdx.x; i < nt * a.rank; i += blockDim.x) {
+    const int t = i / a.rank, c = i % a.rank;
+    os[t * a.rank + c] = ld_bf16(a.o + (static_cast<int64_t>(t0 + t) * a.heads + h) * a.rank + c);
+  }
+  const bf16_t* w = a.kv_b + (static_cast<int64_t>(h) * a.per_head + a.nope) * a.rank;  // W_UV^h [vd, rank]
+  // Chunk loads: vector j of the chunk is row j / kVecPerRow, 8 columns at (j % kVecPerRow) * 8; vd * kVecPerRow
+  // vectors over vd threads: kVecPerRow each.
+  uint4 pre[kVecPerRow];
+  auto fetch = [&](int c0) {
+#pragma unroll
+    for (int q = 0; q < kVecPerRow; ++q) {
+      const int j = q * a.vd + threadIdx.x, row = j / kVecPerRow, col = (j % kVecPerRow) * 8;
+      pre[q] = __ldg(reinterpret_cast<const uint4*>(w + static_cast<int64_t>(row) * a.rank + c0 + col));
+    }
+  };
+  fetch(0);
+  float acc[kTokens];
+#pragma unroll
+  for (int t = 0; t < kTokens; ++t) acc[t] = 0.f;
+  for (int c0 = 0; c0 < a.rank; c0 += kChunk) {
+    __syncthreads();  // the previous chunk is consumed (and, the first time, os is written)
+#pragma unroll
+    for (int q = 0; q < kVecPerRow; ++q) {
+      const int j = q * a.vd + threadIdx.x, row = j / kVecPerRow, col = (j % kVecPerRow) * 8;
+      const __nv_bfloat162* p2 = reinterpret_cast<const __nv_bfloat162*>(&pre[q]);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const float2 f = __bfloat1622float2(p2[e]);
+        ws[row * kPitch + col + 2 * e] = f.x;
+        ws[row * kPitch + col + 2 * e + 1] = f.y;
+      }
+    }
+    __syncthreads();
+    if (c0 + kChunk < a.rank) fetch(c0 + kChunk);
+    const float* wr = ws + v * kPitch;
+#pragma unroll 8
+    for (int k = 0; k < kChunk; ++k) {
+      const float wv = wr[k];
+#pragma unroll
+      for (int t = 0; t < kTokens; ++t)  // tokens past nt read stale values; their sums are never stored
+        acc[t] = __fadd_rn(acc[t], __fmul_rn(wv, os[t * a.rank + c0 + k]));
+    }
+  }
+  for (int t = 0; t < nt; ++t) a.out[(static_cast<int64_t>(t0 + t) * a.heads + h) * a.vd + v] = to_bf16(acc[t]);
+}
+
 }  // namespace
+
+bool absorb_v_kernel_supported(int rank, int vd) { return rank % kChunk == 0 && vd >= 32 && vd <= 1024 && vd % 32 == 0; }
+
+size_t absorb_v_smem_bytes(int rank, int vd) {
+  return (static_cast<size_t>(kTokens) * rank + static_cast<size_t>(vd) * (kChunk + 1)) * sizeof(float);
+}
+
+void launch_absorb_v(const AbsorbVArgs& a, cudaStream_t s) {
+  if (a.n == 0) return;
+  const size_t smem = absorb_v_smem_bytes(a.rank, a.vd);
+  cudaFuncSetAttribute(absorb_v_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+  absorb_v_kernel<<<dim3(a.heads, (a.n + kTokens - 1) / kTokens), a.vd, smem, s>>>(a);
+}
 
 bool absorb_q_kernel_supported(int rank, int nope, int rope) {
   return rank % 4 == 0 && rank / 4 <= 1024 && rank >= 32 && nope <= 1024 && rope >= 0 && (rank + rope) % 4 == 0 &&

@@ -1,10 +1,10 @@
 // router.cu: MoE expert selection — noaux_tc, greedy, group_limited_greedy with sigmoid or softmax (backend/cuda).
-// Two kernels. Logits: grid (expert tiles of 32, tokens); each thread sums one 128-wide block of one expert's dot
-// product sequentially, and the block sums of an expert are added in block order (backend.h kRouterSumBlock): the
-// reference's order, so logits are bitwise the CPU's, while 14336 short chains per token run in parallel instead of
-// 256 chains of 7168 dependent adds (a single-block design took 250 µs per decode token on the H200). Selection:
-// one block per token; sigmoid scores per thread, softmax sums and group choices in the reference's order, the top-k
-// as warp argmaxes (value desc, index asc: the reference's stable order).
+// Logits: each is the sum of its 128-wide block sums added in block order (backend.h kRouterSumBlock), every block
+// sum a sequential chain — the reference's order, so logits and expert ids are bitwise the CPU's. Below 256 tokens a
+// chain kernel (one thread per token x expert x block, ~64 blocks per token); from 256 tokens a register-tiled fp32
+// GEMM on the CUDA cores (tokens share the staged gate). Selection: one block per token; sigmoid scores per thread,
+// softmax sums and group choices in the reference's order, the top-k as warp argmaxes (value desc, index asc: the
+// reference's stable order).
 // Precision: fp32 throughout; exp in double rounded to fp32 (agrees with glibc's expf); ties go to the lower index.
 // Reference: CpuBackend::router (model-spec §4.2, §9.3); checked by tests/ops case "router" (every variant, ties).
 #include <cfloat>
@@ -14,72 +14,190 @@
 namespace dsv3::cuda {
 namespace {
 
-constexpr int kThreads = 256, kTileE = 32, kBlock = 128;  // kBlock == kRouterSumBlock (backend.h)
-constexpr int kSplitBelow = 64;  // tokens: below, the split logit kernel; from here, one block per token
+constexpr int kThreads = 256, kBlock = 128;  // kBlock == kRouterSumBlock (backend.h)
+constexpr int kTiledFrom = 256;                // tokens: from here the tiled logit kernel, below the chain kernel
 
 __device__ __forceinline__ float exp_f(float x) { return static_cast<float>(exp(static_cast<double>(x))); }
 
-// Σ_{i<len} x[i]·w[i], sequential in i with separate multiply and add: one 128-wide block sum of a logit, exactly as
-// the reference adds it. vec: 16-byte aligned w and len % 8 == 0.
-__device__ __forceinline__ float block_dot(const float* x, const bf16_t* w, int len, bool vec) {
-  float s = 0.f;
-  if (vec) {
-    for (int i = 0; i < len; i += 8) {
-      const uint4 raw = __ldg(reinterpret_cast<const uint4*>(w + i));
-      const __nv_bfloat162* p = reinterpret_cast<const __nv_bfloat162*>(&raw);
-#pragma unroll
-      for (int q = 0; q < 4; ++q) {
-        const float2 f = __bfloat1622float2(p[q]);
-        s = __fadd_rn(s, __fmul_rn(x[i + 2 * q], f.x));
-        s = __fadd_rn(s, __fmul_rn(x[i + 2 * q + 1], f.y));
-      }
-    }
-  } else {
-    for (int i = 0; i < len; ++i) s = __fadd_rn(s, __fmul_rn(x[i], ld_bf16(w + i)));
-  }
-  return s;
-}
+// NOTE on exactness: x and the gate are bf16, so each product x·w has at most 16 significant bits and is exact in
+// fp32 (unless it falls below ~2^-134); fmaf(x, w, s) therefore rounds exactly once, like the reference's
+// `s += x * w` (product exact, one rounding in the add). Every kernel here uses fmaf: one instruction per MAC.
 
-// logits[t, j] for j in this block's 32 experts.
-__global__ void __launch_bounds__(kThreads) router_logits_kernel(const RouterArgs a) {
-  extern __shared__ float sm[];
+// Decode sizes (< kTiledFrom tokens, or rows that are not 16-byte aligned): one thread per (token, expert, 128-wide
+// block) chain. The thread loads its 128 weights and 128 activations as 16-byte vectors before the chain
+// (independent loads in flight instead of one L2 round trip per 8 MACs), a block holds whole experts, and threads
+// 0..ne-1 add their expert's block sums in block order. Grid (expert tiles, tokens): ~64 blocks per token at d 7168, E 256.
+__global__ void __launch_bounds__(kThreads) router_logits_chain_kernel(const RouterArgs a, int experts_per_block) {
+  extern __shared__ float part[];  // [experts_per_block, nb]
   const int nb = (a.d + kBlock - 1) / kBlock;
-  float* xs = sm;              // [d]
-  float* part = xs + a.d;      // [kTileE, nb]
-  const int t = blockIdx.y, e0 = blockIdx.x * kTileE, ne = min(kTileE, a.n_experts - e0);
+  const int t = blockIdx.y, e0 = blockIdx.x * experts_per_block, ne = min(experts_per_block, a.n_experts - e0);
   const bf16_t* xr = a.x + static_cast<int64_t>(t) * a.d;
-  for (int i = threadIdx.x; i < a.d; i += kThreads) xs[i] = ld_bf16(xr + i);
-  __syncthreads();
-  const bool vec = a.d % 8 == 0 && (reinterpret_cast<uintptr_t>(a.gate) & 15) == 0;
-  for (int item = threadIdx.x; item < ne * nb; item += kThreads) {
+  const bool vec = a.d % 8 == 0 && (reinterpret_cast<uintptr_t>(a.gate) & 15) == 0 &&
+                   (reinterpret_cast<uintptr_t>(a.x) & 15) == 0;
+  for (int item = threadIdx.x; item < ne * nb; item += blockDim.x) {
     const int jl = item / nb, b = item % nb, i0 = b * kBlock, len = min(kBlock, a.d - i0);
     const bf16_t* w = a.gate + static_cast<int64_t>(e0 + jl) * a.d + i0;
-    part[jl * nb + b] = block_dot(xs + i0, w, len, vec);
+    float s = 0.f;
+    if (vec && len == kBlock) {
+      uint4 wv[kBlock / 8], xv[kBlock / 8];
+#pragma unroll
+      for (int v = 0; v < kBlock / 8; ++v) {
+        wv[v] = __ldg(reinterpret_cast<const uint4*>(w) + v);
+        xv[v] = __ldg(reinterpret_cast<const uint4*>(xr + i0) + v);
+      }
+#pragma unroll
+      for (int v = 0; v < kBlock / 8; ++v) {
+        const __nv_bfloat162* pw = reinterpret_cast<const __nv_bfloat162*>(&wv[v]);
+        const __nv_bfloat162* px = reinterpret_cast<const __nv_bfloat162*>(&xv[v]);
+#pragma unroll
+        for (int q = 0; q < 4; ++q) {
+          const float2 fw = __bfloat1622float2(pw[q]), fx = __bfloat1622float2(px[q]);
+          s = fmaf(fx.x, fw.x, s);
+          s = fmaf(fx.y, fw.y, s);
+        }
+      }
+    } else {
+      for (int i = 0; i < len; ++i) s = fmaf(ld_bf16(xr + i0 + i), ld_bf16(w + i), s);
+    }
+    part[jl * nb + b] = s;
   }
   __syncthreads();
-  for (int jl = threadIdx.x; jl < ne; jl += kThreads) {
+  for (int jl = threadIdx.x; jl < ne; jl += blockDim.x) {
     float z = 0.f;
     for (int b = 0; b < nb; ++b) z = __fadd_rn(z, part[jl * nb + b]);
     a.logits[static_cast<int64_t>(t) * a.n_experts + e0 + jl] = z;
   }
 }
 
-// Prefill sizes: one block per token, thread j sums expert j's block sums (the same order as above). The split
-// kernel reloads x per 32 experts, which costs more than it gains once tokens alone fill the GPU.
-__global__ void __launch_bounds__(kThreads) router_logits_token_kernel(const RouterArgs a) {
+// Prefill sizes: a register-tiled fp32 GEMM on the CUDA cores in the reference's order. A block owns TM tokens x TE
+// experts; per 128-wide block of d it stages both operands in shared memory as fp32, k-major (xs[k][token],
+// ws[k][expert]), and each thread runs the RT x RE sequential chains of its outputs, then adds each chain into its
+// logit (block order). The tokens share every staged weight (TM-fold reuse) where the one-block-per-token design
+// re-read the whole gate per token (7.9 ms per 8192 tokens on the H200). The next block's operands are loaded into
+// registers (16-byte vectors; consecutive threads take consecutive rows, so the transposing stores are
+// conflict-free) while the current block is multiplied.
+template <int TM, int TE, int RT, int RE>
+__global__ void __launch_bounds__((TM / RT) * (TE / RE)) router_logits_tiled_kernel(const RouterArgs a) {
+  constexpr int kTx = TE / RE, kNt = (TM / RT) * kTx, kVx = TM * (kBlock / 8) / kNt, kVw = TE * (kBlock / 8) / kNt;
+  static_assert(kVx * kNt == TM * (kBlock / 8) && kVw * kNt == TE * (kBlock / 8), "whole vectors per thread");
   extern __shared__ float sm[];
-  float* xs = sm;  // [d]
-  const int t = blockIdx.x;
-  const bf16_t* xr = a.x + static_cast<int64_t>(t) * a.d;
-  for (int i = threadIdx.x; i < a.d; i += kThreads) xs[i] = ld_bf16(xr + i);
-  __syncthreads();
-  const bool vec = a.d % 8 == 0 && (reinterpret_cast<uintptr_t>(a.gate) & 15) == 0;
-  for (int j = threadIdx.x; j < a.n_experts; j += kThreads) {
-    const bf16_t* w = a.gate + static_cast<int64_t>(j) * a.d;
-    float z = 0.f;
-    for (int i0 = 0; i0 < a.d; i0 += kBlock) z = __fadd_rn(z, block_dot(xs + i0, w + i0, min(kBlock, a.d - i0), vec));
-    a.logits[static_cast<int64_t>(t) * a.n_experts + j] = z;
+  float* xs = sm;                   // [kBlock][TM]
+  float* ws = xs + kBlock * TM;     // [kBlock][TE]
+  const int tx = threadIdx.x % kTx, ty = threadIdx.x / kTx;
+  const int t0 = blockIdx.x * TM, e0 = blockIdx.y * TE;
+  // Vector q of a thread: row (q * kNt + tid) % ROWS, columns ((q * kNt + tid) / ROWS) * 8 .. + 7 of the block.
+  uint4 px[kVx], pw[kVw];
+  auto fetch = [&](int i0) {  // the whole 128-wide block at i0 (the caller guarantees i0 + 128 <= d)
+#pragma unroll
+    for (int q = 0; q < kVx; ++q) {
+      const int idx = q * kNt + threadIdx.x, r = idx % TM, c8 = idx / TM * 8;
+      px[q] = __ldg(reinterpret_cast<const uint4*>(a.x + static_cast<int64_t>(min(t0 + r, a.n - 1)) * a.d + i0 + c8));
+    }
+#pragma unroll
+    for (int q = 0; q < kVw; ++q) {
+      const int idx = q * kNt + threadIdx.x, r = idx % TE, c8 = idx / TE * 8;
+      pw[q] = __ldg(reinterpret_cast<const uint4*>(a.gate + static_cast<int64_t>(min(e0 + r, a.n_experts - 1)) * a.d +
+                                                   i0 + c8));
+    }
+  };
+  // The tail block (d % 128) element by element, zero-filled past d (its chains stop at len anyway).
+  auto stage_tail = [&](int i0, int len) {
+    for (int idx = threadIdx.x; idx < TM * kBlock; idx += kNt) {
+      const int r = idx % TM, c = idx / TM;
+      xs[c * TM + r] = c < len ? ld_bf16(a.x + static_cast<int64_t>(min(t0 + r, a.n - 1)) * a.d + i0 + c) : 0.f;
+    }
+    for (int idx = threadIdx.x; idx < TE * kBlock; idx += kNt) {
+      const int r = idx % TE, c = idx / TE;
+      ws[c * TE + r] = c < len ? ld_bf16(a.gate + static_cast<int64_t>(min(e0 + r, a.n_experts - 1)) * a.d + i0 + c)
+                               : 0.f;
+    }
+  };
+  auto store = [&]() {
+#pragma unroll
+    for (int q = 0; q < kVx; ++q) {
+      const int idx = q * kNt + threadIdx.x, r = idx % TM, c8 = idx / TM * 8;
+      const __nv_bfloat162* p2 = reinterpret_cast<const __nv_bfloat162*>(&px[q]);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const float2 f = __bfloat1622float2(p2[e]);
+        xs[(c8 + 2 * e) * TM + r] = f.x;
+        xs[(c8 + 2 * e + 1) * TM + r] = f.y;
+      }
+    }
+#pragma unroll
+    for (int q = 0; q < kVw; ++q) {
+      const int idx = q * kNt + threadIdx.x, r = idx % TE, c8 = idx / TE * 8;
+      const __nv_bfloat162* p2 = reinterpret_cast<const __nv_bfloat162*>(&pw[q]);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const float2 f = __bfloat1622float2(p2[e]);
+        ws[(c8 + 2 * e) * TE + r] = f.x;
+        ws[(c8 + 2 * e + 1) * TE + r] = f.y;
+      }
+    }
+  };
+  float z[RT][RE];
+#pragma unroll
+  for (int r = 0; r < RT; ++r)
+#pragma unroll
+    for (int c = 0; c < RE; ++c) z[r][c] = 0.f;
+  const int full = a.d / kBlock;  // whole blocks (vector loads need d % 8 == 0 and aligned rows: checked by the launcher)
+  if (full > 0) fetch(0);
+  for (int b = 0, i0 = 0; i0 < a.d; ++b, i0 += kBlock) {
+    const int len = min(kBlock, a.d - i0);
+    __syncthreads();  // the previous block's operands are consumed
+    if (b < full) store();
+    else stage_tail(i0, len);
+    __syncthreads();
+    if (b + 1 < full) fetch(i0 + kBlock);
+    float s[RT][RE];
+#pragma unroll
+    for (int r = 0; r < RT; ++r)
+#pragma unroll
+      for (int c = 0; c < RE; ++c) s[r][c] = 0.f;
+#pragma unroll 4
+    for (int k = 0; k < len; ++k) {
+      float xv[RT], wv[RE];
+#pragma unroll
+      for (int r = 0; r < RT; r += 4) {
+        const float4 v = *reinterpret_cast<const float4*>(xs + k * TM + ty * RT + r);
+        xv[r] = v.x, xv[r + 1] = v.y, xv[r + 2] = v.z, xv[r + 3] = v.w;
+      }
+#pragma unroll
+      for (int c = 0; c < RE; c += 4) {
+        const float4 v = *reinterpret_cast<const float4*>(ws + k * TE + tx * RE + c);
+        wv[c] = v.x, wv[c + 1] = v.y, wv[c + 2] = v.z, wv[c + 3] = v.w;
+      }
+#pragma unroll
+      for (int r = 0; r < RT; ++r)
+#pragma unroll
+        for (int c = 0; c < RE; ++c) s[r][c] = fmaf(xv[r], wv[c], s[r][c]);
+    }
+#pragma unroll
+    for (int r = 0; r < RT; ++r)
+#pragma unroll
+      for (int c = 0; c < RE; ++c) z[r][c] = __fadd_rn(z[r][c], s[r][c]);
   }
+#pragma unroll
+  for (int r = 0; r < RT; ++r) {
+    const int t = t0 + ty * RT + r;
+    if (t >= a.n) continue;
+#pragma unroll
+    for (int c = 0; c < RE; ++c) {
+      const int e = e0 + tx * RE + c;
+      if (e < a.n_experts) a.logits[static_cast<int64_t>(t) * a.n_experts + e] = z[r][c];
+    }
+  }
+}
+
+template <int TM, int TE, int RT, int RE>
+void launch_tiled(const RouterArgs& a, cudaStream_t s) {
+  static_assert(RT % 4 == 0 && RE % 4 == 0 && TM % RT == 0 && TE % RE == 0, "float4 operand loads");
+  const size_t smem = static_cast<size_t>(kBlock) * (TM + TE) * sizeof(float);
+  auto* k = router_logits_tiled_kernel<TM, TE, RT, RE>;
+  cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+  const dim3 grid((a.n + TM - 1) / TM, (a.n_experts + TE - 1) / TE);
+  k<<<grid, (TM / RT) * (TE / RE), smem, s>>>(a);
 }
 
 // Warp 0: the index of the best unused entry (largest value, lowest index among equals), as the reference's scan.
@@ -184,7 +302,10 @@ __global__ void __launch_bounds__(kThreads) router_select_kernel(const RouterArg
   }
 }
 
-size_t logits_smem(int d) { return (static_cast<size_t>(d) + static_cast<size_t>(kTileE) * ((d + kBlock - 1) / kBlock)) * 4; }
+int chain_experts_per_block(int d) { return std::max(1, kThreads / ((d + kBlock - 1) / kBlock)); }
+size_t chain_smem(int d) {
+  return static_cast<size_t>(chain_experts_per_block(d)) * ((d + kBlock - 1) / kBlock) * sizeof(float);
+}
 size_t select_smem(int n_experts, int n_group) {
   return (2 * static_cast<size_t>(n_experts) + n_group) * 4 + (static_cast<size_t>(n_experts) + n_group) * 4;
 }
@@ -192,22 +313,26 @@ size_t select_smem(int n_experts, int n_group) {
 }  // namespace
 
 size_t router_smem_bytes(int d, int n_experts, int n_group) {
-  return std::max(logits_smem(d), select_smem(n_experts, n_group));
+  return std::max(chain_smem(d), select_smem(n_experts, n_group));
 }
 
 void launch_router(const RouterArgs& a, cudaStream_t s) {
   if (a.n == 0) return;
-  const size_t sl = logits_smem(a.d), ss = select_smem(a.n_experts, a.n_group);
+  const size_t ss = select_smem(a.n_experts, a.n_group);
   cudaFuncSetAttribute(router_select_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(ss));
-  // Measured on the H200 (test_ops --perf -o router, d 7168, E 256): the split kernel 58 µs at 1-8 tokens but
-  // 2.7 µs per token at 128+; one block per token 0.7 µs per token at 8192 but ~400 µs for a single token.
-  if (a.n < kSplitBelow) {
-    cudaFuncSetAttribute(router_logits_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(sl));
-    router_logits_kernel<<<dim3((a.n_experts + kTileE - 1) / kTileE, a.n), kThreads, sl, s>>>(a);
+  // Measured on the H200 (test_ops --perf -o router, d 7168, E 256): see docs/benchmarks.md. The tiled kernels take
+  // 16-byte aligned rows (d % 8 == 0); other shapes and small batches the chain kernel.
+  const bool vec = a.d % 8 == 0 && (reinterpret_cast<uintptr_t>(a.gate) & 15) == 0 &&
+                   (reinterpret_cast<uintptr_t>(a.x) & 15) == 0;
+  if (a.n < kTiledFrom || !vec) {
+    const int epb = chain_experts_per_block(a.d);
+    const size_t sc = chain_smem(a.d);
+    cudaFuncSetAttribute(router_logits_chain_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(sc));
+    router_logits_chain_kernel<<<dim3((a.n_experts + epb - 1) / epb, a.n), kThreads, sc, s>>>(a, epb);
+  } else if (a.n < 2048) {
+    launch_tiled<32, 64, 4, 4>(a, s);  // 128 threads, 48 KB: enough blocks at a few hundred tokens
   } else {
-    const size_t st = static_cast<size_t>(a.d) * 4;
-    cudaFuncSetAttribute(router_logits_token_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(st));
-    router_logits_token_kernel<<<a.n, kThreads, st, s>>>(a);
+    launch_tiled<64, 128, 4, 8>(a, s);  // 256 threads, 96 KB: two blocks per SM
   }
   router_select_kernel<<<a.n, kThreads, ss, s>>>(a);
 }
