@@ -34,7 +34,7 @@ int cmd_inspect(int argc, char** argv) {
                "dsv3 inspect"};
   std::string model_dir, load_format = "auto", numerics = "fp8";
   const EngineConfig defaults;
-  double gpu_memory_gb = 141;
+  double gpu_memory_gb = 150.1;  // what an H200 reports to CUDA (cudaMemGetInfo total: 150.11e9 bytes)
   MemoryPlanOptions po;
   po.max_num_tokens = defaults.max_num_tokens;
   po.max_batch_size = defaults.max_batch_size;

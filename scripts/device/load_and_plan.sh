@@ -62,11 +62,12 @@ timeout "$(left)" $DSV3 bench --model "$D" throughput --dataset "$OUT/ds.jsonl" 
 echo "rc=$?" >>"$OUT/bench_dummy.log"
 plan_rows "load dummy v3-slice (made on GPU)" "$OUT/bench_dummy.log" "$OUT/inspect_dummy.log"
 
-# A plan that cannot fit: 131072 tokens per step need a ~110 GB workspace next to 39 GB of weights. The engine must
-# refuse at start-up (exit 1, one error line) before loading anything, as inspect predicts.
-sed 's/max_num_tokens: 8192/max_num_tokens: 131072/' "$OUT/extra.yaml" >"$OUT/extra_big.yaml"
+# A plan that cannot fit: 262144 tokens per step need a ~210 GB workspace next to 39 GB of weights. The engine must
+# refuse at start-up (exit 1, one error line) before loading anything, as inspect predicts. (131072 tokens fit
+# the H200's 150 GB: 106 GB of workspace.)
+sed 's/max_num_tokens: 8192/max_num_tokens: 262144/' "$OUT/extra.yaml" >"$OUT/extra_big.yaml"
 rc=0; timeout 60 $DSV3 bench --model "$D" throughput --dataset "$OUT/ds.jsonl" --backend cuda \
   --extra_llm_api_options "$OUT/extra_big.yaml" >"$OUT/bench_nofit.log" 2>&1 || rc=$?
-row "max_num_tokens 131072 (engine)" "rc=$rc: $(grep -c . "$OUT/bench_nofit.log") lines; $(grep -m1 'error' "$OUT/bench_nofit.log")"
-rc=0; $DSV3 inspect --model_dir "$D" --max_num_tokens 131072 >/dev/null 2>"$OUT/inspect_nofit.log" || rc=$?
-row "max_num_tokens 131072 (inspect)" "rc=$rc: $(cat "$OUT/inspect_nofit.log")"
+row "max_num_tokens 262144 (engine)" "rc=$rc: $(grep -c . "$OUT/bench_nofit.log") lines; $(grep -m1 'error' "$OUT/bench_nofit.log")"
+rc=0; $DSV3 inspect --model_dir "$D" --max_num_tokens 262144 >/dev/null 2>"$OUT/inspect_nofit.log" || rc=$?
+row "max_num_tokens 262144 (inspect)" "rc=$rc: $(cat "$OUT/inspect_nofit.log")"

@@ -166,7 +166,7 @@ def check_plan(c, out, gpu_gb, n, batch, frac, bs, max_seq, kv_max_tokens=0, wha
           f"{what}: max concurrent sequences")
 
 
-# v3-slice (real DeepSeek-V3 dimensions, 4 layers) on a 141 GB GPU, the engine's defaults.
+# v3-slice (real DeepSeek-V3 dimensions, 4 layers) on an H200 (150.1 GB, the default), the engine's defaults.
 v3s, c = make("v3-slice")
 p = run("inspect", "--model_dir", v3s)
 check(p.returncode == 0, "inspect runs on a config-only folder: " + p.stderr[-300:])
@@ -176,7 +176,7 @@ ref = params(c)
 for k, v in ref.items():
     check(got.get(k) == v, f"parameters of {k}: {got.get(k)} vs {v}")
 check(got.get("total") == sum(ref.values()), "total parameters")
-check_plan(c, p.stdout, 141, 8192, 2048, 0.9, 64, c["max_position_embeddings"], what="v3-slice defaults")
+check_plan(c, p.stdout, 150.1, 8192, 2048, 0.9, 64, c["max_position_embeddings"], what="v3-slice defaults")
 
 # Every option, in the recipe's spellings and the dashed forms.
 p = run("inspect", "--model-dir", v3s, "--gpu_memory_gb", "80", "--max_num_tokens", "2048", "--max-batch-size", "64",
@@ -186,7 +186,7 @@ check_plan(c, p.stdout, 80, 2048, 64, 0.5, 32, 8192, what="options")
 p = run("inspect", "--model_dir", v3s, "--kv_cache_free_gpu_mem_fraction", "0.9", "--kv_max_tokens", "10000",
         "--tokens_per_block", "32", "--max_seq_len", "8192")
 check(p.returncode == 0, "inspect with max_tokens: " + p.stderr[-300:])
-check_plan(c, p.stdout, 141, 8192, 2048, 0.9, 32, 8192, kv_max_tokens=10000, what="max_tokens")
+check_plan(c, p.stdout, 150.1, 8192, 2048, 0.9, 32, 8192, kv_max_tokens=10000, what="max_tokens")
 
 # Does not fit: the table is printed, then one error line with the numbers, exit code 1.
 p = run("inspect", "--model_dir", v3s, "--gpu_memory_gb", "40")
