@@ -26,6 +26,7 @@
 #include "dsv3/base/sampling.h"
 #include "dsv3/base/hash.h"
 #include "dsv3/base/numeric.h"
+#include "dsv3/base/thread_pool.h"
 #include "dsv3/base/timer.h"
 #include "dsv3/io/synthetic.h"
 #include "dsv3/io/tiny_model.h"
@@ -46,6 +47,9 @@ struct Env {
   Backend* gpu_moe_loop = nullptr;     // production with DSV3_MOE=loop (per-expert linear() calls)
   Backend* gpu_moe_grouped = nullptr;  // production with DSV3_MOE=grouped (moe_grouped.cu at every batch size)
   Backend* gpu_prefill64 = nullptr;  // tensor-core mla_prefill with 64 query rows per CTA (DSV3_MLA_PREFILL=mma64)
+  Backend* gpu_p_bf16 = nullptr;       // production with P in bf16 in the tensor-core MLA kernels (DSV3_MLA_P_BF16=1)
+  Backend* gpu_wmma_p_bf16 = nullptr;  // WMMA mla_decode with P in bf16
+  bool p_bf16 = false;                 // DSV3_MLA_P_BF16=1 was set: every backend above rounds P to bf16
 };
 
 // One case's device tensors; a deque keeps references stable.
@@ -89,18 +93,30 @@ const Tol kTolGemmBf16{.atol = 0, .rtol = 1.0 / 128, .atol_rms = 2e-3, .min_cos 
 const Tol kTolGemmFp8{.atol = 0, .rtol = 1.0 / 32, .atol_rms = 2e-2, .min_cos = 0.9999, .max_nmse = 2e-5};
 // Attention: fp32 online softmax (a different but exact-in-fp32 summation order) vs the reference's two passes.
 const Tol kTolAttn{.atol = 0, .rtol = 1.0 / 64, .atol_rms = 4e-3, .min_cos = 0.99999, .max_nmse = 2e-5};
-// Tensor-core decode (mma and wmma kernels): P is rounded to bf16 before P·V (relative 2^-9 per weight, averaging
-// out over the keys; measured in a numpy emulation of the mma kernel: ~1.4e-3 relative rms against an fp64 softmax).
-const Tol kTolAttnWmma{.atol = 0, .rtol = 1.0 / 32, .atol_rms = 1e-2, .min_cos = 0.9999, .max_nmse = 1e-4};
-// Tensor-core prefill (mla_prefill_mma.cu): P is rounded to bf16 (unit roundoff u = 2^-8) for P·V while the row sum
-// keeps the fp32 values, so out = Σ_t w_t (1 + δ_t) v_t with |δ_t| <= u, rounded once to bf16 like the reference:
-// per element |got - ref| <= u · (Σ_t w_t |v_t| + 2 |ref|), which prefill_case checks exactly (the reference run on
-// |v| gives Σ w |v|; x1.1 for the fp32 sums and that run's own rounding). On top, this Tol's statistics: a numpy model
-// of the kernel's arithmetic (dev/kernels/mla_prefill_mma_model.py numerics) gives NMSE 1-6e-6 (1 - cos about half
-// that) from 300 to 4096 tokens, the bound's worst ratio 0.6, this Tol's 0.47. Its per-element
-// slack is 5% of the rms, not 1%: the first rows of a long prompt see few keys, so their outputs (and their ~u·|o|
-// errors) are several times the tensor's rms.
-const Tol kTolAttnMma{.atol = 0, .rtol = 1.0 / 32, .atol_rms = 5e-2, .min_cos = 0.99999, .max_nmse = 2e-5};
+// Tensor-core attention (mla_prefill_mma.cu, mla_decode_mma.cu, mla_decode_wmma.cu) with P split into bf16 hi + lo:
+// P enters P·V as P (1 + d), |d| <= 2^-16 (mma_sm80.cuh), the products with bf16 V are exact, and everything else is
+// fp32 in another order than the reference's sequential sums. Both outputs are then rounded to bf16, so per element
+// (within_attn_bound) |got - ref| <= ulp(max(|got|, |ref|)) + 2^-12 · Σ_t w_t |v_t|: one bf16 step where the two
+// fp32 values straddle a rounding boundary, plus their difference, which is relative to Σ w|v| (not to |out|: an
+// output that cancels keeps the absolute error of its terms): 2^-16 from P, the rest from fp32 sums over up to 8192
+// keys, random-walk ~sqrt(n) · 2^-24 each (n · 2^-24 only if every rounding had the same sign). 2^-12 = 16x the
+// split's own 2^-16. dev/kernels/mla_p_split_numerics.py (both computations in numpy, the tensor core's accumulation
+// modelled pessimistically: every term truncated to the largest one's 24-bit grid) measures at 300 to 8192 keys at
+// most 0.2 · 2^-16 Σ w|v| beyond one step, 0.1-0.3% of the outputs one step apart, NMSE 3e-9 .. 1.5e-8 — and for P
+// rounded to bf16 (DSV3_MLA_P_BF16=1) 6-150 · 2^-16, 18-41% of the outputs apart (4-12% by 2+ steps), NMSE 1.3-6e-6.
+// This Tol: one bf16 step (2^-7 relative) plus 0.4% of the rms per element; NMSE 3e-7, 20x the model's worst split
+// and 4x below its best P in bf16 (1 - cos is half the NMSE).
+const Tol kTolAttnSplit{.atol = 0, .rtol = 1.0 / 128, .atol_rms = 4e-3, .min_cos = 0.99999985, .max_nmse = 3e-7};
+// The same kernels with P rounded to bf16 (DSV3_MLA_P_BF16=1: the former numerics, kept for measurement).
+// Decode (mma and wmma): relative 2^-9 per weight, averaging out over the keys; measured in a numpy emulation of the
+// mma kernel: ~1.4e-3 relative rms against an fp64 softmax.
+const Tol kTolDecodePBf16{.atol = 0, .rtol = 1.0 / 32, .atol_rms = 1e-2, .min_cos = 0.9999, .max_nmse = 1e-4};
+// Prefill: the row sum keeps the fp32 values, so out = Σ_t w_t (1 + δ_t) v_t with |δ_t| <= u = 2^-8, rounded once to
+// bf16 like the reference: per element |got - ref| <= u · (Σ_t w_t |v_t| + 2 |ref|), which prefill_case checks
+// exactly (within_attn_bound). On top, this Tol's statistics: NMSE 1-6e-6 (mla_p_split_numerics.py) from 300 to
+// 4096 tokens. Its per-element slack is 5% of the rms, not 1%: the first rows of a long prompt see few keys, so their
+// outputs (and their ~u·|o| errors) are several times the tensor's rms.
+const Tol kTolPrefillPBf16{.atol = 0, .rtol = 1.0 / 32, .atol_rms = 5e-2, .min_cos = 0.99999, .max_nmse = 2e-5};
 // MoE: two GEMMs in a chain with bf16 intermediates. Where the first GEMM's result differs by a bf16 ulp, the FP8
 // re-quantization of the down projection's input can move a code by one e4m3 step (12.5%) — for ~1-2% of the
 // inputs, so ~1% relative error in the output is expected from a correct kernel; bf16 weights flip only bf16 ulps.
@@ -330,37 +346,76 @@ void absorb_case(int n, int H, int nope, int rope, int vd, int rank, int which, 
   });
 }
 
-// The tensor-core prefill's per-element bound (kTolAttnMma): |got - ref| <= 1.1 · 2^-8 · (Σ w|v| + 2 |ref|).
-bool within_p_rounding_bound(const Tensor& ref, const Tensor& got, const Tensor& abs_wv) {
+double ulp_bf16(double x) {  // the spacing of bf16 values at |x| (8 significant bits)
+  int e = 0;
+  std::frexp(std::max(std::fabs(x), 0x1p-126), &e);
+  return std::ldexp(1.0, e - 8);
+}
+
+// The per-element bounds of the tensor-core attention kernels on [rows, heads, width] bf16 outputs, abs_wv[i] =
+// Σ_t w_t |v_t| of element i: with the P split (kTolAttnSplit), |got - ref| <= ulp(max(|got|, |ref|)) + 2^-12 Σ w|v|;
+// with P in bf16 (kTolPrefillPBf16), |got - ref| <= 1.1 · 2^-8 · (Σ w|v| + 2 |ref|). The split prints how many
+// elements differ at all (a few tenths of a percent expected; 18-41% with P in bf16).
+bool within_attn_bound(const Tensor& ref, const Tensor& got, const std::vector<float>& abs_wv, bool split_p) {
   const int64_t n = ref.numel();
-  int64_t bad = 0, first = -1, worst = -1;
+  CHECK(got.numel() == n && static_cast<int64_t>(abs_wv.size()) == n, "within_attn_bound: sizes");
+  int64_t bad = 0, first = -1, worst = -1, unequal = 0;
   double worst_ratio = 0;
   for (int64_t i = 0; i < n; ++i) {
     const double r = bf16_to_f32(ref.as<const bf16>()[i]), g = bf16_to_f32(got.as<const bf16>()[i]);
-    const double lim = 1.1 * std::ldexp(1.0, -8) * (bf16_to_f32(abs_wv.as<const bf16>()[i]) + 2 * std::fabs(r)) + 1e-6;
+    const double awv = abs_wv[static_cast<size_t>(i)];
+    const double lim = split_p ? ulp_bf16(std::max(std::fabs(g), std::fabs(r))) + std::ldexp(awv, -12)
+                               : 1.1 * std::ldexp(1.0, -8) * (awv + 2 * std::fabs(r)) + 1e-6;
     const double ratio = std::isfinite(g) ? std::fabs(g - r) / lim : 1e30;
+    unequal += g != r;
     if (ratio > 1) {
       ++bad;
       if (first < 0) first = i;
     }
     if (ratio > worst_ratio) worst_ratio = ratio, worst = i;
   }
+  const char* name = split_p ? "split-P" : "P-rounding";
+  if (split_p)
+    fmt::print("    out: {:.3f}% of {} elements differ; {} bound: worst {:.3g}x\n",
+               100.0 * static_cast<double>(unequal) / static_cast<double>(n ? n : 1), n, name, worst_ratio);
   if (bad == 0) return true;
   const int64_t heads = ref.shape()[1], width = ref.shape()[2];
   auto at = [&](int64_t i) {
     return fmt::format("[{}, {}, {}]: ref {:.8g} got {:.8g} sum w|v| {:.6g}", i / (heads * width), i / width % heads,
-                       i % width, bf16_to_f32(ref.as<const bf16>()[i]),
-                       bf16_to_f32(got.as<const bf16>()[i]), bf16_to_f32(abs_wv.as<const bf16>()[i]));
+                       i % width, bf16_to_f32(ref.as<const bf16>()[i]), bf16_to_f32(got.as<const bf16>()[i]),
+                       abs_wv[static_cast<size_t>(i)]);
   };
-  fmt::print("    out: {} of {} elements outside the P-rounding bound; first at {}\n", bad, n, at(first));
+  fmt::print("    out: {} of {} elements outside the {} bound; first at {}\n", bad, n, name, at(first));
   fmt::print("    worst at {} ({:.3g}x the bound)\n", at(worst), worst_ratio);
   return false;
+}
+
+double nmse_bf16(const Tensor& ref, const Tensor& got) {  // Σ (got - ref)² / Σ ref²
+  double num = 0, den = 0;
+  for (int64_t i = 0; i < ref.numel(); ++i) {
+    const double r = bf16_to_f32(ref.as<const bf16>()[i]), g = bf16_to_f32(got.as<const bf16>()[i]);
+    num += (g - r) * (g - r), den += r * r;
+  }
+  return den > 0 ? num / den : num;
+}
+
+// The long-context cases run twice on the same inputs: split (kTolAttnSplit) and P in bf16. The latter must pass its
+// own Tol and fail kTolAttnSplit's NMSE (measured ~4e-6 against 3e-7), which shows in every run that the split's
+// tolerance tells the two numerics apart.
+bool split_tol_rejects(const Tensor& ref, const Tensor& got) {
+  const double nmse = nmse_bf16(ref, got);
+  const bool rejected = nmse > kTolAttnSplit.max_nmse;
+  fmt::print("    P in bf16: NMSE {:.3e} {} kTolAttnSplit's {:.1e}{}\n", nmse, rejected ? ">" : "<=",
+             kTolAttnSplit.max_nmse, rejected ? "" : ": the split's tolerance no longer tells P in bf16 apart");
+  return rejected;
 }
 
 // Sequences given as (queries, keys) pairs: keys >= queries; a chunked prefill has keys > queries (the earlier chunks
 // are in the cache: kv and k_pe hold all keys, q only the new queries). which: 0 production (the tensor-core kernel,
 // 128 query rows per CTA, for nope 128 / rope 64 / v 128; other dims fall back to the CUDA-core kernel), 1 the
-// CUDA-core kernel (DSV3_MLA_PREFILL=simple), 2 the tensor-core kernel with 64 query rows (DSV3_MLA_PREFILL=mma64).
+// CUDA-core kernel (DSV3_MLA_PREFILL=simple), 2 the tensor-core kernel with 64 query rows (DSV3_MLA_PREFILL=mma64),
+// 3 the tensor-core kernel with P rounded to bf16 (DSV3_MLA_P_BF16=1). The tensor-core kernels split P into bf16
+// hi + lo (kTolAttnSplit) unless DSV3_MLA_P_BF16=1 is set, under which their cases with more than a few keys fail.
 // q_std scales the queries: scores of std ~q_std, so 4 makes the softmax peaky and moves the running max often.
 // With more than 16 heads the GPU runs all of them and the CPU reference 4 of them (the first two, a middle one, the
 // last: a head enters the kernel only through its offsets), which keeps the reference's time in seconds for H = 128
@@ -370,11 +425,14 @@ void prefill_case(std::vector<std::pair<int, int>> seqs, int H, int nope, int ro
   std::string v;
   for (auto [q, k] : seqs) v += fmt::format("{}{}:{}", v.empty() ? "" : "/", q, k);
   if (seqs.size() > 6) v = fmt::format("{}_seqs", seqs.size());  // their lengths: register_cases()
-  const char* kernel = which == 1 ? "simple" : which == 2 ? "mma64" : "default";
+  const char* kernel = which == 1 ? "simple" : which == 2 ? "mma64" : which == 3 ? "mma-pbf16" : "default";
   add_case("mla_prefill", fmt::format("seqs={},H={},nope={},rope={},v={},q_std={},kernel={}", v, H, nope, rope, vd,
                                       q_std, kernel),
            quick, [=](Env& env) {
-    Backend& gpu = which == 1 ? *env.gpu_simple : which == 2 ? *env.gpu_prefill64 : *env.gpu;
+    Backend& gpu = which == 1   ? *env.gpu_simple
+                   : which == 2 ? *env.gpu_prefill64
+                   : which == 3 ? *env.gpu_p_bf16
+                                : *env.gpu;
     Rng rng(9000 + H + nope + static_cast<int>(seqs.size()));
     std::vector<int32_t> cq{0}, ck{0};
     for (auto [q, k] : seqs) cq.push_back(cq.back() + q), ck.push_back(ck.back() + k);
@@ -411,14 +469,19 @@ void prefill_case(std::vector<std::pair<int, int>> seqs, int H, int nope, int ro
     env.cpu->mla_prefill(p);
     const bool mma = which != 1 && nope == 128 && rope == 64 && vd == 128;
     if (!mma) return compare("out", out, got_ref, kTolAttn) && d.guards_ok;
-    bool ok = compare("out", out, got_ref, kTolAttnMma);
-    // The exact bound of kTolAttnMma's comment: Σ_t w_t |v_t| is the reference's output for |v|.
+    const bool split_p = which != 3;
+    bool ok = compare("out", out, got_ref, split_p ? kTolAttnSplit : kTolPrefillPBf16);
+    // The per-element bound of the Tol's comment: Σ_t w_t |v_t| is the reference's output for |v| (its own bf16
+    // rounding moves the bound by 2^-8 of itself).
     for (int64_t e = 0; e < kv_ref.numel(); ++e)
       if (e % kvd >= nope) kv_ref.as<bf16>()[e].bits &= 0x7fff;
     Tensor abs_out(DType::kBF16, {nq, hs, vd});
     p.out = abs_out;
     env.cpu->mla_prefill(p);
-    ok &= within_p_rounding_bound(out, got_ref, abs_out);
+    std::vector<float> abs_wv(static_cast<size_t>(abs_out.numel()));
+    for (size_t i = 0; i < abs_wv.size(); ++i) abs_wv[i] = bf16_to_f32(abs_out.as<const bf16>()[i]);
+    ok &= within_attn_bound(out, got_ref, abs_wv, split_p);
+    if (!split_p && nk >= 4096 && !gpu.host_visible()) ok &= split_tol_rejects(out, got_ref);  // not --self-check
     return ok && d.guards_ok;
   });
 }
@@ -463,10 +526,51 @@ void prefill_error_case(int which) {
   });
 }
 
+// Σ_t w_t |v_t| of mla_decode per output element [n, H, rank], in float64 from the inputs (w: the softmax weights of
+// the row's keys, v: the first rank columns of their cache entries): the scale of within_attn_bound. The CPU
+// reference cannot give it as prefill_case's does: |v| would change the keys too.
+std::vector<float> decode_abs_wv(const Tensor& q, const Tensor& cache, const std::vector<int32_t>& table,
+                                 int max_blocks, const std::vector<int>& lens, int rank, float scale) {
+  const int64_t n = q.shape()[0], H = q.shape()[1], entry = q.shape()[2], bs = cache.shape()[1];
+  std::vector<float> out(static_cast<size_t>(n * H * rank));
+  parallel_for(n * H, [&](int64_t b, int64_t e) {
+    std::vector<double> w, acc(static_cast<size_t>(rank));
+    for (int64_t job = b; job < e; ++job) {
+      const int64_t t = job / H, len = lens[static_cast<size_t>(t)];
+      const bf16* qr = q.as<const bf16>() + job * entry;
+      auto key = [&](int64_t k) {
+        const int64_t block = table[static_cast<size_t>(t * max_blocks + k / bs)];
+        return cache.as<const bf16>() + (block * bs + k % bs) * entry;
+      };
+      w.assign(static_cast<size_t>(len), 0.0);
+      double mx = -INFINITY, sum = 0;
+      for (int64_t k = 0; k < len; ++k) {
+        const bf16* kr = key(k);
+        double dot = 0;
+        for (int64_t c = 0; c < entry; ++c) dot += static_cast<double>(bf16_to_f32(qr[c])) * bf16_to_f32(kr[c]);
+        w[static_cast<size_t>(k)] = dot * scale;
+        mx = std::max(mx, dot * scale);
+      }
+      for (double& x : w) sum += (x = std::exp(x - mx));
+      std::fill(acc.begin(), acc.end(), 0.0);
+      for (int64_t k = 0; k < len; ++k) {
+        const bf16* kr = key(k);
+        const double wk = w[static_cast<size_t>(k)];
+        for (int64_t c = 0; c < rank; ++c) acc[static_cast<size_t>(c)] += wk * std::fabs(bf16_to_f32(kr[c]));
+      }
+      float* o = out.data() + job * rank;
+      for (int64_t c = 0; c < rank; ++c) o[c] = static_cast<float>(acc[static_cast<size_t>(c)] / sum);
+    }
+  });
+  return out;
+}
+
 // Rows with their own context lengths over one shuffled pool of cache blocks, on the backend that selects `kernel`
 // (DSV3_MLA_DECODE). The case name says which kernel runs: mma needs entry 576, rank 512 and H % 64 == 0, wmma entry
-// 576 and rank 512; anything else falls back (mma -> wmma -> simple), as CudaBackend::mla_decode does.
-enum class DecodeWhich { kDefault, kSimple, kWmma };
+// 576 and rank 512; anything else falls back (mma -> wmma -> simple), as CudaBackend::mla_decode does. The
+// tensor-core kernels split P into bf16 hi + lo (kTolAttnSplit); "-pbf16" marks them with P rounded to bf16
+// (DSV3_MLA_P_BF16=1, kTolDecodePBf16). With DSV3_MLA_P_BF16=1 set, the split cases with more than a few keys fail.
+enum class DecodeWhich { kDefault, kSimple, kWmma, kPBf16, kWmmaPBf16 };
 void decode_case(std::vector<int> lens, int H, int rank, int rope, int bs, DecodeWhich which, bool quick) {
   std::string v;
   for (int l : lens) v += fmt::format("{}{}", v.empty() ? "" : "/", l);
@@ -474,16 +578,19 @@ void decode_case(std::vector<int> lens, int H, int rank, int rope, int bs, Decod
                                      *std::max_element(lens.begin(), lens.end()));
   const int entry = rank + rope;
   const bool wmma_ok = entry == 576 && rank == 512, mma_ok = wmma_ok && H % 64 == 0;
-  const char* kernel = which == DecodeWhich::kSimple ? "simple"
-                       : which == DecodeWhich::kWmma ? (wmma_ok ? "wmma" : "simple")
-                       : mma_ok                      ? "mma"
-                       : wmma_ok                     ? "wmma"
-                                                     : "simple";
+  const bool p_bf16 = which == DecodeWhich::kPBf16 || which == DecodeWhich::kWmmaPBf16;
+  const char* kernel = [&] {
+    if (which == DecodeWhich::kSimple || !wmma_ok) return "simple";
+    if (mma_ok && (which == DecodeWhich::kDefault || which == DecodeWhich::kPBf16)) return p_bf16 ? "mma-pbf16" : "mma";
+    return p_bf16 ? "wmma-pbf16" : "wmma";
+  }();
   add_case("mla_decode", fmt::format("lens={},H={},rank={},rope={},block_size={},kernel={}", v, H, rank, rope, bs, kernel),
            quick, [=](Env& env) {
-             Backend& gpu = which == DecodeWhich::kSimple ? *env.gpu_simple
-                            : which == DecodeWhich::kWmma ? *env.gpu_wmma
-                                                          : *env.gpu;
+             Backend& gpu = which == DecodeWhich::kSimple      ? *env.gpu_simple
+                            : which == DecodeWhich::kWmma      ? *env.gpu_wmma
+                            : which == DecodeWhich::kPBf16     ? *env.gpu_p_bf16
+                            : which == DecodeWhich::kWmmaPBf16 ? *env.gpu_wmma_p_bf16
+                                                               : *env.gpu;
              Rng rng(10000 + H + rank);
              const int n = static_cast<int>(lens.size());
              int max_blocks = 0, total = 0;
@@ -504,8 +611,18 @@ void decode_case(std::vector<int> lens, int H, int rank, int rope, int bs, Decod
                                   .kv_lora_rank = rank, .softmax_scale = scale});
              gpu.mla_decode({.q_abs = d.up(q, "q_abs"), .cache = d.up(cache, "cache"), .block_table = d.up(bt, "block_table"),
                              .seq_lens = d.up(tl, "seq_lens"), .out = dout, .kv_lora_rank = rank, .softmax_scale = scale});
-             const bool bf16_p = std::string(kernel) != "simple";
-             return compare("out", out, d.get(dout), bf16_p ? kTolAttnWmma : kTolAttn) && d.guards_ok;
+             const std::string k = kernel;
+             if (k == "simple") return compare("out", out, d.get(dout), kTolAttn) && d.guards_ok;
+             if (p_bf16) {
+               const Tensor got = d.get(dout);
+               const bool long_ctx = *std::max_element(lens.begin(), lens.end()) >= 4096 && !gpu.host_visible();
+               return compare("out", out, got, kTolDecodePBf16) && (!long_ctx || split_tol_rejects(out, got)) &&
+                      d.guards_ok;
+             }
+             const Tensor got = d.get(dout);
+             bool ok = compare("out", out, got, kTolAttnSplit);
+             ok &= within_attn_bound(out, got, decode_abs_wv(q, cache, table, max_blocks, lens, rank, scale), true);
+             return ok && d.guards_ok;
            });
 }
 
@@ -1203,6 +1320,13 @@ void register_cases() {
   }
   prefill_case({{4096, 4096}}, 128, 128, 64, 128, 0, false);
   prefill_case({{512, 4096}, {1024, 1024}}, 128, 128, 64, 128, 0, false);  // a 4096-token chunked prompt + a prompt
+  // Long contexts, all 128 heads, P split and P in bf16 on the same inputs: the latter fails kTolAttnSplit
+  // (split_tol_rejects). With DSV3_MLA_P_BF16=1 set, the split case fails too (its kernel rounds P to bf16).
+  for (int which : {0, 3}) prefill_case({{2048, 8192}}, 128, 128, 64, 128, which, false);  // the end of 8192 tokens
+  // P in bf16 (DSV3_MLA_P_BF16=1): the former numerics against their own bound.
+  prefill_case({{100, 1000}, {1, 513}, {127, 255}, {5, 69}}, 2, 128, 64, 128, 3, true);
+  prefill_case({{300, 300}, {45, 500}}, 2, 128, 64, 128, 3, true, 4.f);
+  prefill_case({{1024, 1024}}, 128, 128, 64, 128, 3, false);
   prefill_error_case(0);
   prefill_error_case(1);
   for (DecodeWhich which : {DecodeWhich::kDefault, DecodeWhich::kSimple, DecodeWhich::kWmma}) {
@@ -1219,6 +1343,16 @@ void register_cases() {
   decode_case({3000, 129, 1, 700}, 128, 512, 64, 64, DecodeWhich::kDefault, true);
   decode_case({700, 33, 64, 129}, 64, 512, 64, 16, DecodeWhich::kDefault, true);  // tiles straddle 16-key blocks
   decode_case({300, 5}, 192, 512, 64, 128, DecodeWhich::kDefault, true);          // 3 head groups, 128-key blocks
+  // Long contexts, many heads, P split and P in bf16 on the same inputs (the latter fails kTolAttnSplit:
+  // split_tol_rejects): mma at 128 heads, wmma at 96 (not a multiple of 64).
+  for (DecodeWhich which : {DecodeWhich::kDefault, DecodeWhich::kPBf16}) {
+    decode_case({4096, 8192}, 128, 512, 64, 64, which, false);
+    decode_case({6000, 8192}, 96, 512, 64, 64, which, false);
+  }
+  // P in bf16 (DSV3_MLA_P_BF16=1): the former numerics against their own Tol.
+  decode_case({3000, 129, 1, 700}, 128, 512, 64, 64, DecodeWhich::kPBf16, true);
+  decode_case({1, 63, 64, 65, 1000, 8192}, 16, 512, 64, 64, DecodeWhich::kWmmaPBf16, false);
+  decode_case({17, 1}, 20, 512, 64, 64, DecodeWhich::kWmmaPBf16, true);
   {
     std::vector<int> lens;  // 140 rows (>= 132 blocks: no split), lengths 1..~2000 in one call
     for (int r = 0; r < 140; ++r) lens.push_back(r == 7 ? 2000 : r == 90 ? 1500 : 1 + (r * 37) % 300);
@@ -1347,7 +1481,8 @@ void perf_decode(Env& env, Backend& gpu, const char* label, const std::vector<in
   const int H = 128, entry = 576, rank = 512, bs = 64;
   const int max_ctx = *std::max_element(ctxs.begin(), ctxs.end()), max_b = *std::max_element(batches.begin(), batches.end());
   const int64_t n_blocks = static_cast<int64_t>(max_b) * max_ctx / bs;
-  fmt::print("\n== perf: mla_decode ({}), H={}, entry={}, block_size={} ==\n", label, H, entry, bs);
+  fmt::print("\n== perf: mla_decode ({}), H={}, entry={}, block_size={}, {} ==\n", label, H, entry, bs,
+             env.p_bf16 ? "P in bf16 (DSV3_MLA_P_BF16=1)" : "P split into bf16 hi + lo");
   // At H=128 every KV byte meets 2 * 128 * (576 + 512) / 1152 = 242 FLOPs: the tensor cores' bf16 peak (~989
   // TFLOPS dense, less for mma.sync) caps the KV rate near 4.1 TB/s, so TFLOPS is printed next to the HBM share.
   fmt::print("{:>7} {:>6} {:>10} {:>10} {:>8} {:>8}\n", "context", "batch", "time_us", "KV_GB/s", "%4540", "TFLOPS");
@@ -1503,7 +1638,8 @@ void perf_prefill(Env& env) {
   };
   const Kernel kernels[] = {{"mma (128 rows)", env.gpu}, {"mma64 (64 rows)", env.gpu_prefill64},
                             {"simple (CUDA cores)", env.gpu_simple}};
-  fmt::print("\n== perf: mla_prefill, H={}, nope 128 + rope 64, v 128, causal ==\n", H);
+  fmt::print("\n== perf: mla_prefill, H={}, nope 128 + rope 64, v 128, causal, {} ==\n", H,
+             env.p_bf16 ? "P in bf16 (DSV3_MLA_P_BF16=1)" : "P split into bf16 hi + lo");
   fmt::print("{:<18} {:<20} {:>10} {:>9} {:>7} {:>7}\n", "shape", "kernel", "time_ms", "TFLOPS", "%500", "%810");
   Rng rng(44);
   for (const Config& c : configs) {
@@ -1636,7 +1772,10 @@ int main(int argc, char** argv) {
   CpuBackend cpu, cpu2;
   CudaBackendOptions o;
   o.sync_each_op = !perf;  // in tests: name the op that faults
+  // DSV3_MLA_P_BF16=1: every backend's tensor-core MLA kernels round P to bf16 (perf comparisons; the split cases fail)
+  if (!self_check) o.mla_p_bf16 = CudaBackendOptions::from_env().mla_p_bf16;
   std::unique_ptr<Backend> gpu, gpu_fb, gpu_simple, gpu_nogemv, gpu_wmma, gpu_moe_loop, gpu_moe_grouped, gpu_prefill64;
+  std::unique_ptr<Backend> gpu_p_bf16, gpu_wmma_p_bf16;
   if (!self_check) {
     gpu = make_cuda_backend(o);
     o.force_gemm_fallback = true;
@@ -1648,7 +1787,12 @@ int main(int argc, char** argv) {
     o.simple_mla_prefill = false;
     o.mla_decode = MlaDecodeImpl::kWmma;
     gpu_wmma = make_cuda_backend(o);
+    const bool p_bf16 = o.mla_p_bf16;
+    o.mla_p_bf16 = true;
+    gpu_wmma_p_bf16 = make_cuda_backend(o);
     o.mla_decode = MlaDecodeImpl::kMma;
+    gpu_p_bf16 = make_cuda_backend(o);
+    o.mla_p_bf16 = p_bf16;
     o.mla_prefill_q_rows = 64;
     gpu_prefill64 = make_cuda_backend(o);
     o.mla_prefill_q_rows = 128;
@@ -1660,10 +1804,10 @@ int main(int argc, char** argv) {
     o.moe_path = CudaMoePath::kGrouped;
     gpu_moe_grouped = make_cuda_backend(o);
   }
-  Env env = self_check ? Env{&cpu, &cpu2, &cpu2, &cpu2, nullptr, &cpu2, &cpu2, &cpu2, &cpu2}
+  Env env = self_check ? Env{&cpu, &cpu2, &cpu2, &cpu2, nullptr, &cpu2, &cpu2, &cpu2, &cpu2, &cpu2, &cpu2, false}
                        : Env{&cpu,           gpu.get(),          gpu_fb.get(),           gpu_simple.get(),
                              gpu_nogemv.get(), gpu_wmma.get(), gpu_moe_loop.get(), gpu_moe_grouped.get(),
-                             gpu_prefill64.get()};
+                             gpu_prefill64.get(), gpu_p_bf16.get(), gpu_wmma_p_bf16.get(), o.mla_p_bf16};
   try {
     if (perf) {
       if (op_filter.empty() || op_filter == "linear") perf_linear(env);

@@ -56,6 +56,10 @@ CudaBackendOptions CudaBackendOptions::from_env() {
          "DSV3_MLA_PREFILL={}: expected mma (the default), mma64 or simple", prefill);
   o.simple_mla_prefill = prefill == "simple";
   o.mla_prefill_q_rows = prefill == "mma64" ? 64 : 128;
+  const std::string p_bf16 = env("DSV3_MLA_P_BF16");
+  EXPECT(p_bf16.empty() || p_bf16 == "0" || p_bf16 == "1", "DSV3_MLA_P_BF16={}: expected 0 (the default) or 1",
+         p_bf16);
+  o.mla_p_bf16 = p_bf16 == "1";
   return o;
 }
 
@@ -610,7 +614,7 @@ void CudaBackend::mla_prefill(const MlaPrefillParams& p) {
                    aligned(p.kv.data, 16) && aligned(p.k_pe.data, 16) && aligned(p.out.data, 4) &&
                    p.softmax_scale > 0.f;
   if (mma) {
-    launch_mla_prefill_mma(a, opt_.mla_prefill_q_rows, stream());
+    launch_mla_prefill_mma(a, opt_.mla_prefill_q_rows, opt_.mla_p_bf16, stream());
     launched(opt_.mla_prefill_q_rows == 64 ? "mla_prefill (mma, 64 rows)" : "mla_prefill (mma)");
     return;
   }
@@ -762,7 +766,7 @@ void CudaBackend::mla_decode(const MlaDecodeParams& p) {
     a.part_o = reinterpret_cast<float*>(base);
     a.part_ml = reinterpret_cast<float*>(base + o_bytes);
   }
-  launch_mla_decode(a, kernel, stream());
+  launch_mla_decode(a, kernel, opt_.mla_p_bf16, stream());
   launched(kernel == MlaDecodeKernel::kMma    ? "mla_decode (mma)"
            : kernel == MlaDecodeKernel::kWmma ? "mla_decode (wmma)"
                                               : "mla_decode (simple)");

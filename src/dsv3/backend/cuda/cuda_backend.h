@@ -37,6 +37,10 @@ struct CudaBackendOptions {
   // tensor-core kernel with 64 query rows per CTA instead of 128 (=mma, the default).
   bool simple_mla_prefill = false;
   int mla_prefill_q_rows = 128;     // 128 or 64
+  // DSV3_MLA_P_BF16=1: the tensor-core MLA kernels (prefill mma, decode mma and wmma) round the softmax probabilities
+  // to bf16 for P·V (one mma) instead of splitting them into bf16 hi + lo (two mma, ~2^-16 relative): the former
+  // numerics, for measurement (docs/numerics.md).
+  bool mla_p_bf16 = false;
   static CudaBackendOptions from_env();
 };
 

@@ -198,8 +198,9 @@ size_t mla_prefill_smem_bytes(int nope, int rope, int v);
 // ---- mla_prefill_mma.cu ----
 // The tensor-core kernel (mma.sync m16n8k16): nope 128, rope 64, v 128 only; q, kv and k_pe 16-byte aligned, out
 // 4-byte aligned, softmax_scale > 0. q_rows = query rows per CTA: 128 (8 warps, the default) or 64 (4 warps).
+// p_bf16: P rounded to bf16 for P·V (one mma, DSV3_MLA_P_BF16=1) instead of the hi + lo split (two mma).
 bool mla_prefill_mma_supported(int nope, int rope, int v);
-void launch_mla_prefill_mma(const MlaPrefillArgs& a, int q_rows, cudaStream_t s);
+void launch_mla_prefill_mma(const MlaPrefillArgs& a, int q_rows, bool p_bf16, cudaStream_t s);
 
 // ---- mla_decode.cu ----
 struct MlaDecodeArgs {
@@ -220,12 +221,13 @@ size_t mla_decode_part_o_floats(int n, int heads, int rank, int n_splits);
 size_t mla_decode_part_ml_floats(int n, int heads, int n_splits);
 // The decode kernels: kMma (mla_decode_mma.cu, mma.sync, 64 heads per block; the default), kWmma
 // (mla_decode_wmma.cu, 32 heads per block), kSimple (mla_decode.cu, CUDA cores, any shape). The caller picks a
-// supported one (DSV3_MLA_DECODE=mma|wmma|simple) and sizes the splits for its head group.
+// supported one (DSV3_MLA_DECODE=mma|wmma|simple) and sizes the splits for its head group. p_bf16 (the tensor-core
+// kernels; DSV3_MLA_P_BF16=1): P rounded to bf16 for P·V, one mma, instead of the hi + lo split (two mma).
 enum class MlaDecodeKernel { kMma, kWmma, kSimple };
 bool mla_decode_mma_supported(int entry, int rank, int heads);
 bool mla_decode_wmma_supported(int entry, int rank);
 int mla_decode_head_group(MlaDecodeKernel kernel);
-void launch_mla_decode(const MlaDecodeArgs& a, MlaDecodeKernel kernel, cudaStream_t s);
+void launch_mla_decode(const MlaDecodeArgs& a, MlaDecodeKernel kernel, bool p_bf16, cudaStream_t s);
 
 // ---- router.cu ----
 struct RouterArgs {

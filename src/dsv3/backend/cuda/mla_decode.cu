@@ -140,12 +140,12 @@ int mla_decode_head_group(MlaDecodeKernel kernel) {
   return kernel == MlaDecodeKernel::kMma ? 64 : kernel == MlaDecodeKernel::kWmma ? 32 : kHeads;
 }
 
-void launch_mla_decode(const MlaDecodeArgs& a, MlaDecodeKernel kernel, cudaStream_t s) {
+void launch_mla_decode(const MlaDecodeArgs& a, MlaDecodeKernel kernel, bool p_bf16, cudaStream_t s) {
   if (a.n == 0 || a.heads == 0) return;
   if (kernel == MlaDecodeKernel::kMma) {  // the caller checked mla_decode_mma_supported
-    launch_mla_decode_mma(a, s);
+    launch_mla_decode_mma(a, p_bf16, s);
   } else if (kernel == MlaDecodeKernel::kWmma) {  // ... and mla_decode_wmma_supported
-    launch_mla_decode_wmma(a, s);
+    launch_mla_decode_wmma(a, p_bf16, s);
   } else {
     const size_t smem = simple_smem_bytes(a.entry);
     cudaFuncSetAttribute(mla_decode_simple_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,

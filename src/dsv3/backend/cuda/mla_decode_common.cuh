@@ -54,7 +54,8 @@ __device__ __forceinline__ void store_decode_ml(const MlaDecodeArgs& a, int t, i
   ml[1] = l;
 }
 
-void launch_mla_decode_wmma(const MlaDecodeArgs& a, cudaStream_t s);
-void launch_mla_decode_mma(const MlaDecodeArgs& a, cudaStream_t s);
+// p_bf16: P rounded to bf16 for P·V (one mma) instead of the hi + lo split (two mma); kernels.h.
+void launch_mla_decode_wmma(const MlaDecodeArgs& a, bool p_bf16, cudaStream_t s);
+void launch_mla_decode_mma(const MlaDecodeArgs& a, bool p_bf16, cudaStream_t s);
 
 }  // namespace dsv3::cuda

@@ -5,15 +5,17 @@
 // Q of the CTA's 64 heads stays in shared memory (72 KB). Rows of Q, K and P are XOR-swizzled by 16-byte chunk
 // (chunk ^ row % 8), which keeps every ldmatrix and cp.async free of bank conflicts.
 //   S = Q·Kᵀ: warp (hq, kh) = 16 heads x 32 keys over all 576 columns; online softmax in fp32 (log2 domain), the
-//   two key halves of a head exchange their maxima through shared memory; P rounded to bf16 into shared memory.
+//   two key halves of a head exchange their maxima through shared memory; P split into bf16 hi (the P buffer) and
+//   lo = bf16(P - hi) (the tile's rope columns, dead once S is done) in shared memory.
 //   O[64 x 512] += P·V: warp w = 64 heads x columns [64w, 64w + 64), 128 fp32 accumulators per thread; V is the
-//   first 512 columns of the same staged tile, read with ldmatrix.trans.
+//   first 512 columns of the same staged tile, read with ldmatrix.trans once per 16 keys for hi and lo.
 // Splits write partials (m in natural-log units) that mla_decode_combine merges.
-// Cost model (per 64-key tile and block): 2176 mma (S 1152, P·V 1024) against ~560 KB of shared-memory traffic
-// (ldmatrix: S 432 KB, P·V 128 KB) — shared-memory bound on paper at ~4.5k cycles. At H = 128 the op does 242
+// Cost model (per 64-key tile and block): 3200 mma (S 1152, P·V 2 x 1024) against ~624 KB of shared-memory traffic
+// (ldmatrix: S 432 KB, P·V 192 KB) — shared-memory bound on paper at ~5k cycles. At H = 128 the op does 242
 // FLOPs per KV byte, so even the dense bf16 peak caps it near 90% of HBM; mma.sync reaches well below that peak.
-// Precision: bf16 inputs, fp32 scores / softmax / accumulators, P in bf16 for the tensor cores (the softmax sum adds
-// the same rounded values), one bf16 rounding of the output — the numerics of mla_decode_wmma.cu.
+// Precision: bf16 inputs (as the reference), fp32 scores / softmax / sums / accumulators, P enters P·V as hi + lo =
+// P (1 + d) with |d| <= 2^-16, one bf16 rounding of the output. kSplitP = false (DSV3_MLA_P_BF16=1) is the former
+// kernel: one mma with P rounded to bf16 (|d| <= 2^-8), the sum over the same rounded values (docs/numerics.md).
 // Supported: entry 576, rank 512, H a multiple of 64; other shapes take mla_decode_wmma.cu or mla_decode.cu.
 // Reference: CpuBackend::mla_decode; checked by tests/ops case "mla_decode ... kernel=mma".
 #include <cmath>
@@ -43,7 +45,12 @@ static_assert(kRank == kWarps * 64, "P·V: one warp per 64 output columns");
 static_assert(kKeys == 64 && kHeads == 64, "S = Q·Kᵀ: 4 x 2 warps of 16 heads x 32 keys; loader: 4 threads per row");
 
 constexpr float kLog2e = 1.4426950408889634f, kLn2 = 0.6931471805599453f;
+// P lo of head h (keys 8c..8c+7 in chunk c) lives in row h of the current K stage, chunks kPeChunk + c (the k_pe
+// columns 512..575, which only S reads): 64 heads x 64 keys x 2 bytes fill them exactly, with P's swizzle.
+constexpr int kPeChunk = kRank / 8;
+static_assert(kEntry - kRank == kKeys && kHeads <= kKeys, "P lo: one 128-byte k_pe row per head");
 
+template <bool kSplitP>
 __global__ void __launch_bounds__(kThreads, 1) mla_decode_mma_kernel(const MlaDecodeArgs a) {
   extern __shared__ __align__(128) unsigned char smem[];
   float* red = reinterpret_cast<float*>(smem + kSmemRed);
@@ -166,10 +173,21 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_mma_kernel(const MlaDe
     for (int nt = 0; nt < 4; ++nt)
 #pragma unroll
       for (int i = 0; i < 2; ++i) {
-        const __nv_bfloat162 p = __floats2bfloat162_rn(exp2f(s[nt][2 * i] - m_run[i]), exp2f(s[nt][2 * i + 1] - m_run[i]));
-        psum[i] += __low2float(p) + __high2float(p);
+        const float p0 = exp2f(s[nt][2 * i] - m_run[i]), p1 = exp2f(s[nt][2 * i + 1] - m_run[i]);
         const int h = 16 * hq + g + 8 * i;
-        *reinterpret_cast<__nv_bfloat162*>(smem + kSmemP + swz(h, 4 * kh + nt, kPRowBytes) + 4 * tig) = p;
+        unsigned char* p_dst = smem + kSmemP + swz(h, 4 * kh + nt, kPRowBytes) + 4 * tig;
+        if constexpr (kSplitP) {  // S is done in every warp (the barrier above): the stage's k_pe columns are free
+          uint32_t bh, bl;
+          split_bf16x2(p0, p1, bh, bl);
+          *reinterpret_cast<uint32_t*>(p_dst) = bh;
+          *reinterpret_cast<uint32_t*>(smem + kSmemK + stage * kTileBytes + swz(h, kPeChunk + 4 * kh + nt, kRowBytes) +
+                                       4 * tig) = bl;
+          psum[i] += p0 + p1;
+        } else {
+          const __nv_bfloat162 p = __floats2bfloat162_rn(p0, p1);
+          *reinterpret_cast<__nv_bfloat162*>(p_dst) = p;
+          psum[i] += __low2float(p) + __high2float(p);
+        }
       }
 #pragma unroll
     for (int i = 0; i < 2; ++i) l_run[i] = l_run[i] * corr[i] + psum[i];
@@ -188,19 +206,50 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_mma_kernel(const MlaDe
         }
       }
     const uint32_t vb = kt + vb_row * kRowBytes + warp * 128;  // chunk 8 warp + ((2np + lane/16) ^ x7)
+    if constexpr (kSplitP) {
+      // Per 16 keys: the warp's 4 V fragments once, then per 16 heads P hi and P lo, 2 x 8 mma (the 8 between an
+      // accumulator's hi and lo product cover the tensor core's latency). Unrolled by 2, not 4: the full unroll
+      // prefetches the next step's V fragments too and spills (ptxas: 255 registers + 16 bytes; by 2: 245, none).
+      const uint32_t pl_row = kt + (lane % 16) * kRowBytes + kPeChunk * 16;  // A = P lo: rows = heads, as pa_row
+#pragma unroll 2
+      for (int kk = 0; kk < kKeys / 16; ++kk) {
+        uint32_t vf[4][4];  // [np]: b0, b1 of columns 64 warp + 16np + 0..7, then of + 8..15
 #pragma unroll
-    for (int kk = 0; kk < kKeys / 16; ++kk) {
-      uint32_t pf[4][4];
-#pragma unroll
-      for (int mt = 0; mt < 4; ++mt) ldmatrix_x4(pf[mt], pa_row + mt * 16 * kPRowBytes + (((2 * kk + qa_hi) ^ x7) << 4));
-#pragma unroll
-      for (int np = 0; np < 4; ++np) {
-        uint32_t vf[4];
-        ldmatrix_x4_trans(vf, vb + kk * 16 * kRowBytes + (((2 * np + qa_hi) ^ x7) << 4));
+        for (int np = 0; np < 4; ++np)
+          ldmatrix_x4_trans(vf[np], vb + kk * 16 * kRowBytes + (((2 * np + qa_hi) ^ x7) << 4));
 #pragma unroll
         for (int mt = 0; mt < 4; ++mt) {
-          mma_bf16(o[mt][2 * np], pf[mt], vf[0], vf[1]);
-          mma_bf16(o[mt][2 * np + 1], pf[mt], vf[2], vf[3]);
+          uint32_t ph[4], pl[4];
+          ldmatrix_x4(ph, pa_row + mt * 16 * kPRowBytes + (((2 * kk + qa_hi) ^ x7) << 4));
+#pragma unroll
+          for (int np = 0; np < 4; ++np) {
+            mma_bf16(o[mt][2 * np], ph, vf[np][0], vf[np][1]);
+            mma_bf16(o[mt][2 * np + 1], ph, vf[np][2], vf[np][3]);
+          }
+          ldmatrix_x4(pl, pl_row + mt * 16 * kRowBytes + (((2 * kk + qa_hi) ^ x7) << 4));
+#pragma unroll
+          for (int np = 0; np < 4; ++np) {
+            mma_bf16(o[mt][2 * np], pl, vf[np][0], vf[np][1]);
+            mma_bf16(o[mt][2 * np + 1], pl, vf[np][2], vf[np][3]);
+          }
+        }
+      }
+    } else {  // P in bf16: per 16 keys the P fragments of all 64 heads, then one V fragment at a time
+#pragma unroll
+      for (int kk = 0; kk < kKeys / 16; ++kk) {
+        uint32_t pf[4][4];
+#pragma unroll
+        for (int mt = 0; mt < 4; ++mt)
+          ldmatrix_x4(pf[mt], pa_row + mt * 16 * kPRowBytes + (((2 * kk + qa_hi) ^ x7) << 4));
+#pragma unroll
+        for (int np = 0; np < 4; ++np) {
+          uint32_t vf[4];
+          ldmatrix_x4_trans(vf, vb + kk * 16 * kRowBytes + (((2 * np + qa_hi) ^ x7) << 4));
+#pragma unroll
+          for (int mt = 0; mt < 4; ++mt) {
+            mma_bf16(o[mt][2 * np], pf[mt], vf[0], vf[1]);
+            mma_bf16(o[mt][2 * np + 1], pf[mt], vf[2], vf[3]);
+          }
         }
       }
     }
@@ -253,10 +302,11 @@ bool mla_decode_mma_supported(int entry, int rank, int heads) {
   return entry == kEntry && rank == kRank && heads % kHeads == 0;
 }
 
-void launch_mla_decode_mma(const MlaDecodeArgs& a, cudaStream_t s) {
-  cudaFuncSetAttribute(mla_decode_mma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemTotal);
+void launch_mla_decode_mma(const MlaDecodeArgs& a, bool p_bf16, cudaStream_t s) {
+  auto* kernel = p_bf16 ? mla_decode_mma_kernel<false> : mla_decode_mma_kernel<true>;
+  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemTotal);
   const dim3 grid(a.heads / kHeads, a.n_splits, a.n);
-  mla_decode_mma_kernel<<<grid, kThreads, kSmemTotal, s>>>(a);
+  kernel<<<grid, kThreads, kSmemTotal, s>>>(a);
 }
 
 }  // namespace dsv3::cuda

@@ -1,12 +1,14 @@
 // mla_decode_wmma.cu: absorbed-MLA decode attention on the tensor cores (WMMA bf16 16x16x16) (backend/cuda).
 // Parallelisation: grid = (head groups of 32, KV splits, rows); 8 warps. Per chunk of 128 keys: the chunk
 // (latent ‖ k_pe, 128 x 576 bf16) is staged in shared memory once; pass 1: S[32 heads x 128 keys] = Q·Kᵀ (each warp
-// 2 of the 16 tiles); softmax update per head (8 threads per head), P rounded to bf16; pass 2: O[32 x 512] += P·V
-// with V = the first 512 columns of the same staged chunk (warp = 16 heads x 128 columns, 8 accumulator tiles in
-// registers). The running-max correction of O goes through a per-warp 16x16 scratch tile (WMMA's accumulator
-// layout is opaque). Splits write partials that mla_decode_combine merges.
-// Precision: bf16 inputs, fp32 scores / softmax / accumulators, P in bf16 for the tensor cores (the softmax sum
-// adds the same rounded values), one bf16 rounding of the output.
+// 2 of the 16 tiles); softmax update per head (8 threads per head), P split into bf16 hi = bf16(P) and lo =
+// bf16(P - hi); pass 2: O[32 x 512] += P·V with V = the first 512 columns of the same staged chunk (warp = 16 heads x
+// 128 columns, 8 accumulator tiles in registers), two mma (hi, lo) per V fragment. The running-max correction of O
+// goes through a per-warp 16x16 scratch tile (WMMA's accumulator layout is opaque). Splits write partials that
+// mla_decode_combine merges.
+// Precision: bf16 inputs, fp32 scores / softmax / sums / accumulators, P enters P·V as hi + lo = P (1 + d) with
+// |d| <= 2^-16, one bf16 rounding of the output. kSplitP = false (DSV3_MLA_P_BF16=1) is the former kernel: P rounded
+// to bf16 for one mma (|d| <= 2^-8), the softmax sum over the same rounded values (docs/numerics.md).
 // Supported: entry 576, rank 512 (DeepSeek MLA); other shapes take the CUDA-core kernel in mla_decode.cu.
 // Reference: CpuBackend::mla_decode; checked by tests/ops case "mla_decode" (both kernels).
 #include <mma.h>
@@ -25,9 +27,9 @@ constexpr int kLdP = kChunk + 8;   // bf16 per probability row
 constexpr size_t kSmemK = size_t(kChunk) * kLdK * 2;
 constexpr size_t kSmemQ = size_t(kHeads) * kLdK * 2;
 constexpr size_t kSmemS = size_t(kHeads) * kLdS * 4;
-constexpr size_t kSmemP = size_t(kHeads) * kLdP * 2;
+constexpr size_t kSmemP = size_t(kHeads) * kLdP * 2;  // one of P hi, P lo
 constexpr size_t kSmemStats = size_t(kHeads) * 3 * 4;
-constexpr size_t kSmemTotal = kSmemK + kSmemQ + kSmemS + kSmemP + kSmemStats;
+constexpr size_t kSmemTotal = kSmemK + kSmemQ + kSmemS + 2 * kSmemP + kSmemStats;
 static_assert(kSmemTotal <= 227 * 1024, "mla_decode_wmma: shared memory");
 static_assert(size_t(kWarps) * 256 * 4 <= kSmemS, "per-warp scratch tiles overlay the score buffer");
 
@@ -36,13 +38,15 @@ using FragBCol = wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma:
 using FragBRow = wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major>;
 using FragC = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
 
+template <bool kSplitP>
 __global__ void __launch_bounds__(kThreads, 1) mla_decode_wmma_kernel(const MlaDecodeArgs a) {
   extern __shared__ __align__(128) unsigned char smem[];
   bf16_t* ks = reinterpret_cast<bf16_t*>(smem);                                   // [kChunk][kLdK]
   bf16_t* qs = reinterpret_cast<bf16_t*>(smem + kSmemK);                          // [kHeads][kLdK]
   float* ss = reinterpret_cast<float*>(smem + kSmemK + kSmemQ);                   // [kHeads][kLdS]
-  bf16_t* ps = reinterpret_cast<bf16_t*>(smem + kSmemK + kSmemQ + kSmemS);        // [kHeads][kLdP]
-  float* corr_s = reinterpret_cast<float*>(smem + kSmemK + kSmemQ + kSmemS + kSmemP);  // [kHeads]
+  bf16_t* ps = reinterpret_cast<bf16_t*>(smem + kSmemK + kSmemQ + kSmemS);        // [kHeads][kLdP] P hi
+  bf16_t* ps_lo = ps + kHeads * kLdP;                                             // [kHeads][kLdP] P lo (kSplitP)
+  float* corr_s = reinterpret_cast<float*>(smem + kSmemK + kSmemQ + kSmemS + 2 * kSmemP);  // [kHeads]
   float* l_s = corr_s + kHeads;
   float* m_s = l_s + kHeads;
   const int hg = blockIdx.x, sp = blockIdx.y, t = blockIdx.z;
@@ -113,9 +117,15 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_wmma_kernel(const MlaD
 #pragma unroll
     for (int j = 0; j < kChunk / 8; ++j) {
       const int kr = sl + 8 * j;
-      const bf16_t p = to_bf16(sv[j] > -FLT_MAX ? expf(sv[j] - m_new) : 0.f);
+      const float pf = sv[j] > -FLT_MAX ? expf(sv[j] - m_new) : 0.f;
+      const bf16_t p = to_bf16(pf);
       ps[sr * kLdP + kr] = p;
-      psum += __bfloat162float(p);
+      if constexpr (kSplitP) {
+        ps_lo[sr * kLdP + kr] = to_bf16(pf - __bfloat162float(p));  // exact difference: mma_sm80.cuh split_bf16x2
+        psum += pf;
+      } else {
+        psum += __bfloat162float(p);
+      }
     }
 #pragma unroll
     for (int off = 4; off > 0; off >>= 1) psum += __shfl_xor_sync(0xffffffffu, psum, off);
@@ -136,13 +146,15 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_wmma_kernel(const MlaD
     }
     // Pass 2: O += P·V, V = columns [ds*128, ds*128 + 128) of the staged latent.
     for (int kk = 0; kk < kChunk / 16; ++kk) {
-      FragA pa;
+      FragA pa, pl;
       wmma::load_matrix_sync(pa, ps + mi * 16 * kLdP + kk * 16, kLdP);
+      if constexpr (kSplitP) wmma::load_matrix_sync(pl, ps_lo + mi * 16 * kLdP + kk * 16, kLdP);
 #pragma unroll
       for (int f = 0; f < 8; ++f) {
         FragBRow vb;
         wmma::load_matrix_sync(vb, ks + kk * 16 * kLdK + ds * 128 + f * 16, kLdK);
         wmma::mma_sync(o[f], pa, vb, o[f]);
+        if constexpr (kSplitP) wmma::mma_sync(o[f], pl, vb, o[f]);
       }
     }
   }
@@ -171,11 +183,11 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_wmma_kernel(const MlaD
 
 bool mla_decode_wmma_supported(int entry, int rank) { return entry == kEntry && rank == kRank; }
 
-void launch_mla_decode_wmma(const MlaDecodeArgs& a, cudaStream_t s) {
-  cudaFuncSetAttribute(mla_decode_wmma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                       static_cast<int>(kSmemTotal));
+void launch_mla_decode_wmma(const MlaDecodeArgs& a, bool p_bf16, cudaStream_t s) {
+  auto* kernel = p_bf16 ? mla_decode_wmma_kernel<false> : mla_decode_wmma_kernel<true>;
+  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kSmemTotal));
   const dim3 grid((a.heads + kHeads - 1) / kHeads, a.n_splits, a.n);
-  mla_decode_wmma_kernel<<<grid, kThreads, kSmemTotal, s>>>(a);
+  kernel<<<grid, kThreads, kSmemTotal, s>>>(a);
 }
 
 }  // namespace dsv3::cuda

@@ -3,10 +3,12 @@
 // Parallelisation: grid = (query tiles, heads); a CTA = kWarps warps = 16·kWarps query rows of one sequence and one
 // head, each warp owns 16 rows (its Q fragments, S and O accumulators live in registers). K/V tiles of 64 keys
 // stream through two shared-memory stages (cp.async, 16-byte, XOR-swizzled rows): tile j+1 loads while tile j runs.
-// Per tile: S = Q·Kᵀ (mma.sync m16n8k16, ldmatrix), online softmax in fp32 (exp2 with scale·log2 e), P packed to bf16
-// in registers as the A operand of O += P·V (ldmatrix.trans for V). Tiles above the causal diagonal are never loaded.
-// Precision: bf16 q/k/v in, fp32 scores, softmax and accumulators; P is rounded to bf16 for the P·V product (the row
-// sum uses the fp32 values); one bf16 rounding of the output.
+// Per tile: S = Q·Kᵀ (mma.sync m16n8k16, ldmatrix), online softmax in fp32 (exp2 with scale·log2 e), P split in
+// registers into bf16 hi + lo (mma_sm80.cuh split_bf16x2) as the A operands of O += P·V: two mma per V fragment
+// (ldmatrix.trans, loaded once). Tiles above the causal diagonal are never loaded.
+// Precision: bf16 q/k/v in (as the reference), fp32 scores, softmax, row sums and accumulators; P enters P·V as
+// hi + lo = P (1 + d), |d| <= 2^-16; one bf16 rounding of the output. kSplitP = false (DSV3_MLA_P_BF16=1) is the
+// former single mma with P rounded to bf16 (|d| <= 2^-8), kept for measurement (docs/numerics.md).
 // Reference: CpuBackend::mla_prefill (model-spec §3.5); checked by tests/ops case "mla_prefill" (kernel=mma*).
 #include <cmath>
 
@@ -84,7 +86,7 @@ __device__ __forceinline__ void load_kv_tile(const bf16_t* dummy, uint32_t stage
 // (floor((c + n) / R) >= floor(c / R) + floor(n / R), and floor(n / R) + 1 >= ceil(n / R)), so the ranges are
 // disjoint and all lie below f(n_seqs) = floor(n_q / kRows) + n_seqs, the grid size; a block in no range exits.
 // Within a sequence the last (longest) query tiles come first: the heavy tiles start early, light ones fill the tail.
-template <int kWarps>
+template <int kWarps, bool kSplitP>
 __global__ void __launch_bounds__(Cfg<kWarps>::kThreads, Cfg<kWarps>::kMinBlocks)
     mla_prefill_mma_kernel(const __grid_constant__ MlaPrefillArgs a) {
   using C = Cfg<kWarps>;
@@ -245,18 +247,27 @@ __global__ void __launch_bounds__(Cfg<kWarps>::kThreads, Cfg<kWarps>::kMinBlocks
         o[n][2] *= corr1;
         o[n][3] *= corr1;
       }
-      // O += P·V: the C layout of S n-tiles 2kk, 2kk+1 is the A layout of the 16-key k-step kk.
+      // O += P·V: the C layout of S n-tiles 2kk, 2kk+1 is the A layout of the 16-key k-step kk. pa = bf16(P) and,
+      // with kSplitP, pl = bf16(P - pa) go through the tensor cores with the same V fragment.
 #pragma unroll
       for (int kk = 0; kk < kKvTile / 16; ++kk) {
-        const uint32_t pa[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
-                                pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                                pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+        uint32_t pa[4], pl[4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {  // a[i]: S n-tile 2kk + i / 2, elements 2 (i % 2), 2 (i % 2) + 1
+          const float x0 = s[2 * kk + i / 2][2 * (i % 2)], x1 = s[2 * kk + i / 2][2 * (i % 2) + 1];
+          if constexpr (kSplitP) split_bf16x2(x0, x1, pa[i], pl[i]);
+          else pa[i] = pack_bf16(x0, x1);
+        }
 #pragma unroll
         for (int q = 0; q < kVd / 16; ++q) {
           uint32_t r[4];
           ldmatrix_x4_trans(r, sv + v_off[q % 4] + (q / 4) * 128 + 16 * kk * kVRowBytes);
           mma_bf16(o[2 * q], pa, r[0], r[1]);
           mma_bf16(o[2 * q + 1], pa, r[2], r[3]);
+          if constexpr (kSplitP) {
+            mma_bf16(o[2 * q], pl, r[0], r[1]);
+            mma_bf16(o[2 * q + 1], pl, r[2], r[3]);
+          }
         }
       }
     }
@@ -283,10 +294,10 @@ __global__ void __launch_bounds__(Cfg<kWarps>::kThreads, Cfg<kWarps>::kMinBlocks
   }
 }
 
-template <int kWarps>
+template <int kWarps, bool kSplitP>
 void launch(const MlaPrefillArgs& a, cudaStream_t s) {
   using C = Cfg<kWarps>;
-  auto* kernel = mla_prefill_mma_kernel<kWarps>;
+  auto* kernel = mla_prefill_mma_kernel<kWarps, kSplitP>;
   cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmem);
   const dim3 grid(static_cast<unsigned>(a.n_q / C::kRows + a.n_seqs), static_cast<unsigned>(a.heads));
   kernel<<<grid, C::kThreads, C::kSmem, s>>>(a);
@@ -296,10 +307,12 @@ void launch(const MlaPrefillArgs& a, cudaStream_t s) {
 
 bool mla_prefill_mma_supported(int nope, int rope, int v) { return nope == kNope && rope == kRope && v == kVd; }
 
-void launch_mla_prefill_mma(const MlaPrefillArgs& a, int q_rows, cudaStream_t s) {
+void launch_mla_prefill_mma(const MlaPrefillArgs& a, int q_rows, bool p_bf16, cudaStream_t s) {
   if (a.n_q == 0 || a.n_seqs == 0 || a.heads == 0) return;
-  if (q_rows == 64) launch<4>(a, s);
-  else launch<8>(a, s);
+  if (q_rows == 64 && p_bf16) launch<4, false>(a, s);
+  else if (q_rows == 64) launch<4, true>(a, s);
+  else if (p_bf16) launch<8, false>(a, s);
+  else launch<8, true>(a, s);
 }
 
 }  // namespace dsv3::cuda

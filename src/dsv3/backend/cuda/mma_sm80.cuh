@@ -1,9 +1,12 @@
 // mma_sm80.cuh: the PTX wrappers of the mma.sync attention kernels (mla_decode_mma.cu, mla_prefill_mma.cu):
-// cp.async global -> shared copies, ldmatrix fragment loads, the bf16 m16n8k16 tensor-core MMA, and the XOR swizzle
-// of 16-byte chunks both kernels lay their shared-memory tiles out with (backend/cuda). Device code only.
+// cp.async global -> shared copies, ldmatrix fragment loads, the bf16 m16n8k16 tensor-core MMA, the XOR swizzle
+// of 16-byte chunks both kernels lay their shared-memory tiles out with, and the hi/lo bf16 split of the softmax
+// probabilities for the P·V product (backend/cuda). Device code only.
 #pragma once
 
 #include <cstdint>
+
+#include <cuda_bf16.h>
 
 namespace dsv3::cuda {
 
@@ -48,6 +51,18 @@ __device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], 
 // spreads them over 8 distinct 16-byte bank groups (cp.async writes too).
 __device__ __forceinline__ uint32_t swz(int row, int chunk, int row_bytes) {
   return static_cast<uint32_t>(row * row_bytes + ((chunk ^ (row & 7)) << 4));
+}
+
+// Two fp32 probabilities as bf16 pairs for the A operand of P·V (x0 -> the low half, the lower column):
+// hi = bf16(x), lo = bf16(x - hi). x - hi is exact in fp32 (hi is x rounded to 8 significant bits, within a factor
+// of 2 of x), so hi + lo = x (1 + d) with |d| <= 2^-8 · 2^-8 = 2^-16 instead of hi's 2^-8 (docs/numerics.md). The P·V
+// product then takes two mma with the same V fragment: bf16 x bf16 products are exact, so only the tensor core's
+// fp32 accumulation rounds.
+__device__ __forceinline__ void split_bf16x2(float x0, float x1, uint32_t& hi, uint32_t& lo) {
+  const __nv_bfloat162 h = __floats2bfloat162_rn(x0, x1);
+  const __nv_bfloat162 l = __floats2bfloat162_rn(x0 - __low2float(h), x1 - __high2float(h));
+  hi = *reinterpret_cast<const uint32_t*>(&h);
+  lo = *reinterpret_cast<const uint32_t*>(&l);
 }
 
 }  // namespace dsv3::cuda
