@@ -49,17 +49,27 @@ __global__ void absorb_q_kernel(const AbsorbQArgs a) {
 #pragma unroll
     for (int j = 0; j < 4; ++j) acc[t][j] = 0.f;
   const bf16_t* w = a.kv_b + static_cast<int64_t>(h) * a.per_head * a.rank + c0;
-#pragma unroll 4
-  for (int d = 0; d < a.nope; ++d) {
-    const uint2 raw = __ldg(reinterpret_cast<const uint2*>(w + static_cast<int64_t>(d) * a.rank));
-    const float2 w01 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.x));
-    const float2 w23 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.y));
-    const float wv[4] = {w01.x, w01.y, w23.x, w23.y};
+  // W rows in groups of kRowsInFlight: every load of a group is issued before its first product (32 independent
+  // 8-byte loads per thread, 32 KB per block in flight), instead of a few loads per memory round trip.
+  constexpr int kRowsInFlight = 32;
+  for (int d0 = 0; d0 < a.nope; d0 += kRowsInFlight) {
+    uint2 raw[kRowsInFlight];
 #pragma unroll
-    for (int t = 0; t < kTokens; ++t) {
-      const float qv = qs[t * a.nope + d];  // tokens past nt read stale values; their sums are never stored
+    for (int i = 0; i < kRowsInFlight; ++i)
+      raw[i] = d0 + i < a.nope ? __ldg(reinterpret_cast<const uint2*>(w + static_cast<int64_t>(d0 + i) * a.rank))
+                               : make_uint2(0u, 0u);
 #pragma unroll
-      for (int j = 0; j < 4; ++j) acc[t][j] = __fadd_rn(acc[t][j], __fmul_rn(qv, wv[j]));
+    for (int i = 0; i < kRowsInFlight; ++i) {
+      if (d0 + i >= a.nope) break;
+      const float2 w01 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw[i].x));
+      const float2 w23 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw[i].y));
+      const float wv[4] = {w01.x, w01.y, w23.x, w23.y};
+#pragma unroll
+      for (int t = 0; t < kTokens; ++t) {
+        const float qv = qs[t * a.nope + d0 + i];  // tokens past nt read stale values; their sums are never stored
+#pragma unroll
+        for (int j = 0; j < 4; ++j) acc[t][j] = __fadd_rn(acc[t][j], __fmul_rn(qv, wv[j]));
+      }
     }
   }
 #pragma unroll
