@@ -2,8 +2,9 @@
 # bench_v3_slice.sh: on the GPU machine — build dsv3 with CUDA, then the end-to-end v3-slice benchmark of
 # shared/docs/performance.md (real DeepSeek-V3 dims, 4 layers, random FP8 weights made on the GPU by
 # --load_format dummy): prefill 8 x 1024 tokens, decode at batch 1 and 128 with context 1024, and the weight load time.
-# Step times come from `dsv3 bench throughput --iteration_log` (the engine's own step wall time, which ends with the
-# sampler's read-back); TTFT/TPOT from --streaming. A table with the ratios to DeepSeek's reference and to the floors
+# Step times come from `dsv3 bench throughput --iteration_log` (the engine's own step wall time; with the overlap
+# scheduler, on by bench's defaults, the loop iteration that launched the step: the step period); TTFT/TPOT from
+# --streaming. A table with the ratios to DeepSeek's reference and to the floors
 # is printed last; all logs go to one tarball in $OUT.
 # Carry: .devdeps (pcre2.h) and models/tokenizers/deepseek-v3. About 6 minutes on one H200 (16 cores), build included.
 # First, test_ops' synthesize/dummy_load cases check the GPU-made weights against the host generator byte for byte.

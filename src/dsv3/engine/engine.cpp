@@ -377,6 +377,7 @@ bool Engine::step() {
     inflight_.push_back(std::move(f));
     step_ids_.clear();
     while (inflight_.size() > 1) complete_inflight();  // the previous step, while this one runs
+    inflight_.back().st.end = now_seconds();
     return true;
   }
   while (!inflight_.empty()) complete_inflight();
@@ -505,7 +506,8 @@ void Engine::apply(const sched::SchedulerOutput& so, const std::vector<int64_t>&
   }
   for (auto& [id, live] : live_) emit(*live, false);
   if (config_.check_integrity) check_integrity();
-  st.end = now_seconds();
+  st.applied = now_seconds();
+  if (!st.overlapped) st.end = st.applied;
   {
     std::lock_guard<std::mutex> lock(mu_);
     stats_.push_back(st);

@@ -34,11 +34,14 @@ struct GenerateRequest {
 
 struct EngineStepStats {
   int64_t step = 0;
-  double start = 0, end = 0;  // now_seconds()
+  // now_seconds(): the engine-loop iteration that launched the step. With the overlap scheduler that iteration ends
+  // after the previous step was applied, so end - start is the step period (TensorRT-LLM's iterLatencyMS).
+  double start = 0, end = 0;
+  double applied = 0;         // when its sampled tokens were applied (== end for a synchronous step)
   int n_logit_rows = 0;
   int n_backend_sampled = 0;  // rows whose token Backend::sample drew (the others: the host Sampler)
   bool overlapped = false;    // launched without waiting for its ids: read after the next step's launch (or when
-                              // there was none); `end` is when they were processed
+                              // there was none)
   sched::StepStats sched;
 };
 

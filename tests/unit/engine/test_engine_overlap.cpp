@@ -116,6 +116,12 @@ RunResult run(Mode mode, const EngineConfig& cfg, const Workload& w, bool graphs
   }
   e->wait_idle();
   r.stats = e->take_iteration_stats();
+  for (const EngineStepStats& s : r.stats) {
+    // [start, end]: the loop iteration that launched the step; an overlapped step is applied later.
+    EXPECT_LE(s.start, s.end);
+    if (s.overlapped) EXPECT_LE(s.end, s.applied);
+    else EXPECT_EQ(s.end, s.applied);
+  }
   if (dev) {
     r.fill_rows = dev->fill_rows;
     r.captures = dev->captures;
