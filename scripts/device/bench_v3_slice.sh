@@ -9,7 +9,8 @@
 # Carry: .devdeps (pcre2.h) and models/tokenizers/deepseek-v3. About 6 minutes on one H200 (16 cores), build included.
 # First, test_ops' synthesize/dummy_load cases check the GPU-made weights against the host generator byte for byte.
 # Usage: scripts/device/bench_v3_slice.sh   (env: OSL_B1=64, OSL_B128=48 decode lengths; BUDGET_S=540;
-#        PROFILE=1: per-op GPU times (DSV3_PROFILE=1, slows steps a little) appended to the table; SKIP_OPS=1: no test_ops)
+#        PROFILE=1: per-op GPU times (DSV3_PROFILE=1, slows steps a little) appended to the table; SKIP_OPS=1: no test_ops;
+#        NO_OVERLAP=1: disable_overlap_scheduler: true, for the comparison)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/device/common.sh
@@ -40,6 +41,7 @@ kv_cache_config:
   max_tokens: 262144
   enable_block_reuse: false
 EOF
+[ -z "${NO_OVERLAP:-}" ] || echo "disable_overlap_scheduler: true" >>"$OUT/extra.yaml"
 dataset() {  # name n_requests isl osl
   $DSV3 prepare-dataset --tokenizer "$TOK" --stdout --random-seed 7 token-norm-dist --num-requests "$2" \
     --input-mean "$3" --input-stdev 0 --output-mean "$4" --output-stdev 0 >"$OUT/$1.jsonl" 2>>"$OUT/datasets.log"
