@@ -28,7 +28,8 @@ int cmd_generate(int argc, char** argv) {
   double kv_cache_fraction = 0.9, kv_cache_cpu_gb = 1.0;
   int64_t kv_cache_max_tokens = 0;
   bool reuse_flag = false, disable_reuse = false, chunked = false, chat = false, attention_dp = false,
-       print_iter_log = false, use_cuda_graph = false, disable_cuda_graph = false, graph_padding = false;
+       print_iter_log = false, use_cuda_graph = false, disable_cuda_graph = false, graph_padding = false,
+       disable_overlap = false;
   std::vector<int> graph_sizes;
   std::string spec_algo, kv_cache_dtype = "auto", attention_backend = "TRTLLM", output_json;
   app.add_option("--model_dir,--model-dir", model_dir, "HF checkpoint folder")->required();
@@ -66,6 +67,10 @@ int cmd_generate(int argc, char** argv) {
   app.add_flag("--cuda_graph_padding_enabled,--cuda-graph-padding-enabled", graph_padding,
                "pad decode batches up to the next captured size");
   app.add_option("--cuda_graph_batch_sizes,--cuda-graph-batch-sizes", graph_sizes, "captured batch sizes");
+  // The overlap scheduler is on by default (as in the LLM API): the next step is launched before the tokens of the
+  // previous one are read back.
+  app.add_flag("--disable_overlap_scheduler,--disable-overlap-scheduler", disable_overlap,
+               "process each step's tokens before launching the next step");
   app.add_option("--output_json,--output-json", output_json,
                  "also write [{prompt, prompt_token_ids, text, token_ids, finish_reason}] to this file");
   // Parallelism and speculative decoding: accepted spellings, refused until they work.
@@ -116,6 +121,7 @@ int cmd_generate(int argc, char** argv) {
     for (int64_t s : cuda_graph_batch_sizes(ga, max_batch_size)) ec.cuda_graph_batch_sizes.push_back(static_cast<int>(s));
     ec.cuda_graph_padding = graph_padding;
   }
+  ec.overlap_scheduler = !disable_overlap;
   LLM llm(ec);
   EXPECT(llm.tokenizer(), "{} has no tokenizer.json: generate needs a tokenizer (dsv3 make-tiny-model copies one "
          "in when models/tokenizers/deepseek-v3 exists; run `bash scripts/setup.sh` to fetch it)", model_dir);
@@ -146,9 +152,9 @@ int cmd_generate(int argc, char** argv) {
   bar.finish();
   if (print_iter_log)
     for (const auto& s : llm.engine().take_iteration_stats())
-      log_info("iter {}: {:.1f} ms, batch {}, decode {} + prefill {} tokens, KV blocks used {} free {}", s.step,
+      log_info("iter {}: {:.1f} ms, batch {}, decode {} + prefill {} tokens, KV blocks used {} free {}{}", s.step,
                (s.end - s.start) * 1e3, s.sched.batch_size, s.sched.n_decode_tokens, s.sched.n_prefill_tokens,
-               s.sched.n_blocks_used, s.sched.n_blocks_free);
+               s.sched.n_blocks_used, s.sched.n_blocks_free, s.overlapped ? ", overlapped" : "");
   if (!output_json.empty()) {
     nlohmann::json j = nlohmann::json::array();
     for (size_t i = 0; i < outs.size(); ++i)

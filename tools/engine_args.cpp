@@ -32,6 +32,7 @@ EngineConfig engine_config_from_llm_args(const LlmArgs& a, const std::string& mo
          "kv_cache_config.dtype '{}' is not supported yet (auto = bf16)", a.kv_cache_config.dtype);
   for (int64_t s : cuda_graph_batch_sizes(a, c.max_batch_size)) c.cuda_graph_batch_sizes.push_back(static_cast<int>(s));
   c.cuda_graph_padding = a.cuda_graph_config.enable_padding;
+  c.overlap_scheduler = !a.disable_overlap_scheduler;
   return c;
 }
 

@@ -2,13 +2,15 @@
 # bench_v3_slice.sh: on the GPU machine — build dsv3 with CUDA, then the end-to-end v3-slice benchmark of
 # shared/docs/performance.md (real DeepSeek-V3 dims, 4 layers, random FP8 weights made on the GPU by
 # --load_format dummy): prefill 8 x 1024 tokens, decode at batch 1 and 128 with context 1024, and the weight load time.
-# Step times come from `dsv3 bench throughput --iteration_log` (the engine's own step wall time, which ends with the
-# sampler's read-back); TTFT/TPOT from --streaming. A table with the ratios to DeepSeek's reference and to the floors
+# Step times come from `dsv3 bench throughput --iteration_log` (the engine's own step wall time; with the overlap
+# scheduler, on by bench's defaults, the loop iteration that launched the step: the step period); TTFT/TPOT from
+# --streaming. A table with the ratios to DeepSeek's reference and to the floors
 # is printed last; all logs go to one tarball in $OUT.
 # Carry: .devdeps (pcre2.h) and models/tokenizers/deepseek-v3. About 6 minutes on one H200 (16 cores), build included.
 # First, test_ops' synthesize/dummy_load cases check the GPU-made weights against the host generator byte for byte.
 # Usage: scripts/device/bench_v3_slice.sh   (env: OSL_B1=64, OSL_B128=48 decode lengths; BUDGET_S=540;
-#        PROFILE=1: per-op GPU times (DSV3_PROFILE=1, slows steps a little) appended to the table; SKIP_OPS=1: no test_ops)
+#        PROFILE=1: per-op GPU times (DSV3_PROFILE=1, slows steps a little) appended to the table; SKIP_OPS=1: no test_ops;
+#        NO_OVERLAP=1: disable_overlap_scheduler: true, for the comparison)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/device/common.sh
@@ -39,6 +41,7 @@ kv_cache_config:
   max_tokens: 262144
   enable_block_reuse: false
 EOF
+[ -z "${NO_OVERLAP:-}" ] || echo "disable_overlap_scheduler: true" >>"$OUT/extra.yaml"
 dataset() {  # name n_requests isl osl
   $DSV3 prepare-dataset --tokenizer "$TOK" --stdout --random-seed 7 token-norm-dist --num-requests "$2" \
     --input-mean "$3" --input-stdev 0 --output-mean "$4" --output-stdev 0 >"$OUT/$1.jsonl" 2>>"$OUT/datasets.log"

@@ -58,6 +58,8 @@ for streaming in (False, True):
     if streaming:
         args.append("--streaming")
     p = run(*args)
+    # trtllm-bench's injected defaults turn the overlap scheduler on; the CPU backend runs synchronously and says why.
+    check("overlap scheduler: off (a host backend)" in p.stderr, "overlap scheduler state logged")
     r = json.load(open(rep))
     recs = json.load(open(req))
     for obj, keys in {"engine": ["model", "model_path", "engine_dir", "version", "backend", "dtype", "kv_cache_dtype",
@@ -136,6 +138,10 @@ yml = os.path.join(WORK, "x.yml")
 with open(yml, "w") as f:
     f.write("kv_cache_config:\n  free_gpu_memory_fraction: 0.5\n  bogus_key: 1\n")
 expect_error(rows[:2], ["--extra_llm_api_options", yml], ["bogus_key"], "unknown YAML key named")
+with open(yml, "w") as f:
+    f.write("disable_overlap_scheduler: true\n")
+p = run("bench", "--model", MODEL, "throughput", "--dataset", ds, "--backend", "cpu", "--extra_llm_api_options", yml)
+check("overlap scheduler: off (disable_overlap_scheduler)" in p.stderr, "YAML disable_overlap_scheduler reaches the engine")
 expect_error([{"task_id": 0, "input_ids": list(range(2, 60)), "output_tokens": 50}], ["--max_seq_len", "64"],
              ["bad.jsonl:1"], "request longer than max_seq_len names the line")
 expect_error(rows[:2], ["--tp", "2"], ["--tp"], "tensor parallelism refused clearly until it runs")

@@ -40,6 +40,13 @@ for i, (line, prompt) in enumerate(zip(lines, prompts)):
         check(ast.literal_eval(m.group(2)) == prompt, f"line {i} repr of the prompt")
         texts.append(ast.literal_eval(m.group(3)))  # a valid Python literal: the repr quoting is right
 check("Processed requests" in p.stderr and "4/4" in p.stderr, "progress bar on stderr")
+# The overlap scheduler is on by default, off with --disable_overlap_scheduler; the CPU backend never overlaps (its
+# ops finish before they return) and says why.
+check("overlap scheduler: off (a host backend)" in p.stderr, "overlap scheduler state logged: " + p.stderr[-300:])
+po = subprocess.run([DSV3, "generate", "--model_dir", model, "--backend", "cpu", "--max_tokens", "8",
+                     "--disable_overlap_scheduler"], capture_output=True, text=True)
+check("overlap scheduler: off (disable_overlap_scheduler)" in po.stderr, "--disable_overlap_scheduler reaches the engine")
+check([l for l in po.stdout.splitlines() if l.startswith("[")] == lines, "the same texts without the overlap scheduler")
 # Greedy is deterministic, and the same prompt alone gives the same text as in the batch.
 p2 = subprocess.run([DSV3, "generate", "--model_dir", model, "--backend", "cpu", "--max_tokens", "8", "--prompt",
                      prompts[2]], capture_output=True, text=True)

@@ -281,6 +281,39 @@ void kv_gather_case(std::vector<int> lens, int bs, int rank, int rope) {
 // Linear: `which` picks the backend (0 production, 1 fallback kernels). Production runs FP8 weights with at most
 // kGemvRows rows through the decode GEMV (gemv_fp8.cu), larger ones through cuBLASLt (or the fallback it rejects).
 constexpr int kGemvRows = 16;
+// fill_token_ids, the overlap scheduler's hand-off: ids[map[j][0]] = src[map[j][1]], a negative source (a sampler
+// failure code) written as 0. Rows distinct and shuffled, sources repeated, ~10% failure codes; one pair, a subset,
+// every row, more pairs than one thread block. The expected ids are worked out here, and both backends must give
+// them bit for bit; rows outside the map keep their ids (and the guards catch a write beyond ids).
+void fill_token_ids_case(int n, int m, int k) {
+  add_case("fill_token_ids", fmt::format("n={},m={},k={}", n, m, k), true, [=](Env& env) {
+    Rng rng(9000 + static_cast<uint64_t>(n) * 7 + m);
+    std::vector<int32_t> ids(static_cast<size_t>(n)), src(static_cast<size_t>(k)), map;
+    for (auto& v : ids) v = rng.uniform_int(0, 129279);
+    for (auto& v : src) {
+      const int c = rng.uniform_int(0, 19);
+      v = c == 0 ? kSampleInvalidLogits : c == 1 ? kSampleAllMasked : rng.uniform_int(0, 129279);
+    }
+    const std::vector<int32_t> rows = shuffled(rng, n);
+    std::vector<int32_t> want = ids;
+    for (int j = 0; j < m; ++j) {
+      const int32_t row = rows[static_cast<size_t>(j)], idx = rng.uniform_int(0, k - 1);
+      map.push_back(row);
+      map.push_back(idx);
+      want[static_cast<size_t>(row)] = std::max(src[static_cast<size_t>(idx)], 0);
+    }
+    Tensor tids = host_i32({n}, ids), tsrc = host_i32({k}, src), tmap = host_i32({m, 2}, map);
+    Tensor twant = host_i32({n}, want);
+    Dev d(*env.gpu);
+    TensorView dids = d.up(tids, "ids");
+    env.gpu->fill_token_ids({.ids = dids, .map = d.up(tmap, "map"), .src = d.up(tsrc, "src")});
+    env.cpu->fill_token_ids({.ids = tids, .map = tmap, .src = tsrc});
+    bool ok = compare("ids (cpu)", twant, tids, kBitwise);
+    ok &= compare("ids", twant, d.get(dids), kBitwise);  // data movement
+    return ok && d.guards_ok;
+  });
+}
+
 void linear_case(int n, int m, int k, bool fp8, bool out_f32, int x_stride, bool ue8m0, int which, bool quick) {
   const bool gemv = which == 0 && fp8 && n <= kGemvRows;
   add_case("linear", fmt::format("n={},m={},k={},w={},out={},x_stride={},ue8m0={},path={}", n, m, k,
@@ -1252,6 +1285,11 @@ void register_cases() {
   kv_gather_case({1, 130, 64}, 64, 512, 64);
   kv_gather_case({8192}, 64, 512, 64);
   kv_gather_case({5, 17, 3}, 16, 24, 8);
+  fill_token_ids_case(1, 1, 1);
+  fill_token_ids_case(7, 3, 5);
+  fill_token_ids_case(128, 128, 128);   // every row, one block
+  fill_token_ids_case(1000, 333, 500);
+  fill_token_ids_case(4096, 2048, 2048);  // 16 blocks of 128 pairs
   for (int which : {0, 1}) {
     linear_case(1, 1536, 7168, true, false, 0, false, which, which == 1);  // q_a_proj, decode
     linear_case(64, 576, 7168, true, false, 0, false, which, false);       // kv_a_proj_with_mqa

@@ -184,6 +184,30 @@ struct SampleParams {
   TensorView logprobs;                     // [r] f32 in backend memory: the drawn token's log_softmax(z); may be empty
 };
 
+// Fills the token ids that were not known when a step was built (the engine's overlap scheduler): the previous step
+// sampled them on the backend (SampleParams::tokens) and the host has not read them yet. For j < m:
+//   ids[map[j][0]] = src[map[j][1]], a negative src value written as 0.
+// A negative value is a sampler failure code (kSampleInvalidLogits, kSampleAllMasked): the step still runs, and the
+// engine fails that request when it reads the code and drops its row of this step. The caller checks the map on the
+// host before the upload (rows distinct and in [0, n), indexes in [0, k)); the CUDA kernel skips a pair out of range
+// and reports it as a bug at the next synchronize() or fence.
+struct FillTokenIdsParams {
+  TensorView ids;  // [n] i32 in backend memory, updated in place
+  TensorView map;  // [m, 2] i32 in backend memory: (row of ids, index into src) pairs, m <= n
+  TensorView src;  // [k] i32 in backend memory
+};
+
+// A point in a backend's stream (a CUDA event). record() marks the work enqueued so far; wait() blocks the host
+// until that work has finished, including copies into pinned_host_allocator() memory (asynchronous on a device).
+// wait() throws what synchronize() would for a device-side input error in that work. Reusable: record again after
+// wait(); wait() without a record returns at once.
+class BackendFence {
+ public:
+  virtual ~BackendFence() = default;
+  virtual void record() = 0;
+  virtual void wait() = 0;
+};
+
 // A recorded sequence of backend ops, replayed by one launch (a CUDA graph). Replays read and write the same
 // memory the ops named when they were recorded, so the caller keeps every buffer alive and at the same address.
 class BackendGraph {
@@ -210,6 +234,12 @@ class Backend {
   // n_slots host buffers of slot_bytes the backend reads asynchronously. nullptr: the backend has none (host-visible
   // backends need none; the loader then falls back to copy()).
   virtual std::unique_ptr<StagingSink> make_staging_sink(int n_slots, size_t slot_bytes) { return nullptr; }
+  // Host memory that copy() from backend memory fills asynchronously (pinned memory on a GPU: a copy into pageable
+  // memory returns only when it is done). The host reads it after waiting on a fence recorded after the copy.
+  virtual Allocator& pinned_host_allocator() { return host_allocator(); }
+  // A fence on the backend's stream. The default waits with synchronize(), which is exact for host backends (their
+  // ops are done when they return) and correct, if coarse, for any other.
+  virtual std::unique_ptr<BackendFence> make_fence();
 
   virtual void linear(const LinearParams& p) = 0;
   virtual void rms_norm(const RmsNormParams& p) = 0;
@@ -226,6 +256,7 @@ class Backend {
   virtual void router(const RouterParams& p) = 0;
   virtual void moe_experts(const MoeExpertsParams& p) = 0;
   virtual void sample(const SampleParams& p) = 0;
+  virtual void fill_token_ids(const FillTokenIdsParams& p) = 0;
   // Fills p.out (and p.scale_inv) on the backend; false when this backend has no generator (the caller then makes
   // the tensor on the host and copies it). Host-visible backends need none: the loader uses host tensors in place.
   virtual bool synthesize(const SynthesizeParams& p) { return false; }
@@ -244,6 +275,7 @@ void validate(const MlaDecodeParams& p);
 void validate(const RouterParams& p);
 void validate(const MoeExpertsParams& p);
 void validate(const SampleParams& p);
+void validate(const FillTokenIdsParams& p);
 
 // "cpu" always; "cuda" when built with DSV3_CUDA and a GPU is present.
 std::unique_ptr<Backend> make_backend(const std::string& name);

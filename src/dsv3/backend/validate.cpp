@@ -94,4 +94,16 @@ void validate(const SampleParams& p) {
   }
 }
 
+void validate(const FillTokenIdsParams& p) {
+  EXPECT(p.ids.dtype == DType::kI32 && p.ids.shape.ndim == 1, "fill_token_ids: ids must be [n] I32, got {} {}",
+         dtype_name(p.ids.dtype), p.ids.shape.str());
+  EXPECT(p.src.dtype == DType::kI32 && p.src.shape.ndim == 1, "fill_token_ids: src must be [k] I32, got {} {}",
+         dtype_name(p.src.dtype), p.src.shape.str());
+  EXPECT(p.map.dtype == DType::kI32 && p.map.shape.ndim == 2 && p.map.dim(1) == 2,
+         "fill_token_ids: map must be [m, 2] I32, got {} {}", dtype_name(p.map.dtype), p.map.shape.str());
+  EXPECT(p.map.dim(0) <= p.ids.dim(0), "fill_token_ids: {} pairs for {} ids", p.map.dim(0), p.ids.dim(0));
+  EXPECT(p.map.dim(0) == 0 || (p.ids.data && p.map.data && p.src.data && p.src.dim(0) > 0),
+         "fill_token_ids: {} pairs with ids {}, src {}", p.map.dim(0), p.ids.shape.str(), p.src.shape.str());
+}
+
 }  // namespace dsv3

@@ -1,4 +1,5 @@
-// engine.cpp: the engine thread — admission, one model step, sampling, streaming, finishing (engine).
+// engine.cpp: the engine thread — admission, one model step, sampling, streaming, finishing, and the overlap
+// scheduler's launch-ahead (engine).
 #include "dsv3/engine/engine.h"
 
 #include <algorithm>
@@ -26,8 +27,11 @@ struct Engine::Live {
   Live(const SamplingParams& p) : params(p), stop(p) {}
 };
 
-Engine::Engine(const EngineConfig& config) : config_(config) {
-  backend_ = make_backend(config_.backend);
+Engine::Engine(const EngineConfig& config) : Engine(config, make_backend(config.backend)) {}
+
+Engine::Engine(const EngineConfig& config, std::unique_ptr<Backend> backend)
+    : config_(config), backend_(std::move(backend)) {
+  CHECK(backend_ != nullptr, "Engine: no backend");
   weights_ = WeightSource::open(config_.model_dir, config_.load_format, config_.dummy_seed);
   const ModelConfig& mc = weights_->config();
   max_seq_len_ = config_.max_seq_len > 0 ? config_.max_seq_len
@@ -126,6 +130,27 @@ Engine::Engine(const EngineConfig& config) : config_(config) {
                       (config_.backend_sampling == BackendSampling::kAuto && !backend_->host_visible() &&
                        !(gpu_sampling_env && std::strcmp(gpu_sampling_env, "0") == 0));
   if (backend_sampling_) log_info("sampling on the {} backend (DSV3_GPU_SAMPLING=0: on the host)", backend_->name());
+  if (backend_sampling_) {
+    // Sized once for the largest step (one logit row per request): a buffer that a step in flight reads is never
+    // reallocated.
+    const int64_t cap = config_.max_batch_size;
+    AllocationPurpose why(fmt::format("the sampled ids of two steps ({} rows each)", cap));
+    for (SampleSlot& s : slots_) {
+      s.tokens = Tensor(DType::kI32, {cap}, backend_->allocator());
+      s.logprobs = Tensor(DType::kF32, {cap}, backend_->allocator());
+      s.host_tokens = Tensor(DType::kI32, {cap}, backend_->pinned_host_allocator());
+      s.host_logprobs = Tensor(DType::kF32, {cap}, backend_->pinned_host_allocator());
+      s.fence = backend_->make_fence();
+    }
+  }
+  overlap_ = config_.overlap_scheduler && backend_sampling_ && !backend_->host_visible();
+  if (overlap_) {
+    log_info("overlap scheduler: on (each step is launched before the previous step's tokens are read back)");
+  } else {
+    log_info("overlap scheduler: off ({})", !config_.overlap_scheduler ? "disable_overlap_scheduler"
+                                            : backend_->host_visible() ? "a host backend"
+                                                                       : "sampling on the host");
+  }
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -250,13 +275,10 @@ void Engine::finish(int64_t id, FinishReason reason, const std::string& error) {
   live_.erase(it);
 }
 
-bool Engine::step() {
-  sched::SchedulerOutput so = sched_->schedule();
-  if (so.empty()) return false;
-  EngineStepStats st;
-  st.step = n_steps_++;
-  st.start = now_seconds();
-  // Build the ragged batch: generated positions (absorbed form) first, then prompt positions (naive form).
+// One ragged batch from a SchedulerOutput: generated positions (absorbed form) first, then prompt positions (naive
+// form). A placeholder input (sched::kPendingToken) becomes a row that the model fills on the device from the ids of
+// the step in flight. row_ids: the request of each logit row, in order.
+ForwardBatch Engine::build_batch(const sched::SchedulerOutput& so, std::vector<int64_t>* row_ids) {
   ForwardBatch batch;
   struct Part {
     size_t entry;
@@ -272,52 +294,186 @@ bool Engine::step() {
     if (split > begin) naive.push_back({e, begin, split});
     if (end > split) absorbed.push_back({e, split, end});
   }
+  // The ids of the step in flight (at most one: the host runs one step ahead), by request.
+  CHECK(inflight_.size() <= 1, "{} steps in flight while building a step", inflight_.size());
+  std::unordered_map<int64_t, int32_t> prev_row;
+  if (!inflight_.empty()) {
+    const InFlight& f = inflight_.back();
+    for (size_t i = 0; i < f.row_ids.size(); ++i) prev_row[f.row_ids[i]] = static_cast<int32_t>(i);
+    batch.device_tokens = slots_[f.slot].tokens.view().rows(0, static_cast<int64_t>(f.row_ids.size()));
+  }
   std::vector<int32_t> last_row(so.entries.size(), -1);
   int32_t row = 0;
   auto add_part = [&](const Part& p, bool abs) {
     const auto& ch = so.entries[p.entry];
-    for (int t = p.begin; t < p.end; ++t) batch.token_ids.push_back(ch.token_ids[t - ch.start]);
+    for (int t = p.begin; t < p.end; ++t) {
+      const int32_t id = ch.token_ids[t - ch.start];
+      if (id == sched::kPendingToken) {
+        auto it = prev_row.find(ch.request_id);
+        CHECK(it != prev_row.end(), "request {}: a placeholder input without a step in flight that samples it",
+              ch.request_id);
+        batch.device_rows.push_back({.row = static_cast<int32_t>(batch.token_ids.size()), .index = it->second});
+        batch.token_ids.push_back(kPendingTokenId);
+      } else {
+        batch.token_ids.push_back(id);
+      }
+    }
     batch.seqs.push_back({p.end - p.begin, p.begin, abs, ch.block_table});
     row += p.end - p.begin;
     if (p.end == ch.start + ch.n_tokens) last_row[p.entry] = row - 1;
   };
   for (const auto& p : absorbed) add_part(p, true);
   for (const auto& p : naive) add_part(p, false);
-  std::vector<size_t> logit_entries;
+  if (batch.device_rows.empty()) batch.device_tokens = {};
   for (size_t e = 0; e < so.entries.size(); ++e)
     if (so.entries[e].needs_logits) {
       batch.logit_rows.push_back(last_row[e]);
-      logit_entries.push_back(e);
+      row_ids->push_back(so.entries[e].request_id);
     }
-  std::vector<Live*> lives;
-  std::vector<const sched::Request*> reqs;
-  for (size_t e : logit_entries) {
-    const int64_t id = so.entries[e].request_id;
-    lives.push_back(live_.at(id).get());
-    reqs.push_back(sched_->find(id));
+  return batch;
+}
+
+// The step contract with the overlap scheduler on (a device backend that samples on the backend):
+//   schedule(n+1) -> build -> forward(n+1) -> if every logit row of n+1 samples on the backend: Backend::sample into
+//   slots_[(n+1) % 2], an asynchronous copy of the ids to pinned memory, a fence, Scheduler::advance(n+1) -> wait for
+//   step n's fence and apply step n (emit, stop, update, finish) while step n+1 runs.
+// Otherwise step n+1 is synchronous: step n is applied first (host sampling needs each request's full history, and
+// the scheduler takes steps in order), then n+1 is sampled and applied. A request that finishes at step n may sit
+// in step n+1 already: its row there is dropped (never emitted), and its KV blocks are freed when step n is applied
+// — after step n+1 was enqueued. NOTE: the backend runs one stream, so a later step that reuses those blocks runs
+// after step n+1 has finished with them; the same holds for aborts and preemptions while a step is in flight.
+bool Engine::step() {
+  sched::SchedulerOutput so = sched_->schedule();
+  if (so.empty()) {
+    if (inflight_.empty()) return false;
+    // Nothing new to launch (e.g. every running request's last output is in flight): take the step in flight.
+    complete_inflight();
+    return true;
   }
+  EngineStepStats st;
+  st.step = n_steps_++;
+  st.start = now_seconds();
+  st.sched = so.stats;
+  step_ids_.clear();
+  for (const auto& c : so.entries) step_ids_.push_back(c.request_id);
+  std::vector<int64_t> row_ids;
+  ForwardBatch batch = build_batch(so, &row_ids);
+  st.n_logit_rows = static_cast<int>(row_ids.size());
   // Logits stay in backend memory when at least one row can be sampled there; the other rows' logits come back.
-  for (size_t i = 0; i < lives.size() && backend_sampling_ && !batch.logits_on_device; ++i)
-    batch.logits_on_device = backend_can_sample(*lives[i], *reqs[i]);
-  ForwardOutput fo = model_->forward(batch, *cache_);
-  // Sample.
-  std::vector<SampleResult> res;
-  if (batch.logits_on_device) {
-    res = sample_on_backend(fo.device_logits, lives, reqs, &st.n_backend_sampled);
-  } else {
-    const int64_t vocab = model_->config().vocab_size;
-    std::vector<SamplerRow> rows;
-    for (size_t i = 0; i < lives.size(); ++i)
-      rows.push_back({.logits = fo.logits.data() + i * vocab, .params = &lives[i]->params,
-                      .token_ids = reqs[i]->tokens, .n_generated = reqs[i]->n_output(), .seed = lives[i]->seed});
-    res = sampler_->sample(rows, &ThreadPool::global());
+  bool all_backend = backend_sampling_;
+  for (int64_t id : row_ids) {
+    const bool b = backend_sampling_ && backend_can_sample(*live_.at(id), *sched_->find(id));
+    batch.logits_on_device |= b;
+    all_backend &= b;
   }
+  ForwardOutput fo = model_->forward(batch, *cache_);
+  const int slot = static_cast<int>(st.step % 2);
+  if (overlap_ && all_backend) {
+    InFlight f{.so = std::move(so), .row_ids = std::move(row_ids), .slot = slot, .st = st};
+    f.want_logprobs = launch_sampling(fo.device_logits, f.row_ids, slot);
+    f.st.overlapped = true;
+    f.st.n_backend_sampled = f.st.n_logit_rows;
+    sched_->advance(f.so);
+    inflight_.push_back(std::move(f));
+    step_ids_.clear();
+    while (inflight_.size() > 1) complete_inflight();  // the previous step, while this one runs
+    inflight_.back().st.end = now_seconds();
+    return true;
+  }
+  while (!inflight_.empty()) complete_inflight();
+  std::vector<SampleResult> res = sample_now(fo, batch.logits_on_device, row_ids, slot, &st.n_backend_sampled);
+  apply(so, row_ids, res, st);
+  step_ids_.clear();
+  return true;
+}
+
+// Enqueues Backend::sample of every logit row into slots_[slot], the copies of the ids (and logprobs, when a row
+// wants its token's logprob) into pinned memory, and the slot's fence; returns whether logprobs were copied.
+bool Engine::launch_sampling(const TensorView& logits, const std::vector<int64_t>& row_ids, int slot) {
+  SampleSlot& s = slots_[slot];
+  const int64_t r = static_cast<int64_t>(row_ids.size());
+  bool want_logprobs = false;
+  if (r > 0) {
+    std::vector<SampleRowParams> rp(r);
+    for (int64_t i = 0; i < r; ++i) {
+      const Live& live = *live_.at(row_ids[i]);
+      const SamplingParams& p = live.params;
+      // NOTE: n_output() counts the placeholder of the step in flight: the Philox counter the synchronous engine
+      // would use at this step.
+      rp[i] = {.temperature = p.temperature, .top_k = p.top_k, .top_p = p.top_p, .min_p = p.min_p,
+               .seed = live.seed, .seq_index = 0,
+               .step = static_cast<uint32_t>(sched_->find(row_ids[i])->n_output())};
+      want_logprobs |= p.logprobs.has_value();
+    }
+    const TensorView tokens = s.tokens.view().rows(0, r);
+    const TensorView logprobs = want_logprobs ? s.logprobs.view().rows(0, r) : TensorView{};
+    backend_->sample({.logits = logits, .rows = rp.data(), .tokens = tokens, .logprobs = logprobs});
+    backend_->copy(s.host_tokens.view().rows(0, r), tokens);
+    if (want_logprobs) backend_->copy(s.host_logprobs.view().rows(0, r), logprobs);
+  }
+  s.fence->record();
+  return want_logprobs;
+}
+
+namespace {
+// A Backend::sample id (or failure code) as the Sampler's result.
+void decode_sampled(int32_t id, float logprob, bool want_logprob, int64_t vocab, SampleResult& res) {
+  if (id == kSampleInvalidLogits) {
+    res.error = "sampler: a logit is NaN or +inf";
+  } else if (id == kSampleAllMasked) {
+    res.error = "sampler: every token is masked (-inf logits)";
+  } else {
+    CHECK(id >= 0 && id < vocab, "Backend::sample returned token {} for vocabulary {}", id, vocab);
+    res.token = id;
+    if (want_logprob) res.logprob = logprob;
+  }
+}
+}  // namespace
+
+// Waits for the oldest step in flight (its ids only: the step launched after it keeps running) and applies it.
+void Engine::complete_inflight() {
+  InFlight& f = inflight_.front();
+  const SampleSlot& s = slots_[f.slot];
+  s.fence->wait();
+  const int64_t r = static_cast<int64_t>(f.row_ids.size()), vocab = model_->config().vocab_size;
+  std::vector<SampleResult> res(r);
+  for (int64_t i = 0; i < r; ++i) {
+    auto it = live_.find(f.row_ids[i]);
+    const bool lp = it != live_.end() && it->second->params.logprobs.has_value();
+    decode_sampled(s.host_tokens.as<int32_t>()[i], f.want_logprobs ? s.host_logprobs.as<float>()[i] : 0.0f, lp,
+                   vocab, res[i]);
+  }
+  apply(f.so, f.row_ids, res, f.st);
+  inflight_.pop_front();
+}
+
+// Forgets the steps in flight (shutdown, a failed step): the backend finishes what was launched before any buffer
+// it uses is reused or freed; nothing of it is read.
+void Engine::drop_inflight() {
+  if (inflight_.empty()) return;
+  try {
+    backend_->synchronize();
+  } catch (const Error& e) {
+    log_debug("a step in flight failed: {}", e.what());
+  }
+  inflight_.clear();
+}
+
+// Applies one step's sampled tokens (row i: request row_ids[i]): outputs and timings (when the host learned the
+// token), stop checks, the scheduler's update, finished requests, streamed deltas, statistics. A row whose request
+// finished or was aborted since the step was scheduled is dropped: its token is never emitted.
+void Engine::apply(const sched::SchedulerOutput& so, const std::vector<int64_t>& row_ids,
+                   std::vector<SampleResult>& res, EngineStepStats st) {
+  CHECK(res.size() == row_ids.size(), "{} results for {} rows", res.size(), row_ids.size());
   std::vector<sched::SampledToken> sampled;
   std::vector<std::pair<int64_t, std::string>> failed;
   const double now = now_seconds();
   for (size_t i = 0; i < res.size(); ++i) {
-    const int64_t id = so.entries[logit_entries[i]].request_id;
-    Live& live = *live_.at(id);
+    const int64_t id = row_ids[i];
+    auto it = live_.find(id);
+    if (it == live_.end()) continue;
+    Live& live = *it->second;
+    CHECK(!live.stop.finished(), "request {}: a token after its stop", id);
     if (!res[i].error.empty()) {
       failed.emplace_back(id, "sampling: " + res[i].error);
       continue;
@@ -349,15 +505,38 @@ bool Engine::step() {
     finish(r.id, it->second->stop.finished() ? it->second->stop.finish_reason() : reason);
   }
   for (auto& [id, live] : live_) emit(*live, false);
-  if (config_.check_integrity) sched_->check_integrity();
-  st.end = now_seconds();
-  st.n_logit_rows = static_cast<int>(batch.logit_rows.size());
-  st.sched = so.stats;
+  if (config_.check_integrity) check_integrity();
+  st.applied = now_seconds();
+  if (!st.overlapped) st.end = st.applied;
   {
     std::lock_guard<std::mutex> lock(mu_);
     stats_.push_back(st);
   }
-  return true;
+}
+
+// The engine's invariants on top of the scheduler's (EngineConfig::check_integrity, after every applied step): the
+// engine and the scheduler know the same live requests, and each one's output so far is exactly the scheduler's
+// known outputs — no token of a step in flight and none after a stop reaches a caller — and only the steps in
+// flight account for the placeholders.
+void Engine::check_integrity() const {
+  sched_->check_integrity();
+  CHECK(static_cast<int>(live_.size()) == sched_->n_running() + sched_->n_waiting(),
+        "engine: {} live requests, the scheduler has {} running + {} waiting", live_.size(), sched_->n_running(),
+        sched_->n_waiting());
+  int64_t n_pending = 0, n_rows = 0;
+  for (const auto& [id, live] : live_) {
+    const sched::Request* r = sched_->find(id);
+    CHECK(r != nullptr, "engine: live request {} unknown to the scheduler", id);
+    const std::vector<int32_t>& got = live->out.token_ids;
+    const auto known = r->output().first(static_cast<size_t>(r->n_known_output()));
+    CHECK(got.size() == known.size() && std::equal(got.begin(), got.end(), known.begin()),
+          "engine: request {} has {} output tokens, the scheduler knows {} (+{} in flight)", id, got.size(),
+          known.size(), r->n_pending);
+    CHECK(!live->stop.finished(), "engine: request {} is live after its stop", id);
+    n_pending += r->n_pending;
+  }
+  for (const InFlight& f : inflight_) n_rows += static_cast<int64_t>(f.row_ids.size());
+  CHECK(n_pending <= n_rows, "engine: {} placeholders, {} rows in flight", n_pending, n_rows);
 }
 
 // A row Backend::sample draws exactly as the Sampler would: steps 1-2 (sampler.h) leave its logits unchanged, and it
@@ -371,33 +550,61 @@ bool Engine::backend_can_sample(const Live& live, const sched::Request& r) const
   return !p.logprobs || *p.logprobs == 0;  // NOTE: the engine's Sampler uses LogprobsMode::kProcessed, as the op
 }
 
+// Samples a synchronous step's rows now. A row whose request is gone (finished by the step applied just before)
+// gets no result and is dropped by apply().
+std::vector<SampleResult> Engine::sample_now(const ForwardOutput& fo, bool logits_on_device,
+                                             const std::vector<int64_t>& row_ids, int slot, int* n_backend_sampled) {
+  const size_t r = row_ids.size();
+  std::vector<Live*> lives(r, nullptr);
+  std::vector<const sched::Request*> reqs(r, nullptr);
+  for (size_t i = 0; i < r; ++i) {
+    auto it = live_.find(row_ids[i]);
+    if (it == live_.end()) continue;
+    lives[i] = it->second.get();
+    reqs[i] = sched_->find(row_ids[i]);
+    CHECK(reqs[i] != nullptr, "live request {} unknown to the scheduler", row_ids[i]);
+  }
+  if (logits_on_device) return sample_on_backend(fo.device_logits, lives, reqs, slot, n_backend_sampled);
+  const int64_t vocab = model_->config().vocab_size;
+  std::vector<SamplerRow> rows;
+  std::vector<size_t> which;
+  for (size_t i = 0; i < r; ++i) {
+    if (!lives[i]) continue;
+    rows.push_back({.logits = fo.logits.data() + i * vocab, .params = &lives[i]->params,
+                    .token_ids = reqs[i]->tokens, .n_generated = reqs[i]->n_output(), .seed = lives[i]->seed});
+    which.push_back(i);
+  }
+  std::vector<SampleResult> host = sampler_->sample(rows, &ThreadPool::global());
+  std::vector<SampleResult> res(r);
+  for (size_t j = 0; j < which.size(); ++j) res[which[j]] = std::move(host[j]);
+  return res;
+}
+
 // One Backend::sample over every row, then only the ids (and logprobs) come back; rows the backend cannot sample
-// run as greedy there (the cheapest pass), their results are discarded, and their logits rows are copied to the
-// host for the Sampler.
+// (and dropped rows, lives[i] == nullptr) run as greedy there (the cheapest pass), their results are discarded, and
+// the host rows' logits rows are copied to the host for the Sampler.
 std::vector<SampleResult> Engine::sample_on_backend(const TensorView& logits, const std::vector<Live*>& lives,
-                                                    const std::vector<const sched::Request*>& reqs,
+                                                    const std::vector<const sched::Request*>& reqs, int slot,
                                                     int* n_backend_sampled) {
   const int64_t r = static_cast<int64_t>(lives.size()), vocab = logits.dim(1);
-  if (sample_tokens_.empty() || sample_tokens_.numel() < r) {
-    sample_tokens_ = Tensor(DType::kI32, {r}, backend_->allocator());
-    sample_logprobs_ = Tensor(DType::kF32, {r}, backend_->allocator());
-  }
+  const SampleSlot& s = slots_[slot];
+  CHECK(!s.tokens.empty() && s.tokens.numel() >= r, "{} logit rows for sampling buffers of {}", r, s.tokens.numel());
   std::vector<SampleRowParams> rp(r);
   std::vector<char> on_backend(r);
   bool want_logprobs = false;
   for (int64_t i = 0; i < r; ++i) {
-    const SamplingParams& p = lives[i]->params;
-    on_backend[i] = backend_can_sample(*lives[i], *reqs[i]);
+    on_backend[i] = lives[i] && backend_can_sample(*lives[i], *reqs[i]);
     if (!on_backend[i]) {
       rp[i] = SampleRowParams{.temperature = 0.0f};
       continue;
     }
+    const SamplingParams& p = lives[i]->params;
     rp[i] = {.temperature = p.temperature, .top_k = p.top_k, .top_p = p.top_p, .min_p = p.min_p,
              .seed = lives[i]->seed, .seq_index = 0, .step = static_cast<uint32_t>(reqs[i]->n_output())};
     want_logprobs |= p.logprobs.has_value();
   }
-  const TensorView tokens = sample_tokens_.view().rows(0, r);
-  const TensorView logprobs = want_logprobs ? sample_logprobs_.view().rows(0, r) : TensorView{};
+  const TensorView tokens = s.tokens.view().rows(0, r);
+  const TensorView logprobs = want_logprobs ? s.logprobs.view().rows(0, r) : TensorView{};
   backend_->sample({.logits = logits, .rows = rp.data(), .tokens = tokens, .logprobs = logprobs});
   std::vector<int32_t> ids(r);
   std::vector<float> lps(want_logprobs ? r : 0);
@@ -406,7 +613,7 @@ std::vector<SampleResult> Engine::sample_on_backend(const TensorView& logits, co
   // The host rows' logits, one row each.
   std::vector<int64_t> host_rows;
   for (int64_t i = 0; i < r; ++i)
-    if (!on_backend[i]) host_rows.push_back(i);
+    if (lives[i] && !on_backend[i]) host_rows.push_back(i);
   std::vector<float> host_logits(host_rows.size() * vocab);
   for (size_t j = 0; j < host_rows.size(); ++j)
     backend_->copy(TensorView{host_logits.data() + j * vocab, DType::kF32, {1, vocab}, Device::kCpu},
@@ -417,15 +624,7 @@ std::vector<SampleResult> Engine::sample_on_backend(const TensorView& logits, co
   for (int64_t i = 0; i < r; ++i) {
     if (!on_backend[i]) continue;
     ++*n_backend_sampled;
-    if (ids[i] == kSampleInvalidLogits) {
-      res[i].error = "sampler: a logit is NaN or +inf";
-    } else if (ids[i] == kSampleAllMasked) {
-      res[i].error = "sampler: every token is masked (-inf logits)";
-    } else {
-      CHECK(ids[i] >= 0 && ids[i] < vocab, "Backend::sample returned token {} for vocabulary {}", ids[i], vocab);
-      res[i].token = ids[i];
-      if (lives[i]->params.logprobs) res[i].logprob = lps[i];
-    }
+    decode_sampled(ids[i], want_logprobs ? lps[i] : 0.0f, lives[i]->params.logprobs.has_value(), vocab, res[i]);
   }
   if (!host_rows.empty()) {
     std::vector<SamplerRow> rows;
@@ -444,12 +643,17 @@ void Engine::loop() {
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(mu_);
-      busy_ = sched_->has_unfinished() || !incoming_.empty();
+      // NOTE: a step in flight keeps the engine busy (its statistics and finished requests are still to come).
+      busy_ = sched_->has_unfinished() || !incoming_.empty() || !inflight_.empty();
       if (!busy_) idle_cv_.notify_all();
-      cv_.wait(lock, [&] { return stop_ || !incoming_.empty() || !aborts_.empty() || sched_->has_unfinished(); });
+      cv_.wait(lock, [&] {
+        return stop_ || !incoming_.empty() || !aborts_.empty() || sched_->has_unfinished() || !inflight_.empty();
+      });
       if (stop_) {
         lock.unlock();
-        // Nobody waits forever on a handle: whatever is still queued or running ends as cancelled.
+        // Nobody waits forever on a handle: whatever is still queued or running ends as cancelled, and a step in
+        // flight is waited for (not applied) before the buffers it uses go.
+        drop_inflight();
         admit_incoming();
         std::vector<int64_t> ids;
         for (auto& [id, live] : live_) ids.push_back(id);
@@ -467,12 +671,17 @@ void Engine::loop() {
       }
     } catch (const Error& e) {
       // An input error inside a step (or a device allocation that failed: out of memory) fails the requests of that
-      // step, not the engine. Each request carries the message to its caller, which reports it once; the log line is
-      // for debugging only, so a tool prints one error, not two.
+      // step — and of a step in flight, whose results go with it — not the engine; requests in neither carry on.
+      // Each request carries the message to its caller, which reports it once; the log line is for debugging only,
+      // so a tool prints one error, not two.
       log_debug("step failed: {}", e.what());
-      std::vector<int64_t> ids;
-      for (auto& [id, live] : live_) ids.push_back(id);
+      std::vector<int64_t> ids = step_ids_;
+      for (const InFlight& f : inflight_)
+        for (const auto& c : f.so.entries) ids.push_back(c.request_id);
+      step_ids_.clear();
+      drop_inflight();
       for (int64_t id : ids) {
+        if (!live_.count(id)) continue;
         sched_->abort(id);
         finish(id, FinishReason::kCancelled, e.what());
       }

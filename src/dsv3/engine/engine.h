@@ -2,6 +2,10 @@
 // One engine thread owns the scheduler, the KV pool and the model: each step it schedules (decode tokens first, then
 // prompt chunks), builds one ragged batch, runs the model, samples the rows that need logits, streams deltas to the
 // request handles, and frees finished requests. Callers on other threads only submit, abort and read handles.
+// The overlap scheduler (EngineConfig::overlap_scheduler): when a step's rows are all sampled on the device, the host
+// launches it, then schedules and launches the next step with the sampled ids still on the device (the scheduler
+// counts them as placeholders, the model reads them there), and only then waits for the first step's ids and
+// processes them — the GPU never waits for the host's post-processing, scheduling and batch building.
 // NOTE: prompt positions always run in the naive MLA form and generated positions in the absorbed form — also when a
 // preempted request is recomputed — so a request's tokens do not depend on how it was scheduled.
 #pragma once
@@ -30,15 +34,22 @@ struct GenerateRequest {
 
 struct EngineStepStats {
   int64_t step = 0;
-  double start = 0, end = 0;  // now_seconds()
+  // now_seconds(): the engine-loop iteration that launched the step. With the overlap scheduler that iteration ends
+  // after the previous step was applied, so end - start is the step period (TensorRT-LLM's iterLatencyMS).
+  double start = 0, end = 0;
+  double applied = 0;         // when its sampled tokens were applied (== end for a synchronous step)
   int n_logit_rows = 0;
   int n_backend_sampled = 0;  // rows whose token Backend::sample drew (the others: the host Sampler)
+  bool overlapped = false;    // launched without waiting for its ids: read after the next step's launch (or when
+                              // there was none)
   sched::StepStats sched;
 };
 
 class Engine {
  public:
   explicit Engine(const EngineConfig& config);
+  // With a backend of the caller's (tests: a device-like backend); config.backend is then only a name.
+  Engine(const EngineConfig& config, std::unique_ptr<Backend> backend);
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -54,19 +65,45 @@ class Engine {
   const EngineConfig& config() const { return config_; }
   const Tokenizer* tokenizer() const { return tokenizer_.get(); }
   int64_t kv_blocks() const { return kv_blocks_; }
+  bool overlap() const { return overlap_; }  // the overlap scheduler is in effect (EngineConfig::overlap_scheduler)
   // Per-step statistics since the last call (for --iteration_log and /metrics).
   std::vector<EngineStepStats> take_iteration_stats();
 
  private:
   struct Live;
+  // A step launched with every logit row sampled on the backend (the overlap scheduler): its ids are read and
+  // applied after the next step was launched.
+  struct InFlight {
+    sched::SchedulerOutput so;     // advanced (Scheduler::advance): its placeholders await these ids
+    std::vector<int64_t> row_ids;  // request of each logit row, in row order (= index into the slot's ids)
+    int slot = 0;                  // slots_[slot] holds its ids
+    bool want_logprobs = false;    // the slot's logprobs were copied too
+    EngineStepStats st;
+  };
+  // Backend::sample's output of one step: step k uses slots_[k % 2], so step k+1 reads step k's ids on the device
+  // while it writes its own.
+  struct SampleSlot {
+    Tensor tokens, logprobs;              // [max_batch_size] i32 / f32 in backend memory
+    Tensor host_tokens, host_logprobs;    // [max_batch_size] in pinned host memory: their asynchronous copies
+    std::unique_ptr<BackendFence> fence;  // recorded after those copies
+  };
   void loop();
   bool step();
+  ForwardBatch build_batch(const sched::SchedulerOutput& so, std::vector<int64_t>* row_ids);
+  bool launch_sampling(const TensorView& logits, const std::vector<int64_t>& row_ids, int slot);
+  void complete_inflight();
+  void drop_inflight();
+  void apply(const sched::SchedulerOutput& so, const std::vector<int64_t>& row_ids, std::vector<SampleResult>& res,
+             EngineStepStats st);
+  void check_integrity() const;
   void admit_incoming();
   void finish(int64_t id, FinishReason reason, const std::string& error = {});
   void emit(Live& live, bool final);
   bool backend_can_sample(const Live& live, const sched::Request& r) const;
+  std::vector<SampleResult> sample_now(const ForwardOutput& fo, bool logits_on_device,
+                                       const std::vector<int64_t>& row_ids, int slot, int* n_backend_sampled);
   std::vector<SampleResult> sample_on_backend(const TensorView& logits, const std::vector<Live*>& lives,
-                                              const std::vector<const sched::Request*>& reqs,
+                                              const std::vector<const sched::Request*>& reqs, int slot,
                                               int* n_backend_sampled);
   void log_weight_load(double seconds) const;
 
@@ -80,8 +117,10 @@ class Engine {
   std::unique_ptr<Sampler> sampler_;
   SeedSource seeds_;
   bool backend_sampling_ = false;  // EngineConfig::backend_sampling resolved at start-up
-  Tensor sample_tokens_;           // [capacity] i32 in backend memory: Backend::sample's ids
-  Tensor sample_logprobs_;         // [capacity] f32 in backend memory: the drawn tokens' logprobs
+  bool overlap_ = false;           // EngineConfig::overlap_scheduler resolved at start-up
+  SampleSlot slots_[2];            // allocated when backend_sampling_
+  std::deque<InFlight> inflight_;  // steps launched whose ids the host has not processed (at most 1 between steps)
+  std::vector<int64_t> step_ids_;  // requests of the step being built and launched: they fail with it
   int64_t kv_blocks_ = 0;
   int max_seq_len_ = 0;
 

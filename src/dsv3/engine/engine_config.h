@@ -41,6 +41,11 @@ struct EngineConfig {
   std::vector<int> cuda_graph_batch_sizes;
   bool cuda_graph_padding = false;            // cuda_graph_config.enable_padding
   BackendSampling backend_sampling = BackendSampling::kAuto;
+  // The overlap scheduler (TensorRT-LLM's; LlmArgs::disable_overlap_scheduler = false): the host schedules and
+  // launches step n+1 before it reads step n's sampled ids back, and processes step n while step n+1 runs. Takes
+  // effect on a backend that is not host-visible and samples on the backend; a step with a row sampled on the host
+  // runs synchronously. Outputs are the same either way.
+  bool overlap_scheduler = true;
 };
 
 }  // namespace dsv3

@@ -17,13 +17,26 @@ struct SeqEntry {
   std::vector<int32_t> blocks;  // block ids covering positions [0, n_cached + n_tokens)
 };
 
+// A row whose input id the previous step sampled on the backend and the host has not read yet (the engine's overlap
+// scheduler): token_ids holds kPendingTokenId there, and the model writes device_tokens[index] into the row's id on
+// the device (Backend::fill_token_ids) before anything reads it. The model CHECKs that every placeholder row is
+// filled this way and no other row is, so a placeholder never reaches the embedding.
+constexpr int32_t kPendingTokenId = -1;
+struct DeviceTokenRow {
+  int32_t row = 0;    // row of token_ids
+  int32_t index = 0;  // index into ForwardBatch::device_tokens
+};
+
 struct ForwardBatch {
-  std::vector<int32_t> token_ids;   // [n]
+  std::vector<int32_t> token_ids;   // [n]; kPendingTokenId in the rows of device_rows
   std::vector<SeqEntry> seqs;       // absorbed sequences first, then prompt-form sequences
   std::vector<int32_t> logit_rows;  // rows whose logits are returned, in this order
   bool want_hidden = false;         // keep the final-normed hidden state of every row (MTP input)
   bool logits_on_device = false;    // leave the logits in backend memory (ForwardOutput::device_logits) and copy
                                     // nothing to the host: the engine samples them with Backend::sample
+  std::vector<DeviceTokenRow> device_rows;  // rows whose id comes from device_tokens, each row at most once
+  TensorView device_tokens;                 // [k] i32 in backend memory (the previous step's sampled ids); empty
+                                            // when device_rows is
 
   int64_t n_tokens() const { return static_cast<int64_t>(token_ids.size()); }
 };

@@ -77,6 +77,30 @@ int32_t cache_slot(const SeqEntry& s, int32_t p, const KvCache& cache) {
   return static_cast<int32_t>(blk * bs + p % bs);
 }
 
+// The (row, index) pairs of b.device_rows, [m * 2] flat, checked: every kPendingTokenId row is filled from
+// b.device_tokens, no other row is, none twice, and every index lies inside device_tokens. A placeholder that the
+// embedding would read as an id is a bug in the caller (CHECK), not bad input.
+std::vector<int32_t> device_token_map(const ForwardBatch& b) {
+  const int64_t n = b.n_tokens();
+  std::vector<int32_t> map;
+  std::vector<char> filled(static_cast<size_t>(n), 0);
+  for (const DeviceTokenRow& d : b.device_rows) {
+    CHECK(d.row >= 0 && d.row < n && !filled[d.row], "forward: device-token row {} outside the batch of {} or twice",
+          d.row, n);
+    CHECK(d.index >= 0 && d.index < b.device_tokens.numel(), "forward: device-token index {} outside [0, {})",
+          d.index, b.device_tokens.numel());
+    filled[d.row] = 1;
+    map.push_back(d.row);
+    map.push_back(d.index);
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    CHECK((b.token_ids[i] == kPendingTokenId) == (filled[i] != 0),
+          "forward: row {} holds id {} and is {}filled from the device (a placeholder must be, and only it)", i,
+          b.token_ids[i], filled[i] ? "" : "not ");
+  }
+  return map;
+}
+
 std::vector<int32_t> padded_table(const std::vector<const std::vector<int32_t>*>& rows, int64_t& max_blocks) {
   max_blocks = 1;
   for (auto* r : rows) max_blocks = std::max<int64_t>(max_blocks, static_cast<int64_t>(r->size()));
@@ -118,7 +142,12 @@ DeepseekV3::StepMeta DeepseekV3::build_meta(const ForwardBatch& b, const KvCache
     }
   }
   EXPECT(static_cast<int64_t>(pos.size()) == n, "forward: sequences cover {} rows, batch has {}", pos.size(), n);
+  const std::vector<int32_t> fill = device_token_map(b);
   m.ids = upload_i32(b.token_ids);
+  if (!fill.empty()) {  // ordered after the upload and before the embedding reads the ids
+    const int64_t pairs = static_cast<int64_t>(fill.size()) / 2;
+    backend_.fill_token_ids({.ids = m.ids, .map = upload_i32(fill, {pairs, 2}), .src = b.device_tokens});
+  }
   m.positions = upload_i32(pos);
   m.slots = upload_i32(slots);
   m.n_dec = static_cast<int64_t>(dec_rows.size());
@@ -372,8 +401,9 @@ void DeepseekV3::set_cuda_graphs(const CudaGraphOptions& o) {
   graph_opt_ = o;
   graphs_.resize(o.batch_sizes.size());
   const int64_t bmax = o.batch_sizes.back();
-  // Layout: ids | positions | slots | seq_lens (bmax each) | block table [bmax, max_blocks_per_seq].
-  graph_meta_ = Tensor(DType::kI32, {4 * bmax + bmax * o.max_blocks_per_seq}, backend_.allocator());
+  // Layout: ids | positions | slots | seq_lens (bmax each) | device-token pairs [bmax, 2] | block table
+  // [bmax, max_blocks_per_seq].
+  graph_meta_ = Tensor(DType::kI32, {6 * bmax + bmax * o.max_blocks_per_seq}, backend_.allocator());
   graph_meta_host_.assign(static_cast<size_t>(graph_meta_.view().numel()), 0);
 }
 
@@ -403,7 +433,10 @@ ForwardOutput DeepseekV3::forward_graph(const ForwardBatch& b, KvCache& cache, i
   int32_t* pos = ids + bmax;
   int32_t* slots = pos + bmax;
   int32_t* lens = slots + bmax;
-  int32_t* table = lens + bmax;
+  int32_t* fill = lens + bmax;
+  int32_t* table = fill + 2 * bmax;
+  const std::vector<int32_t> fill_map = device_token_map(b);
+  std::copy(fill_map.begin(), fill_map.end(), fill);
   for (int64_t i = 0; i < padded; ++i) {
     int32_t* row = table + i * mb;
     if (i < n) {
@@ -422,17 +455,25 @@ ForwardOutput DeepseekV3::forward_graph(const ForwardBatch& b, KvCache& cache, i
       row[0] = graph_opt_.pad_block;
     }
   }
-  // One copy: the four vectors whole, the table's first `padded` rows.
-  const int64_t words = 4 * bmax + padded * mb;
+  // One copy: the four vectors and the pairs whole, the table's first `padded` rows.
+  const int64_t words = 6 * bmax + padded * mb;
   backend_.copy(graph_meta_.view().rows(0, words), TensorView{h.data(), DType::kI32, {words}, Device::kCpu});
   const TensorView meta = graph_meta_.view();
+  if (!fill_map.empty()) {
+    // The captured step reads its ids from the static buffer: fill it on the stream, before the replay (or the
+    // eager run of a first step of this size).
+    const int64_t pairs = static_cast<int64_t>(fill_map.size()) / 2;
+    backend_.fill_token_ids({.ids = meta.rows(0, padded),
+                             .map = meta.rows(4 * bmax, 4 * bmax + 2 * pairs).reshape({pairs, 2}),
+                             .src = b.device_tokens});
+  }
   StepMeta m;
   m.n = m.n_dec = m.n_logits = padded;
   m.ids = meta.rows(0, padded);
   m.positions = meta.rows(bmax, bmax + padded);
   m.slots = meta.rows(2 * bmax, 2 * bmax + padded);
   m.dec_seq_lens = meta.rows(3 * bmax, 3 * bmax + padded);
-  m.dec_block_table = meta.rows(4 * bmax, 4 * bmax + padded * mb).reshape({padded, mb});
+  m.dec_block_table = meta.rows(6 * bmax, 6 * bmax + padded * mb).reshape({padded, mb});
 
   const size_t slot_i = static_cast<size_t>(
       std::find(graph_opt_.batch_sizes.begin(), graph_opt_.batch_sizes.end(), padded) - graph_opt_.batch_sizes.begin());

@@ -130,6 +130,7 @@ void Scheduler::emit(const Request& r, int n_tokens, bool decode, SchedulerOutpu
         c.n_context(), n_blocks, table.size());
   c.block_table.assign(table.begin(), table.begin() + n_blocks);
   c.needs_logits = c.n_context() == r.n_tokens();
+  c.admission = r.admission;
   out.n_tokens += n_tokens;
   (decode ? out.stats.n_decode_tokens : out.stats.n_prefill_tokens) += n_tokens;
   out.entries.push_back(std::move(c));
@@ -137,7 +138,9 @@ void Scheduler::emit(const Request& r, int n_tokens, bool decode, SchedulerOutpu
 }
 
 // The scheduler contract (one step):
-//   1. Running requests with exactly one token left (a decode: the last sampled token) go first, in admission order.
+//   1. Running requests with exactly one token left (a decode: the last sampled token, or the placeholder of one a
+//      step in flight samples) go first, in admission order; one whose placeholder is its last output (max_tokens)
+//      waits for update(), which finishes it.
 //      Under max_utilization a decode that needs a new block and finds none preempts the most recently admitted
 //      running request not yet scheduled in this step (possibly itself).
 //   2. Then prompt chunks, FCFS: running requests part-way through their prompt (or a recompute), then the waiting
@@ -158,7 +161,7 @@ SchedulerOutput Scheduler::schedule() {
   // 1. Decodes.
   for (size_t i = 0; i < running_.size(); ++i) {
     Request& r = requests_.at(running_[i]);
-    if (r.n_tokens() - r.num_computed != 1) continue;
+    if (r.n_tokens() - r.num_computed != 1 || r.n_output() >= r.max_tokens) continue;
     if (static_cast<int>(out.entries.size()) >= max_batch || budget < 1) break;
     bool self_preempted = false;
     while (!kv_.allocate(r.id, r.num_computed + 1)) {
@@ -181,7 +184,7 @@ SchedulerOutput Scheduler::schedule() {
   bool blocked = false;
   for (size_t i = 0; i < running_.size() && !blocked; ++i) {
     Request& r = requests_.at(running_[i]);
-    if (scheduled_.count(r.id)) continue;
+    if (scheduled_.count(r.id) || r.n_output() >= r.max_tokens) continue;
     const int n = static_cast<int>(out.entries.size()) < max_batch ? chunk_size(r.n_tokens() - r.num_computed, budget)
                                                                    : 0;
     if (n == 0) break;
@@ -202,8 +205,12 @@ SchedulerOutput Scheduler::schedule() {
 
   // 2b. Admissions from the waiting queue.
   while (!blocked && out.preempted.empty() && !waiting_.empty()) {
-    if (static_cast<int>(out.entries.size()) >= max_batch || budget < 1) break;
+    // NOTE: running_, not just this step's entries: a request whose last output is in flight holds a batch slot
+    // without being scheduled.
+    if (static_cast<int>(std::max(out.entries.size(), running_.size())) >= max_batch || budget < 1) break;
     Request& r = requests_.at(waiting_.front());
+    // Preempted right after an advance: its last token is still in flight (update() fills it in first).
+    if (r.n_pending > 0) break;
     kv::PrefixHit hit = kv_.find_cached_prefix(r.tokens);
     const int n = chunk_size(r.n_tokens() - hit.n_tokens, budget);
     if (n == 0) break;
@@ -249,16 +256,39 @@ Request Scheduler::finish(int64_t id, FinishReason reason) {
   } else {
     waiting_.erase(std::find(waiting_.begin(), waiting_.end(), id));
   }
+  // Tokens of steps in flight after the one that finished it (or all of them, on abort) are dropped.
+  r.tokens.resize(static_cast<size_t>(r.n_tokens() - r.n_pending));
+  r.n_pending = 0;
   r.status = RequestStatus::kFinished;
   r.finish_reason = reason;
   ++totals_.n_finished;
   return r;
 }
 
+void Scheduler::advance(SchedulerOutput& output) {
+  CHECK(!output.advanced, "advance() of a step already advanced");
+  for (const ScheduledChunk& c : output.entries) {
+    auto it = requests_.find(c.request_id);
+    if (it == requests_.end()) continue;  // aborted since schedule()
+    Request& r = it->second;
+    CHECK(r.status == RequestStatus::kRunning && r.num_computed == c.start && r.admission == c.admission,
+          "advance(): request {} changed since schedule() (status {}, computed {}, chunk start {})", r.id,
+          to_string(r.status), r.num_computed, c.start);
+    r.num_computed = c.n_context();
+    if (c.needs_logits) {
+      CHECK(r.n_pending < 2, "request {}: a third step in flight", r.id);
+      r.tokens.push_back(kPendingToken);
+      ++r.n_pending;
+    }
+  }
+  output.advanced = true;
+}
+
 std::vector<Request> Scheduler::update(const SchedulerOutput& output, std::span<const SampledToken> sampled) {
   std::unordered_map<int64_t, const SampledToken*> by_id;
   for (const SampledToken& s : sampled) {
     CHECK(by_id.emplace(s.request_id, &s).second, "two sampled tokens for request {}", s.request_id);
+    CHECK(s.token >= 0, "request {}: sampled token {} is not a vocabulary id", s.request_id, s.token);
   }
   std::vector<int64_t> done;
   std::vector<FinishReason> reasons;
@@ -267,30 +297,55 @@ std::vector<Request> Scheduler::update(const SchedulerOutput& output, std::span<
     auto s = by_id.find(c.request_id);
     if (s != by_id.end()) ++n_matched;
     auto it = requests_.find(c.request_id);
-    // Aborted since schedule() (possibly re-added under the same id): the step's work for it is dropped.
-    if (it == requests_.end() || it->second.status != RequestStatus::kRunning || it->second.num_computed != c.start) {
-      continue;
-    }
+    // Aborted or finished since schedule() (possibly re-added under the same id: another admission number): the
+    // step's work for it is dropped.
+    if (it == requests_.end() || it->second.admission != c.admission) continue;
     Request& r = it->second;
-    CHECK(c.n_context() <= r.n_tokens(), "request {}: chunk ends at {} past its {} tokens", r.id, c.n_context(),
-          r.n_tokens());
-    r.num_computed = c.n_context();
-    kv_.cache_computed_blocks(r.id, r.tokens, r.num_computed);
+    // Whether r still holds the block table this step wrote into (not preempted since, nor preempted and
+    // re-admitted: a re-admission changes the admission number).
+    bool holds_table = r.status == RequestStatus::kRunning;
+    if (!output.advanced) {
+      if (!holds_table || r.num_computed != c.start) continue;
+      CHECK(c.n_context() <= r.n_tokens(), "request {}: chunk ends at {} past its {} tokens", r.id, c.n_context(),
+            r.n_tokens());
+      CHECK(r.n_pending == 0, "request {}: update() of a step while an earlier step's token is pending", r.id);
+      r.num_computed = c.n_context();
+    } else if (holds_table) {
+      CHECK(r.num_computed >= c.n_context(), "request {}: computed {} behind the advanced step's {}", r.id,
+            r.num_computed, c.n_context());
+    }
+    if (holds_table) {
+      CHECK(static_cast<int>(kv_.block_table(r.id).size()) >= kv_.n_blocks_for(c.n_context()),
+            "request {}: its table lost the blocks of a step in flight", r.id);
+    }
     if (!c.needs_logits) {
       CHECK(s == by_id.end(), "request {}: sampled token for a chunk that needs no logits", r.id);
+      if (holds_table) kv_.cache_computed_blocks(r.id, r.tokens, c.n_context());
       continue;
     }
     CHECK(s != by_id.end(), "request {}: no sampled token for a chunk that needs logits", r.id);
-    r.tokens.push_back(s->second->token);
+    if (output.advanced) {
+      // The oldest placeholder is this step's: steps are updated in the order they were scheduled.
+      const int at = r.n_tokens() - r.n_pending;
+      CHECK(r.n_pending > 0 && at == c.n_context() && r.tokens[at] == kPendingToken,
+            "request {}: no placeholder at {} for an advanced step ({} pending of {} tokens)", r.id, c.n_context(),
+            r.n_pending, r.n_tokens());
+      r.tokens[at] = s->second->token;
+      --r.n_pending;
+    } else {
+      r.tokens.push_back(s->second->token);
+    }
+    // Only tokens[0, c.n_context()) are hashed: all real ids (any later placeholder lies beyond).
+    if (holds_table) kv_.cache_computed_blocks(r.id, r.tokens, c.n_context());
     if (s->second->stop) {
       done.push_back(r.id);
       reasons.push_back(FinishReason::kStop);
-    } else if (r.n_output() >= r.max_tokens) {
+    } else if (r.n_known_output() >= r.max_tokens) {
       done.push_back(r.id);
       reasons.push_back(FinishReason::kLength);
     }
   }
-  CHECK(n_matched == sampled.size(), "{} sampled tokens name requests that are not in the step", 
+  CHECK(n_matched == sampled.size(), "{} sampled tokens name requests that are not in the step",
         sampled.size() - n_matched);
   std::vector<Request> finished;
   for (size_t i = 0; i < done.size(); ++i) finished.push_back(finish(done[i], reasons[i]));
@@ -313,10 +368,19 @@ void Scheduler::check_integrity() const {
     CHECK(seen.insert(r.id).second, "scheduler: request {} queued twice", r.id);
     CHECK(r.n_prompt >= 1 && r.n_tokens() >= r.n_prompt, "request {}: {} tokens, prompt {}", r.id, r.n_tokens(),
           r.n_prompt);
-    CHECK(r.num_computed >= 0 && r.num_computed < r.n_tokens(), "request {}: num_computed {} of {} known tokens",
-          r.id, r.num_computed, r.n_tokens());
-    CHECK(r.n_output() < r.max_tokens, "request {}: live with {} outputs of max_tokens {}", r.id, r.n_output(),
+    CHECK(r.num_computed >= 0 && r.num_computed < r.n_tokens(), "request {}: num_computed {} of {} tokens", r.id,
+          r.num_computed, r.n_tokens());
+    CHECK(r.n_pending >= 0 && r.n_pending <= 2 && r.n_pending <= r.n_output(),
+          "request {}: {} placeholders for {} outputs", r.id, r.n_pending, r.n_output());
+    CHECK(r.n_known_output() < r.max_tokens && r.n_output() <= r.max_tokens,
+          "request {}: live with {} outputs ({} known) of max_tokens {}", r.id, r.n_output(), r.n_known_output(),
           r.max_tokens);
+    const int n_real = r.n_tokens() - r.n_pending;
+    for (int i = 0; i < r.n_tokens(); ++i) {
+      CHECK((r.tokens[i] == kPendingToken) == (i >= n_real) && (i >= n_real || r.tokens[i] >= 0),
+            "request {}: token {} at {} ({} placeholders expected at the end of {} tokens)", r.id, r.tokens[i], i,
+            r.n_pending, r.n_tokens());
+    }
     CHECK(r.finish_reason == FinishReason::kNone, "request {}: live but finished ({})", r.id,
           to_string(r.finish_reason));
   };
@@ -328,7 +392,11 @@ void Scheduler::check_integrity() const {
     common(r);
     CHECK(r.status == RequestStatus::kRunning, "request {}: in the running list but {}", r.id, to_string(r.status));
     CHECK(kv_.has_table(r.id), "request {}: running without a block table", r.id);
-    CHECK(i == 0 || r.admission > last_admission, "scheduler: running list out of admission order at {}", r.id);
+    CHECK(r.admission >= 1 && (i == 0 || r.admission > last_admission),
+          "scheduler: running list out of admission order at {}", r.id);
+    CHECK(r.n_pending == 0 || r.num_computed == r.n_tokens() - 1,
+          "request {}: running with {} placeholders but {} of {} tokens computed", r.id, r.n_pending,
+          r.num_computed, r.n_tokens());
     last_admission = r.admission;
     const int n_blocks = static_cast<int>(kv_.block_table(r.id).size());
     CHECK(n_blocks >= kv_.n_blocks_for(r.num_computed), "request {}: {} blocks for {} computed tokens", r.id,
@@ -348,6 +416,8 @@ void Scheduler::check_integrity() const {
           "request {}: in the waiting queue but {}", r.id, to_string(r.status));
     CHECK(!kv_.has_table(r.id), "request {}: waiting but holds a block table", r.id);
     CHECK(r.num_computed == 0, "request {}: waiting with {} computed tokens", r.id, r.num_computed);
+    CHECK(r.n_pending == 0 || (r.n_pending == 1 && r.status == RequestStatus::kPreempted),
+          "request {}: {} with {} placeholders", r.id, to_string(r.status), r.n_pending);
   }
 }
 

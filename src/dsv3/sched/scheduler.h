@@ -1,5 +1,7 @@
 // scheduler.h: the token-accounting scheduler: admission, chunked prefill, preemption, per-step output (sched).
-// Each step: schedule() -> the engine runs the model on SchedulerOutput -> update() with the sampled tokens.
+// Each step: schedule() -> the engine runs the model on SchedulerOutput -> update() with the sampled tokens. The overlap
+// scheduler adds advance() after the launch: schedule() of step n+1 then runs before update() of step n, with step
+// n's tokens counted as placeholders (request.h kPendingToken).
 // Host only: it owns Requests and the KvCacheManager, never tensors; one engine thread drives it.
 #pragma once
 
@@ -40,7 +42,8 @@ struct ScheduledChunk {
   std::vector<int32_t> token_ids;     // [n_tokens] tokens to feed
   std::vector<int32_t> positions;     // [n_tokens] start, start + 1, ...
   std::vector<int32_t> block_table;   // [ceil((start + n_tokens) / tokens_per_block)] block ids of positions 0..end
-  bool needs_logits = false;          // the chunk ends at the last known token: sample from its last row
+  bool needs_logits = false;          // the chunk ends at the last token: sample from its last row
+  uint64_t admission = 0;             // the request's Request::admission when scheduled
   int n_context() const { return start + n_tokens; }  // KV length after this step
 };
 
@@ -63,6 +66,7 @@ struct SchedulerOutput {
   int n_decode = 0;
   std::vector<int64_t> preempted;  // requests that lost their blocks this step (recomputed later)
   int n_tokens = 0;                // sum of entries' n_tokens, <= max_num_tokens
+  bool advanced = false;           // Scheduler::advance() has applied it (its sampled ids arrive later)
   StepStats stats;
   bool empty() const { return entries.empty(); }
 };
@@ -101,9 +105,18 @@ class Scheduler {
 
   // Plans one step; see the contract at the top of its definition.
   SchedulerOutput schedule();
-  // Applies a step after the model ran: advances num_computed by each entry's n_tokens, caches newly full blocks,
-  // appends one SampledToken per entry with needs_logits (CHECKed), finishes requests on stop or max_tokens and
-  // frees their blocks. Entries of requests aborted since schedule() are skipped. Returns the finished requests.
+  // Overlap scheduling: applies a launched step before its tokens are known, so that the next schedule() can plan
+  // the step after it. Advances num_computed past each entry and appends a kPendingToken to each entry with
+  // needs_logits: the next schedule() sees those requests as decodes whose input is the placeholder (the engine has
+  // the model read its id on the device), and skips a request whose placeholder is its last output (max_tokens).
+  // Call it at most once per output, right after schedule(); update() of the same output comes later.
+  void advance(SchedulerOutput& output);
+  // Applies a step after the model ran and its tokens are known: one SampledToken per entry with needs_logits of a
+  // request still live (CHECKed). A step not advanced advances num_computed by each entry's n_tokens and appends
+  // the tokens; an advanced one replaces each request's oldest placeholder. Then newly full computed blocks enter
+  // the prefix cache, and requests that stop or reach max_tokens finish (their later placeholders dropped) and free
+  // their blocks. Steps are updated in the order they were scheduled. Entries of requests aborted or finished since
+  // schedule() are skipped (their tokens may be passed or not). Returns the finished requests.
   std::vector<Request> update(const SchedulerOutput& output, std::span<const SampledToken> sampled);
 
   const SchedulerConfig& config() const { return config_; }
@@ -117,7 +130,9 @@ class Scheduler {
 
   // Aborts with a message on a broken invariant: the KV manager's checks, queues and statuses agree, running
   // requests hold tables covering their computed tokens (their whole max length under guaranteed_no_evict),
-  // waiting ones hold none, computed < known tokens, output <= max_tokens, running <= max_batch_size.
+  // waiting ones hold none, computed < tokens, known outputs < max_tokens <= outputs, running <= max_batch_size;
+  // placeholders only at the end of the tokens (every other token a real id), at most two, one only when waiting
+  // (preempted right after an advance), and a running request with one is exactly one token from computed.
   void check_integrity() const;
 
  private:
@@ -136,7 +151,7 @@ class Scheduler {
   std::deque<int64_t> waiting_;    // FCFS; preempted requests re-enter at the front
   std::unordered_set<int64_t> scheduled_;  // ids scheduled in the step being planned
   uint64_t next_arrival_ = 0;
-  uint64_t next_admission_ = 0;
+  uint64_t next_admission_ = 1;
   SchedulerTotals totals_;
 };
 

@@ -1,6 +1,8 @@
 // test_scheduler.cpp: hand-worked scenarios for the Scheduler: rejection messages, decode-first order, chunking,
 // batch/token limits, both capacity policies, preemption by recompute, prefix reuse, abort and update (sched).
+#include <map>
 #include <numeric>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -408,6 +410,181 @@ TEST(SchedulerDeathTest, MissingSampledTokenAborts) {
   s.add(1, iota_tokens(5, 1), 10);
   SchedulerOutput out = s.schedule();
   EXPECT_DEATH(s.update(out, {}), "request 1: no sampled token for a chunk that needs logits");
+}
+
+// ------------------------------------------------------------------ overlap scheduling: placeholders (advance())
+
+std::vector<int32_t> output_of(const Request& r) { return {r.output().begin(), r.output().end()}; }
+
+// The engine's overlap loop by hand: step k+1 is scheduled after advance(k), before update(k).
+TEST(SchedulerPending, DecodeIsScheduledOnAPlaceholderAndUpdateFillsIt) {
+  Scheduler s({.max_batch_size = 4, .max_num_tokens = 64, .max_seq_len = 100, .enable_chunked_prefill = false,
+               .policy = CapacityPolicy::kGuaranteedNoEvict, .tokens_per_block = 4, .n_blocks = 32,
+               .enable_block_reuse = true});
+  const std::vector<int32_t> prompt = iota_tokens(7, 10);
+  s.add(1, prompt, 3);
+  const std::vector<int32_t> ref = reference_output(prompt, 3);
+
+  SchedulerOutput p = s.schedule();  // the prompt
+  ASSERT_EQ(p.entries.size(), 1u);
+  s.advance(p);
+  s.check_integrity();
+  const Request* r = s.find(1);
+  EXPECT_TRUE(p.advanced);
+  EXPECT_EQ(r->num_computed, 7);
+  EXPECT_EQ(r->n_pending, 1);
+  EXPECT_EQ(r->tokens.back(), kPendingToken);
+  EXPECT_EQ(r->n_output(), 1);
+  EXPECT_EQ(r->n_known_output(), 0);
+  // Nothing cached yet: the prompt's full blocks enter the prefix cache at update(), with their step done.
+  EXPECT_EQ(s.kv().find_cached_prefix(prompt).n_tokens, 0);
+
+  SchedulerOutput d1 = s.schedule();  // the decode of the token in flight
+  ASSERT_EQ(d1.entries.size(), 1u);
+  EXPECT_EQ(d1.n_decode, 1);
+  EXPECT_EQ(d1.entries[0].start, 7);
+  EXPECT_EQ(d1.entries[0].token_ids, std::vector<int32_t>{kPendingToken});
+  EXPECT_TRUE(d1.entries[0].needs_logits);
+  s.advance(d1);  // two placeholders now: step p's and step d1's
+  s.check_integrity();
+  EXPECT_EQ(s.find(1)->n_pending, 2);
+  EXPECT_EQ(s.find(1)->num_computed, 8);
+
+  // update(p): the first placeholder is filled; the second stays.
+  EXPECT_TRUE(s.update(p, std::vector<SampledToken>{{.request_id = 1, .token = ref[0]}}).empty());
+  s.check_integrity();
+  r = s.find(1);
+  EXPECT_EQ(r->n_pending, 1);
+  EXPECT_EQ(r->tokens[7], ref[0]);
+  EXPECT_EQ(r->tokens[8], kPendingToken);
+  EXPECT_EQ(s.kv().find_cached_prefix(iota_tokens(9, 10)).n_tokens, 4);  // the prompt's one full block
+
+  // Third output: the last one. Its decode is scheduled on the second placeholder; after advance() the request's
+  // outputs reach max_tokens with one pending, so the step after schedules nothing for it.
+  SchedulerOutput d2 = s.schedule();
+  ASSERT_EQ(d2.entries.size(), 1u);
+  EXPECT_EQ(d2.entries[0].token_ids, std::vector<int32_t>{kPendingToken});
+  s.advance(d2);
+  EXPECT_TRUE(s.update(d1, std::vector<SampledToken>{{.request_id = 1, .token = ref[1]}}).empty());
+  s.check_integrity();
+  EXPECT_EQ(s.find(1)->n_output(), 3);
+  EXPECT_EQ(s.find(1)->n_known_output(), 2);
+  SchedulerOutput none = s.schedule();
+  EXPECT_TRUE(none.empty()) << "a request whose last output is in flight was scheduled again";
+  s.check_integrity();
+  std::vector<Request> f = s.update(d2, std::vector<SampledToken>{{.request_id = 1, .token = ref[2]}});
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].finish_reason, FinishReason::kLength);
+  EXPECT_EQ(output_of(f[0]), ref);
+  EXPECT_EQ(f[0].n_pending, 0);
+  EXPECT_EQ(s.kv().n_used_blocks(), 0);
+}
+
+// A request that stops at step k was already scheduled (and advanced) into step k+1: update(k) finishes it with its
+// step-k token only and frees its blocks; update(k+1) drops its token; another request's blocks are untouched.
+TEST(SchedulerPending, StopWithTheNextStepInFlightDropsThatStepsToken) {
+  Scheduler s({.max_batch_size = 4, .max_num_tokens = 64, .max_seq_len = 100, .enable_chunked_prefill = false,
+               .policy = CapacityPolicy::kMaxUtilization, .tokens_per_block = 4, .n_blocks = 32});
+  s.add(1, iota_tokens(5, 1), 10);
+  s.add(2, iota_tokens(6, 50), 10);
+  SchedulerOutput a = s.schedule();
+  ASSERT_EQ(a.entries.size(), 2u);
+  s.advance(a);
+  SchedulerOutput b = s.schedule();
+  ASSERT_EQ(b.entries.size(), 2u);
+  s.advance(b);
+  s.check_integrity();
+  std::vector<Request> f = s.update(a, std::vector<SampledToken>{{.request_id = 1, .token = 7, .stop = true},
+                                                                 {.request_id = 2, .token = 8}});
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].id, 1);
+  EXPECT_EQ(f[0].finish_reason, FinishReason::kStop);
+  EXPECT_EQ(output_of(f[0]), std::vector<int32_t>{7}) << "the token of the step in flight leaked into the output";
+  EXPECT_FALSE(s.kv().has_table(1));
+  s.check_integrity();
+  // Request 1's token of step b is passed (the engine drops it before; either way it is ignored).
+  f = s.update(b, std::vector<SampledToken>{{.request_id = 1, .token = 99}, {.request_id = 2, .token = 9}});
+  EXPECT_TRUE(f.empty());
+  s.check_integrity();
+  EXPECT_EQ(output_of(*s.find(2)), (std::vector<int32_t>{8, 9}));
+  EXPECT_EQ(s.find(2)->num_computed, 7);
+}
+
+// Under max_utilization a decode that finds no block preempts the most recent request, which may hold a placeholder:
+// it waits (with the placeholder) and is not re-admitted before update() fills it; its output is unchanged.
+TEST(SchedulerPending, PreemptedWithAPlaceholderWaitsForItsToken) {
+  Scheduler s({.max_batch_size = 4, .max_num_tokens = 64, .max_seq_len = 100, .enable_chunked_prefill = false,
+               .policy = CapacityPolicy::kMaxUtilization, .tokens_per_block = 4, .n_blocks = 4});
+  const std::vector<int32_t> pa = iota_tokens(8, 1), pb = iota_tokens(7, 30);
+  s.add(1, pa, 4);
+  s.add(2, pb, 4);
+  SchedulerOutput a = s.schedule();  // both prompts: 2 + 2 blocks, the pool is full
+  ASSERT_EQ(a.entries.size(), 2u);
+  s.advance(a);
+  SchedulerOutput b = s.schedule();  // 1's decode at position 8 needs a third block: 2 (with its placeholder) goes
+  ASSERT_EQ(b.preempted, std::vector<int64_t>{2});
+  ASSERT_EQ(b.entries.size(), 1u);
+  EXPECT_EQ(s.find(2)->status, RequestStatus::kPreempted);
+  EXPECT_EQ(s.find(2)->n_pending, 1);
+  s.advance(b);
+  s.check_integrity();
+  const std::vector<int32_t> ref_a = reference_output(pa, 4), ref_b = reference_output(pb, 4);
+  EXPECT_TRUE(s.update(a, std::vector<SampledToken>{{.request_id = 1, .token = ref_a[0]},
+                                                    {.request_id = 2, .token = ref_b[0]}})
+                  .empty());
+  s.check_integrity();
+  EXPECT_EQ(s.find(2)->n_pending, 0);
+  EXPECT_EQ(output_of(*s.find(2)), std::vector<int32_t>{ref_b[0]});
+  // From here on: plain synchronous steps; 2 recomputes prompt + its first token once 1 is done.
+  EXPECT_TRUE(s.update(b, std::vector<SampledToken>{{.request_id = 1, .token = ref_a[1]}}).empty());
+  std::map<int64_t, Request> done;
+  for (int i = 0; i < 20 && s.has_unfinished(); ++i)
+    for (Request& r : run_step(s).finished) done.emplace(r.id, std::move(r));
+  ASSERT_EQ(done.size(), 2u);
+  EXPECT_EQ(output_of(done.at(1)), ref_a);
+  EXPECT_EQ(output_of(done.at(2)), ref_b);
+  EXPECT_EQ(done.at(2).n_preemptions, 1);
+}
+
+TEST(SchedulerPending, AbortDropsPlaceholders) {
+  Scheduler s({.max_batch_size = 4, .max_num_tokens = 64, .max_seq_len = 100, .enable_chunked_prefill = false,
+               .policy = CapacityPolicy::kGuaranteedNoEvict, .tokens_per_block = 4, .n_blocks = 32});
+  s.add(1, iota_tokens(5, 1), 10);
+  SchedulerOutput a = s.schedule();
+  s.advance(a);
+  SchedulerOutput b = s.schedule();
+  s.advance(b);
+  std::optional<Request> r = s.abort(1);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->tokens, iota_tokens(5, 1));
+  EXPECT_EQ(r->n_pending, 0);
+  EXPECT_EQ(s.kv().n_used_blocks(), 0);
+  // Both steps' results arrive after the abort and are dropped.
+  EXPECT_TRUE(s.update(a, std::vector<SampledToken>{{.request_id = 1, .token = 3}}).empty());
+  EXPECT_TRUE(s.update(b, {}).empty());
+  s.check_integrity();
+  EXPECT_FALSE(s.has_unfinished());
+}
+
+TEST(SchedulerPendingDeathTest, StepsUpdatedOutOfOrderAbort) {
+  Scheduler s({.max_batch_size = 4, .max_num_tokens = 64, .max_seq_len = 100, .enable_chunked_prefill = false,
+               .policy = CapacityPolicy::kGuaranteedNoEvict, .tokens_per_block = 4, .n_blocks = 32});
+  s.add(1, iota_tokens(5, 1), 10);
+  SchedulerOutput a = s.schedule();
+  s.advance(a);
+  SchedulerOutput b = s.schedule();
+  s.advance(b);
+  EXPECT_DEATH(s.update(b, std::vector<SampledToken>{{.request_id = 1, .token = 3}}),
+               "request 1: no placeholder at 6 for an advanced step");
+  EXPECT_DEATH(s.update(a, std::vector<SampledToken>{{.request_id = 1, .token = kPendingToken}}),
+               "sampled token -1 is not a vocabulary id");
+}
+
+TEST(SchedulerPendingDeathTest, IntegrityCatchesAPlaceholderInThePrompt) {
+  Scheduler s({.max_batch_size = 4, .max_num_tokens = 64, .max_seq_len = 100, .enable_chunked_prefill = false,
+               .policy = CapacityPolicy::kGuaranteedNoEvict, .tokens_per_block = 4, .n_blocks = 32});
+  s.add(1, {4, kPendingToken, 5}, 10);  // the engine validates ids; the scheduler's checker still notices
+  EXPECT_DEATH(s.check_integrity(), "request 1: token -1 at 1");
 }
 
 }  // namespace

@@ -5,8 +5,12 @@
 // the slot its block table names and samples from what it reads back through the table, so a wrong table, a wrong
 // prefix hit or an overwritten shared block changes the output. Every request's output must equal the unconstrained
 // reference (the token function applied to the request alone): chunking, preemption and reuse never change results.
+// Overlap cases drive the scheduler as the engine's overlap scheduler does: step k+1 is scheduled (and "launched":
+// the fake model runs it) after advance() of step k and before update() of step k, a placeholder input taking the
+// token step k sampled "on the device"; now and then a step runs synchronously (the in-flight step updated first).
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -74,7 +78,9 @@ class FakeModel {
   FakeModel(int n_blocks, int tpb) : tpb_(tpb), slots_(static_cast<size_t>(n_blocks) * tpb) {}
 
   // Checks each entry against the scheduler's state, writes its tokens, and samples where logits are needed.
-  void run(const Scheduler& s, const SchedulerOutput& out, std::vector<SampledToken>& sampled) {
+  // `device`: the tokens the step in flight sampled, by request (what a placeholder input reads on the device).
+  void run(const Scheduler& s, const SchedulerOutput& out, std::vector<SampledToken>& sampled,
+           const std::map<int64_t, int32_t>& device) {
     for (const ScheduledChunk& c : out.entries) {
       const Request* r = s.find(c.request_id);
       ASSERT_NE(r, nullptr);
@@ -93,7 +99,15 @@ class FakeModel {
         ASSERT_EQ(pos, c.start + k);
         const int32_t b = c.block_table[pos / tpb_];
         ASSERT_EQ(s.kv().pool().ref_count(b), 1) << "write into shared block " << b;
-        slots_[static_cast<size_t>(b) * tpb_ + pos % tpb_] = {c.token_ids[k], pos};
+        int32_t tok = c.token_ids[k];
+        if (tok == kPendingToken) {  // only a decode's input, of a request whose token is in flight
+          ASSERT_EQ(c.n_tokens, 1) << "request " << c.request_id;
+          ASSERT_EQ(r->n_pending, 1) << "request " << c.request_id;
+          ASSERT_TRUE(device.count(c.request_id)) << "placeholder of request " << c.request_id << " not in flight";
+          tok = device.at(c.request_id);
+        }
+        ASSERT_GE(tok, 0);
+        slots_[static_cast<size_t>(b) * tpb_ + pos % tpb_] = {tok, pos};
       }
       if (!c.needs_logits) continue;
       std::vector<int32_t> seq;
@@ -116,17 +130,20 @@ class FakeModel {
 struct Coverage {
   int64_t preemptions = 0, prefix_hit_tokens = 0, cancelled = 0, rejected = 0, split_chunks = 0, steps = 0;
   int64_t finished = 0, mid_cancels = 0;
+  int64_t placeholder_inputs = 0, advanced_steps = 0, finished_in_flight = 0, preempted_pending = 0;
 };
 
 struct Case {
   CapacityPolicy policy;
   bool chunked;
   bool reuse;
+  bool overlap = false;
 };
 
 std::string case_name(const ::testing::TestParamInfo<Case>& info) {
   return std::string(info.param.policy == CapacityPolicy::kGuaranteedNoEvict ? "NoEvict" : "MaxUtil") +
-         (info.param.chunked ? "_Chunked" : "_Whole") + (info.param.reuse ? "_Reuse" : "_NoReuse");
+         (info.param.chunked ? "_Chunked" : "_Whole") + (info.param.reuse ? "_Reuse" : "_NoReuse") +
+         (info.param.overlap ? "_Overlap" : "");
 }
 
 class SchedulerProperty : public ::testing::TestWithParam<Case> {
@@ -136,7 +153,8 @@ class SchedulerProperty : public ::testing::TestWithParam<Case> {
 
 void SchedulerProperty::run_seed(uint64_t seed, Coverage& cov) {
   const Case cs = GetParam();
-  std::mt19937_64 rng(seed * 7919 + static_cast<uint64_t>(cs.policy) * 31 + cs.chunked * 3 + cs.reuse);
+  std::mt19937_64 rng(seed * 7919 + static_cast<uint64_t>(cs.policy) * 31 + cs.chunked * 3 + cs.reuse +
+                      cs.overlap * 101);
   auto uni = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
   const int tpb_choices[] = {2, 4, 16, 64};
   const int tpb = tpb_choices[seed % 4];
@@ -219,7 +237,27 @@ void SchedulerProperty::run_seed(uint64_t seed, Coverage& cov) {
     ASSERT_TRUE(done.emplace(r.id, std::move(r)).second) << "request finished twice";
   };
 
-  for (int step = 0; step <= last_arrival || s.has_unfinished(); ++step) {
+  // The step in flight (overlap): advanced, its sampled tokens held back until its update().
+  struct InFlight {
+    SchedulerOutput out;
+    std::vector<SampledToken> sampled;
+    std::map<int64_t, int32_t> device;
+  };
+  std::optional<InFlight> inflight;
+  // `next`: the step launched after the one in flight, if any.
+  auto update_inflight = [&](const SchedulerOutput* next) {
+    std::vector<Request> fin = s.update(inflight->out, inflight->sampled);
+    s.check_integrity();
+    for (Request& r : fin) {
+      // Finished while its next step was already scheduled: that step's token is dropped.
+      if (next && std::any_of(next->entries.begin(), next->entries.end(),
+                              [&](const ScheduledChunk& c) { return c.request_id == r.id; }))
+        ++cov.finished_in_flight;
+      record(std::move(r));
+    }
+    inflight.reset();
+  };
+  for (int step = 0; step <= last_arrival || s.has_unfinished() || inflight; ++step) {
     ASSERT_LT(step, 20000) << "no progress";
     for (const Spec& sp : specs) {
       if (sp.arrival_step != step) continue;
@@ -241,7 +279,10 @@ void SchedulerProperty::run_seed(uint64_t seed, Coverage& cov) {
       }
     }
     s.check_integrity();
-    if (!s.has_unfinished()) continue;
+    if (!s.has_unfinished()) {
+      if (inflight) update_inflight(nullptr);
+      continue;
+    }
 
     // The state before the step, to check what schedule() did with it.
     struct Before {
@@ -257,6 +298,10 @@ void SchedulerProperty::run_seed(uint64_t seed, Coverage& cov) {
     SchedulerOutput out = s.schedule();
     s.check_integrity();
     ++cov.steps;
+    if (out.entries.empty() && inflight) {  // e.g. only requests whose last output is in flight: wait for it
+      update_inflight(nullptr);
+      continue;
+    }
     ASSERT_FALSE(out.entries.empty()) << "a step with live requests scheduled nothing";
     ASSERT_LE(static_cast<int>(out.entries.size()), cfg.max_batch_size);
     ASSERT_LE(out.n_tokens, cfg.max_num_tokens);
@@ -297,6 +342,7 @@ void SchedulerProperty::run_seed(uint64_t seed, Coverage& cov) {
       ASSERT_TRUE(out.preempted.empty());
     }
     for (int64_t id : out.preempted) {
+      if (s.find(id)->n_pending > 0) ++cov.preempted_pending;
       ASSERT_EQ(before.at(id).status, RequestStatus::kRunning);
       ASSERT_EQ(s.find(id)->status, RequestStatus::kPreempted);
       ASSERT_FALSE(ids.count(id));
@@ -318,21 +364,38 @@ void SchedulerProperty::run_seed(uint64_t seed, Coverage& cov) {
       for (uint64_t a : still_waiting) ASSERT_GT(a, admitted_new.back()) << "FCFS violated";
     }
 
+    for (const ScheduledChunk& c : out.entries)
+      for (int32_t t : c.token_ids) cov.placeholder_inputs += t == kPendingToken;
     std::vector<SampledToken> sampled;
-    model.run(s, out, sampled);
+    model.run(s, out, sampled, inflight ? inflight->device : std::map<int64_t, int32_t>{});
     if (::testing::Test::HasFatalFailure()) return;
+    const bool advance = cs.overlap && uni(0, 5) != 0;  // else a synchronous step (the engine's host-sampled rows)
+    if (advance) {
+      s.advance(out);
+      s.check_integrity();
+      ++cov.advanced_steps;
+    }
     for (const Spec& sp : specs) {
       if (sp.cancel_step == step && sp.cancel_mid && s.find(sp.id)) {
         auto r = s.abort(sp.id);
         ASSERT_TRUE(r.has_value());
+        for (int32_t t : r->tokens) ASSERT_GE(t, 0) << "a placeholder in an aborted request";
         record(std::move(*r));
         ++cov.cancelled;
         ++cov.mid_cancels;
       }
     }
-    std::vector<Request> fin = s.update(out, sampled);
-    s.check_integrity();
-    for (Request& r : fin) record(std::move(r));
+    // The step before this one: its tokens come after this step was launched.
+    if (inflight) update_inflight(&out);
+    if (advance) {
+      InFlight f{std::move(out), std::move(sampled), {}};
+      for (const SampledToken& t : f.sampled) f.device[t.request_id] = t.token;
+      inflight = std::move(f);
+    } else {
+      std::vector<Request> fin = s.update(out, sampled);
+      s.check_integrity();
+      for (Request& r : fin) record(std::move(r));
+    }
   }
 
   // Every request ended exactly once, with the unconstrained result (cancelled ones with a prefix of it).
@@ -382,12 +445,25 @@ TEST_P(SchedulerProperty, OutputsMatchTheUnconstrainedRun) {
   if (cs.chunked) {
     EXPECT_GT(cov.split_chunks, 50);
   }
+  if (cs.overlap) {
+    EXPECT_GT(cov.advanced_steps, cov.steps / 2);
+    EXPECT_GT(cov.placeholder_inputs, 200);
+    EXPECT_GT(cov.finished_in_flight, 20);
+    if (cs.policy == CapacityPolicy::kMaxUtilization) {
+      EXPECT_GT(cov.preempted_pending, 0);
+    }
+  } else {
+    EXPECT_EQ(cov.placeholder_inputs, 0);
+  }
   std::printf("coverage: %lld steps, %lld finished, %lld cancelled (%lld mid-step), %lld rejected, %lld preemptions, "
-              "%lld prefix-hit tokens, %lld split chunks\n",
+              "%lld prefix-hit tokens, %lld split chunks; overlap: %lld advanced steps, %lld placeholder inputs, "
+              "%lld finished with a step in flight, %lld preempted with a placeholder\n",
               static_cast<long long>(cov.steps), static_cast<long long>(cov.finished),
               static_cast<long long>(cov.cancelled), static_cast<long long>(cov.mid_cancels),
               static_cast<long long>(cov.rejected), static_cast<long long>(cov.preemptions),
-              static_cast<long long>(cov.prefix_hit_tokens), static_cast<long long>(cov.split_chunks));
+              static_cast<long long>(cov.prefix_hit_tokens), static_cast<long long>(cov.split_chunks),
+              static_cast<long long>(cov.advanced_steps), static_cast<long long>(cov.placeholder_inputs),
+              static_cast<long long>(cov.finished_in_flight), static_cast<long long>(cov.preempted_pending));
 }
 
 INSTANTIATE_TEST_SUITE_P(AllPolicies, SchedulerProperty,
@@ -398,7 +474,11 @@ INSTANTIATE_TEST_SUITE_P(AllPolicies, SchedulerProperty,
                                            Case{CapacityPolicy::kMaxUtilization, false, false},
                                            Case{CapacityPolicy::kMaxUtilization, false, true},
                                            Case{CapacityPolicy::kMaxUtilization, true, false},
-                                           Case{CapacityPolicy::kMaxUtilization, true, true}),
+                                           Case{CapacityPolicy::kMaxUtilization, true, true},
+                                           Case{CapacityPolicy::kGuaranteedNoEvict, false, true, true},
+                                           Case{CapacityPolicy::kGuaranteedNoEvict, true, true, true},
+                                           Case{CapacityPolicy::kMaxUtilization, false, false, true},
+                                           Case{CapacityPolicy::kMaxUtilization, true, true, true}),
                          case_name);
 
 }  // namespace

@@ -29,6 +29,7 @@ class CpuBackend final : public Backend {
   void router(const RouterParams& p) override;
   void moe_experts(const MoeExpertsParams& p) override;
   void sample(const SampleParams& p) override;
+  void fill_token_ids(const FillTokenIdsParams& p) override;
 };
 
 // The exact FP8 activation quantization of model-spec §5.3 for one row of k values (groups of 128, the last may be

@@ -165,6 +165,22 @@ class CudaBackend final : public Backend {
     CUDA_CHECK(cudaSetDevice(device_));
     return make_pinned_staging_sink(n_slots, slot_bytes);
   }
+  Allocator& pinned_host_allocator() override { return pinned_allocator(); }
+  std::unique_ptr<BackendFence> make_fence() override;
+
+  // The fence's two halves (CudaFence): a snapshot of the device error word copied into `err_snapshot` (pinned)
+  // and an event after it, both on the backend's stream; then the event's wait and the snapshot's check.
+  void record_fence(cudaEvent_t event, uint32_t* err_snapshot) {
+    CHECK(!capturing_, "a fence recorded inside a CUDA-graph capture");
+    CUDA_CHECK(cudaMemcpyAsync(err_snapshot, err_.data(), sizeof(uint32_t), cudaMemcpyDeviceToHost, stream_.get()));
+    CUDA_CHECK(cudaEventRecord(event, stream_.get()));
+  }
+  void wait_fence(cudaEvent_t event, const uint32_t* err_snapshot) {
+    CUDA_CHECK(cudaEventSynchronize(event));
+    // The word was set by work before the fence: report it as synchronize() does (which waits for the stream and
+    // clears the word; an error already reported leaves it clear, and this returns quietly).
+    if (*err_snapshot != 0) check_device_errors("");
+  }
 
   std::unique_ptr<BackendGraph> capture(const std::function<void()>& body) override;
 
@@ -183,6 +199,7 @@ class CudaBackend final : public Backend {
   void router(const RouterParams& p) override;
   void moe_experts(const MoeExpertsParams& p) override;
   void sample(const SampleParams& p) override;
+  void fill_token_ids(const FillTokenIdsParams& p) override;
   bool synthesize(const SynthesizeParams& p) override;
 
  private:
@@ -254,6 +271,7 @@ class CudaBackend final : public Backend {
     CHECK(!(bits & kErrKvGather), "kv_cache_gather: a position beyond the block table or a bad block id{}", where);
     CHECK(!(bits & kErrDecodeLen), "mla_decode: a seq_len < 1, beyond the block table, or a bad block id{}", where);
     CHECK(!(bits & kErrExpertId), "moe_experts: an expert id outside [0, n_experts){}", where);
+    CHECK(!(bits & kErrFillTokens), "fill_token_ids: a (row, index) pair outside ids / src{}", where);
     EXPECT(!(bits & kErrEmbeddingId), "embedding: a token id outside the vocabulary{}", where);
     EXPECT(!(bits & kErrPrefillLen), "mla_prefill: a sequence has more queries than keys, or cu_q / cu_kv point past "
            "q / kv{}", where);
@@ -330,8 +348,11 @@ class CudaBackend final : public Backend {
 
   // Times one public op (with DSV3_PROFILE=1); nested ops (moe_experts' linears) are timed inside their parent.
   OpProfiler::Scope profile(const char* op) { return OpProfiler::Scope(profiler_.get(), op); }
-  PinnedBuffer sample_host_;  // [rows] SampleRowParams staged for the upload
-  Event sample_uploaded_;     // the last upload from sample_host_ has been read
+  // [rows] SampleRowParams staged for the upload, two buffers used in turn: refilling one waits only for the upload
+  // of the call before the previous, so the overlap scheduler's sample() never waits for the step in flight.
+  PinnedBuffer sample_host_[2];
+  Event sample_uploaded_[2];  // the last upload from sample_host_[i] has been read
+  int sample_buf_ = 0;
   std::map<std::pair<const ExpertWeights*, int64_t>, MoeTable> moe_tables_;  // key: (p.experts, n_experts)
 };
 
@@ -1044,13 +1065,18 @@ void CudaBackend::sample(const SampleParams& p) {
   const int rows = to_int(p.logits.dim(0), op, "rows"), vocab = to_int(p.logits.dim(1), op, "vocab");
   if (rows == 0) return;
   const size_t bytes = static_cast<size_t>(rows) * sizeof(SampleRowParams);
-  if (!sample_uploaded_) sample_uploaded_ = make_event();
-  else CUDA_CHECK(cudaEventSynchronize(sample_uploaded_.get()));
-  if (sample_host_.size() < bytes) sample_host_ = PinnedBuffer(round_up(bytes, 4096));
-  std::memcpy(sample_host_.data(), p.rows, bytes);
+  const int b = sample_buf_;
+  sample_buf_ ^= 1;
+  PinnedBuffer& host = sample_host_[b];
+  Event& uploaded = sample_uploaded_[b];
+  if (!uploaded) uploaded = make_event();
+  else CUDA_CHECK(cudaEventSynchronize(uploaded.get()));
+  if (host.size() < bytes) host = PinnedBuffer(round_up(bytes, 4096));
+  std::memcpy(host.data(), p.rows, bytes);
+  // NOTE: one device buffer for both: the upload is ordered after the previous call's kernel on the stream.
   auto* d_rows = static_cast<SampleRowParams*>(scratch(kScratchSample, bytes));
-  CUDA_CHECK(cudaMemcpyAsync(d_rows, sample_host_.data(), bytes, cudaMemcpyHostToDevice, stream()));
-  CUDA_CHECK(cudaEventRecord(sample_uploaded_.get(), stream()));
+  CUDA_CHECK(cudaMemcpyAsync(d_rows, host.data(), bytes, cudaMemcpyHostToDevice, stream()));
+  CUDA_CHECK(cudaEventRecord(uploaded.get(), stream()));
   int bits = 1;
   while ((int64_t{1} << bits) <= vocab) ++bits;  // vocab < 2^bits, so the masses sum below 2^62
   launch_sample({p.logits.as<const float>(), d_rows, p.tokens.as<int32_t>(),
@@ -1059,6 +1085,53 @@ void CudaBackend::sample(const SampleParams& p) {
                 stream());
   launched(op);
 }
+
+// ---------------------------------------------------------------------------------------------- fill_token_ids
+
+void CudaBackend::fill_token_ids(const FillTokenIdsParams& p) {
+  validate(p);
+  const char* op = "fill_token_ids";
+  const int m = to_int(p.map.dim(0), op, "pairs");
+  if (m == 0) return;
+  expect_tensor(p.ids, DType::kI32, op, "ids");
+  expect_tensor(p.map, DType::kI32, op, "map");
+  expect_tensor(p.src, DType::kI32, op, "src");
+  launch_fill_token_ids({p.ids.as<int32_t>(), ci32(p.map), ci32(p.src), to_int(p.ids.dim(0), op, "n"), m,
+                         to_int(p.src.dim(0), op, "k"), err()},
+                        stream());
+  launched(op);
+}
+
+// ---------------------------------------------------------------------------------------------------- fences
+
+// A CUDA event after a snapshot of the device error word; see CudaBackend::record_fence.
+class CudaFence final : public BackendFence {
+ public:
+  explicit CudaFence(CudaBackend& b) : backend_(b), err_(sizeof(uint32_t)) {
+    cudaEvent_t e = nullptr;
+    CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    event_ = Event(e);
+    *err_.as<uint32_t>() = 0;
+  }
+  ~CudaFence() override {
+    if (recorded_) (void)cudaEventSynchronize(event_.get());  // the snapshot copy still writes into err_
+  }
+  void record() override {
+    backend_.record_fence(event_.get(), err_.as<uint32_t>());
+    recorded_ = true;
+  }
+  void wait() override {
+    if (recorded_) backend_.wait_fence(event_.get(), err_.as<const uint32_t>());
+  }
+
+ private:
+  CudaBackend& backend_;
+  Event event_;
+  PinnedBuffer err_;  // [1] u32: the error word as of the record
+  bool recorded_ = false;
+};
+
+std::unique_ptr<BackendFence> CudaBackend::make_fence() { return std::make_unique<CudaFence>(*this); }
 
 // ------------------------------------------------------------------------------------------------- synthesize
 

@@ -26,6 +26,7 @@ enum ErrorBit : uint32_t {
   kErrPrefillLen = 1u << 3,    // mla_prefill: a sequence with more queries than keys, or cu_q/cu_kv past q/kv
   kErrDecodeLen = 1u << 4,     // mla_decode: seq_len < 1 or beyond the block table, or a bad block id
   kErrExpertId = 1u << 5,      // moe_experts: expert id outside [0, n_experts)
+  kErrFillTokens = 1u << 6,    // fill_token_ids: a (row, index) pair outside ids / src
 };
 
 // ---- elementwise.cu ----
@@ -349,10 +350,21 @@ struct SampleArgs {
 };
 void launch_sample(const SampleArgs& a, cudaStream_t s);
 
+// ---- token_ids.cu (the overlap scheduler's hand-off of sampled ids to the next step's input) ----
+struct FillTokenIdsArgs {
+  int32_t* ids;         // [n]
+  const int32_t* map;   // [m, 2] (row of ids, index into src)
+  const int32_t* src;   // [k]
+  int n, m, k;
+  uint32_t* err;        // kErrFillTokens for a pair out of range
+};
+void launch_fill_token_ids(const FillTokenIdsArgs& a, cudaStream_t s);
+
 static_assert(std::is_trivially_copyable_v<RmsNormArgs> && std::is_trivially_copyable_v<MlaDecodeArgs> &&
               std::is_trivially_copyable_v<RouterArgs> && std::is_trivially_copyable_v<GemmFallbackArgs> &&
               std::is_trivially_copyable_v<LinearFp8GemvArgs> && std::is_trivially_copyable_v<SynthArgs> &&
               std::is_trivially_copyable_v<SampleArgs> && std::is_trivially_copyable_v<SampleRowParams> &&
-              std::is_trivially_copyable_v<MoeRouteArgs> && std::is_trivially_copyable_v<MoeGroupedArgs>);
+              std::is_trivially_copyable_v<MoeRouteArgs> && std::is_trivially_copyable_v<MoeGroupedArgs> &&
+              std::is_trivially_copyable_v<FillTokenIdsArgs>);
 
 }  // namespace dsv3::cuda
