@@ -4,7 +4,8 @@
 # both tokenizer benchmarks. Logs and fixtures go to $OUT; a short table is printed last.
 # Carry: .devdeps (pcre2.h: that machine has the PCRE2 runtime but no headers) and models/tokenizers/deepseek-v3.
 # Usage: scripts/device/check_all.sh   (BUDGET_S bounds the optional parts; default 540)
-#   OPS_ARGS="-o router": only those op cases; SKIP_PERF=1, SKIP_TOKENIZER=1, SKIP_MEMCHECK=1: leave those parts out.
+#   OPS_ARGS="-o router": only those op cases (OPS_TIMEOUT=260 s); SKIP_PERF=1, SKIP_TOKENIZER=1, SKIP_MEMCHECK=1:
+#   leave those parts out.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/device/common.sh
@@ -12,7 +13,7 @@ device_init check_all 40
 device_build dsv3 test_ops
 DSV3=$BUILD/tools/dsv3
 
-rc=0; timeout 260 "$BUILD/tests/ops/test_ops" ${OPS_ARGS:-} >"$OUT/test_ops.log" 2>&1 || rc=$?
+rc=0; timeout "${OPS_TIMEOUT:-260}" "$BUILD/tests/ops/test_ops" ${OPS_ARGS:-} >"$OUT/test_ops.log" 2>&1 || rc=$?
 row "test_ops (CPU vs CUDA, every op)" "rc=$rc: $(grep -E 'cases passed' "$OUT/test_ops.log" | tail -1) ($(elapsed))"
 grep -E '^ *(FAIL|FAILED)' "$OUT/test_ops.log" | head -10
 
