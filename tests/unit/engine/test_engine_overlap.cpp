@@ -27,30 +27,13 @@ const std::string& micro_dir() {
   return dir;
 }
 
-// The tiny preset with the DeepSeek-V3 tokenizer (stop strings, text), when scripts/setup.sh has fetched it.
-std::string tiny_with_tokenizer() {
-  const std::string tok = std::string(DSV3_SOURCE_DIR) + "/models/tokenizers/deepseek-v3";
-  if (!fs::exists(tok + "/tokenizer.json")) return "";
-  static const std::string dir = [&] {
-    const std::string d = ::testing::TempDir() + "/dsv3_engine_overlap_tiny";
-    fs::remove_all(d);
-    TinyModelOptions o;
-    o.out_dir = d;
-    o.tokenizer_dir = tok;
-    write_tiny_model(tiny_model_preset("tiny"), o);
-    return d;
-  }();
+// The tiny preset with the DeepSeek-V3 tokenizer ("" without it).
+const std::string& tiny_with_tokenizer() {
+  static const std::string dir = write_tiny_with_tokenizer("dsv3_engine_overlap_tiny");
   return dir;
 }
 
-EngineConfig base_config(const std::string& dir) {
-  EngineConfig c;
-  c.model_dir = dir;
-  c.check_integrity = true;
-  c.kv_max_tokens = 64 * 64;
-  c.max_seq_len = 1024;
-  return c;
-}
+EngineConfig base_config(const std::string& dir) { return engine_test_config(dir); }
 
 enum class Mode {
   kCpu,           // the CPU backend: host-visible, every step synchronous (the reference)
