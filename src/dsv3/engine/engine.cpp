@@ -387,34 +387,6 @@ bool Engine::step() {
   return true;
 }
 
-// Enqueues Backend::sample of every logit row into slots_[slot], the copies of the ids (and logprobs, when a row
-// wants its token's logprob) into pinned memory, and the slot's fence; returns whether logprobs were copied.
-bool Engine::launch_sampling(const TensorView& logits, const std::vector<int64_t>& row_ids, int slot) {
-  SampleSlot& s = slots_[slot];
-  const int64_t r = static_cast<int64_t>(row_ids.size());
-  bool want_logprobs = false;
-  if (r > 0) {
-    std::vector<SampleRowParams> rp(r);
-    for (int64_t i = 0; i < r; ++i) {
-      const Live& live = *live_.at(row_ids[i]);
-      const SamplingParams& p = live.params;
-      // NOTE: n_output() counts the placeholder of the step in flight: the Philox counter the synchronous engine
-      // would use at this step.
-      rp[i] = {.temperature = p.temperature, .top_k = p.top_k, .top_p = p.top_p, .min_p = p.min_p,
-               .seed = live.seed, .seq_index = 0,
-               .step = static_cast<uint32_t>(sched_->find(row_ids[i])->n_output())};
-      want_logprobs |= p.logprobs.has_value();
-    }
-    const TensorView tokens = s.tokens.view().rows(0, r);
-    const TensorView logprobs = want_logprobs ? s.logprobs.view().rows(0, r) : TensorView{};
-    backend_->sample({.logits = logits, .rows = rp.data(), .tokens = tokens, .logprobs = logprobs});
-    backend_->copy(s.host_tokens.view().rows(0, r), tokens);
-    if (want_logprobs) backend_->copy(s.host_logprobs.view().rows(0, r), logprobs);
-  }
-  s.fence->record();
-  return want_logprobs;
-}
-
 namespace {
 // A Backend::sample id (or failure code) as the Sampler's result.
 void decode_sampled(int32_t id, float logprob, bool want_logprob, int64_t vocab, SampleResult& res) {
@@ -428,7 +400,43 @@ void decode_sampled(int32_t id, float logprob, bool want_logprob, int64_t vocab,
     if (want_logprob) res.logprob = logprob;
   }
 }
+
+// Backend::sample's parameters of one row. NOTE: n_output() counts the placeholder of a step in flight: the Philox
+// counter the synchronous engine would use at this step.
+SampleRowParams backend_row(const SamplingParams& p, uint64_t seed, const sched::Request& r) {
+  return {.temperature = p.temperature, .top_k = p.top_k, .top_p = p.top_p, .min_p = p.min_p, .seed = seed,
+          .seq_index = 0, .step = static_cast<uint32_t>(r.n_output())};
+}
+
+// The host Sampler's view of one row.
+SamplerRow host_row(const float* logits, const SamplingParams& p, uint64_t seed, const sched::Request& r) {
+  return {.logits = logits, .params = &p, .token_ids = r.tokens, .n_generated = r.n_output(), .seed = seed};
+}
 }  // namespace
+
+// Enqueues Backend::sample of every logit row into slots_[slot], the copies of the ids (and logprobs, when a row
+// wants its token's logprob) into pinned memory, and the slot's fence; returns whether logprobs were copied.
+bool Engine::launch_sampling(const TensorView& logits, const std::vector<int64_t>& row_ids, int slot) {
+  SampleSlot& s = slots_[slot];
+  const int64_t r = static_cast<int64_t>(row_ids.size());
+  bool want_logprobs = false;
+  if (r > 0) {
+    std::vector<SampleRowParams> rp(r);
+    for (int64_t i = 0; i < r; ++i) {
+      const Live& live = *live_.at(row_ids[i]);
+      rp[i] = backend_row(live.params, live.seed, *sched_->find(row_ids[i]));
+      want_logprobs |= live.params.logprobs.has_value();
+    }
+    const TensorView tokens = s.tokens.view().rows(0, r);
+    const TensorView logprobs = want_logprobs ? s.logprobs.view().rows(0, r) : TensorView{};
+    backend_->sample({.logits = logits, .rows = rp.data(), .tokens = tokens, .logprobs = logprobs});
+    backend_->copy(s.host_tokens.view().rows(0, r), tokens);
+    if (want_logprobs) backend_->copy(s.host_logprobs.view().rows(0, r), logprobs);
+  }
+  s.fence->record();
+  return want_logprobs;
+}
+
 
 // Waits for the oldest step in flight (its ids only: the step launched after it keeps running) and applies it.
 void Engine::complete_inflight() {
@@ -570,8 +578,7 @@ std::vector<SampleResult> Engine::sample_now(const ForwardOutput& fo, bool logit
   std::vector<size_t> which;
   for (size_t i = 0; i < r; ++i) {
     if (!lives[i]) continue;
-    rows.push_back({.logits = fo.logits.data() + i * vocab, .params = &lives[i]->params,
-                    .token_ids = reqs[i]->tokens, .n_generated = reqs[i]->n_output(), .seed = lives[i]->seed});
+    rows.push_back(host_row(fo.logits.data() + i * vocab, lives[i]->params, lives[i]->seed, *reqs[i]));
     which.push_back(i);
   }
   std::vector<SampleResult> host = sampler_->sample(rows, &ThreadPool::global());
@@ -598,10 +605,8 @@ std::vector<SampleResult> Engine::sample_on_backend(const TensorView& logits, co
       rp[i] = SampleRowParams{.temperature = 0.0f};
       continue;
     }
-    const SamplingParams& p = lives[i]->params;
-    rp[i] = {.temperature = p.temperature, .top_k = p.top_k, .top_p = p.top_p, .min_p = p.min_p,
-             .seed = lives[i]->seed, .seq_index = 0, .step = static_cast<uint32_t>(reqs[i]->n_output())};
-    want_logprobs |= p.logprobs.has_value();
+    rp[i] = backend_row(lives[i]->params, lives[i]->seed, *reqs[i]);
+    want_logprobs |= lives[i]->params.logprobs.has_value();
   }
   const TensorView tokens = s.tokens.view().rows(0, r);
   const TensorView logprobs = want_logprobs ? s.logprobs.view().rows(0, r) : TensorView{};
@@ -630,8 +635,7 @@ std::vector<SampleResult> Engine::sample_on_backend(const TensorView& logits, co
     std::vector<SamplerRow> rows;
     for (size_t j = 0; j < host_rows.size(); ++j) {
       const int64_t i = host_rows[j];
-      rows.push_back({.logits = host_logits.data() + j * vocab, .params = &lives[i]->params,
-                      .token_ids = reqs[i]->tokens, .n_generated = reqs[i]->n_output(), .seed = lives[i]->seed});
+      rows.push_back(host_row(host_logits.data() + j * vocab, lives[i]->params, lives[i]->seed, *reqs[i]));
     }
     std::vector<SampleResult> host_res = sampler_->sample(rows, &ThreadPool::global());
     for (size_t j = 0; j < host_rows.size(); ++j) res[host_rows[j]] = std::move(host_res[j]);
