@@ -14,15 +14,21 @@
 
 namespace dsv3 {
 
-// Writes the micro model with `seed` into TempDir()/name (replacing what is there) and returns the folder.
-inline std::string write_micro_model(const std::string& name, uint64_t seed) {
+// Writes the tiny_model_preset(preset) model with options o into TempDir()/name (replacing what is there) and
+// returns the folder.
+inline std::string write_preset_model(const std::string& name, const std::string& preset, TinyModelOptions o) {
   const std::string d = ::testing::TempDir() + "/" + name;
   std::filesystem::remove_all(d);
-  TinyModelOptions o;
   o.out_dir = d;
-  o.seed = seed;
-  write_tiny_model(tiny_model_preset("micro"), o);
+  write_tiny_model(tiny_model_preset(preset), o);
   return d;
+}
+
+// Writes the micro model with `seed` into TempDir()/name and returns the folder.
+inline std::string write_micro_model(const std::string& name, uint64_t seed) {
+  TinyModelOptions o;
+  o.seed = seed;
+  return write_preset_model(name, "micro", o);
 }
 
 // Writes the tiny preset (real vocabulary) with the DeepSeek-V3 tokenizer into TempDir()/name and returns the folder;
@@ -30,13 +36,9 @@ inline std::string write_micro_model(const std::string& name, uint64_t seed) {
 inline std::string write_tiny_with_tokenizer(const std::string& name) {
   const std::string tok = std::string(DSV3_SOURCE_DIR) + "/models/tokenizers/deepseek-v3";
   if (!std::filesystem::exists(tok + "/tokenizer.json")) return "";
-  const std::string d = ::testing::TempDir() + "/" + name;
-  std::filesystem::remove_all(d);
   TinyModelOptions o;
-  o.out_dir = d;
   o.tokenizer_dir = tok;
-  write_tiny_model(tiny_model_preset("tiny"), o);
-  return d;
+  return write_preset_model(name, "tiny", o);
 }
 
 // The engine tests' configuration: integrity checks every step, a 64-block KV budget, max_seq_len 1024.
