@@ -1092,19 +1092,19 @@ void register_sample_cases() {
   // cut's tie group split over chunks) at DeepSeek-R1's recommended settings (T 0.6, top_p 0.95) and around them: one
   // row (the most chunks), a few and many rows (fewer chunks each), at the V3 vocabulary and at sizes whose last chunk
   // is short (50001) or that fit one chunk (1000).
-  const SampleRowParams r1{.temperature = 0.6f, .top_p = 0.95f}, p05{.temperature = 1.0f, .top_p = 0.5f},
+  const SampleRowParams r1{.temperature = 0.6f, .top_p = 0.95f}, p05t1{.temperature = 1.0f, .top_p = 0.5f},
       p999{.temperature = 1.7f, .top_p = 0.999f}, p95hot{.temperature = 1.7f, .top_p = 0.95f},
       p05cold{.temperature = 0.6f, .top_p = 0.5f}, p999t1{.temperature = 1.0f, .top_p = 0.999f},
       t06{.temperature = 0.6f}, t17{.temperature = 1.7f};
-  const std::vector<SampleRowParams> nucleus{r1, p05, p999, p95hot, p05cold, t06, p999t1, t17};
+  const std::vector<SampleRowParams> nucleus{r1, p05t1, p999, p95hot, p05cold, t06, p999t1, t17};
   for (int V : {kV3, 50001, 1000}) {
     const bool big = V == kV3;
-    for (const auto& [name, kind] : {std::pair{"top_p=0.95,T=0.6", r1}, std::pair{"top_p=0.5,T=1", p05},
+    for (const auto& [name, kind] : {std::pair{"top_p=0.95,T=0.6", r1}, std::pair{"top_p=0.5,T=1", p05t1},
                                      std::pair{"top_p=0.999,T=1.7", p999}, std::pair{"top_p=0.5,T=0.6", p05cold},
                                      std::pair{"T=1.7", t17}})
       sample_case({.name = name, .rows = 1, .vocab = V, .kinds = {kind}, .logprobs = true, .quick = !big});
     sample_case({.name = "top_p=0.95,T=0.6", .rows = 2, .vocab = V, .kinds = {r1}, .quick = true});
-    sample_case({.name = "nucleus-ties", .rows = 3, .vocab = V, .kinds = {p05, p999, p95hot}, .ties = true,
+    sample_case({.name = "nucleus-ties", .rows = 3, .vocab = V, .kinds = {p05t1, p999, p95hot}, .ties = true,
                  .quick = true});
     sample_case({.name = "nucleus-masked", .rows = 8, .vocab = V, .kinds = nucleus, .mask_frac = 0.4f,
                  .bad_rows = true, .logprobs = true, .quick = true});
