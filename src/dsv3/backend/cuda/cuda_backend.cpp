@@ -288,7 +288,7 @@ class CudaBackend final : public Backend {
     if (b.size() < bytes) {
       not_while_capturing("growing a scratch buffer");
       static constexpr const char* kWhat[] = {"FP8 activation codes", "FP8 activation scales",
-                                              "MoE permutation buffers", "MLA decode partials", "sampling rows",
+                                              "MoE permutation buffers", "MLA decode partials", "sampling rows + partials",
                                               "router logits"};
       static_assert(std::size(kWhat) == kScratchSlots, "a name for every scratch slot");
       AllocationPurpose why(fmt::format("backend scratch ({}, {} bytes + 25% headroom)", kWhat[slot], bytes));

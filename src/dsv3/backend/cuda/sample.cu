@@ -1,9 +1,11 @@
 // sample.cu: next-token sampling on the GPU — steps 3-7 of engine/sampler.h: temperature, greedy argmax, top-k,
 // top-p, min-p and the Gumbel-max draw with per-row Philox counters (backend/cuda).
-// Parallelisation: one CTA of kThreads threads per row; each pass streams the row's logits (L2-resident) and
-// recomputes z = l / T. Top-k and top-p both keep a prefix of the order (z desc, id asc); the prefix's last group of
-// equal z is found by a radix search over order-preserving keys of z, restricted each level to the current key
-// interval (256 bins: counts for top-k, fixed-point masses for top-p), then the id order inside that group.
+// Parallelisation: v1 (sample_kernel, DSV3_SAMPLE=v1, and rows with top-k under v2): one CTA of kThreads threads
+// per row; each pass streams the row's logits (L2-resident) and recomputes z = l / T. v2 (the default, "v2" below):
+// grid (rows, chunks) of kThreads2, a few kernels whose per-chunk partials combine exactly, the same cut.
+// Top-k and top-p both keep a prefix of the order (z desc, id asc); the prefix's last group of equal z is found by
+// a radix search over order-preserving keys of z, restricted each level to the current key interval (256 bins:
+// counts for top-k, fixed-point masses for top-p), then the id order inside that group.
 // Precision: z = __fdiv_rn(l, T) (fp32, as the host's l / T); e = exp(double(z) - double(z_max)); Gumbel scores fp64
 // (base/sampling_rules.h). Top-p masses are floor(e * 2^mass_shift) in integers, summed exactly, so the cut is
 // deterministic; it equals the host's sequential fp64 sum unless a prefix sum lies within ~1e-9 of top_p.
@@ -696,8 +698,8 @@ __global__ void __launch_bounds__(kThreads2) sample_draw_kernel(const __grid_con
         if (need < keep) keep = need;
       }
       const size_t slots = static_cast<size_t>(v.a.rows) * v.a.chunks;
-      const uint32_t* cnt = v.w.cnt + (static_cast<size_t>(s.level & 1) * slots + static_cast<size_t>(row) * v.a.chunks) *
-                                          kBins + s.bin;
+      const size_t first = static_cast<size_t>(s.level & 1) * slots + static_cast<size_t>(row) * v.a.chunks;
+      const uint32_t* cnt = v.w.cnt + first * kBins + s.bin;  // [chunks] with stride kBins
       unsigned long long prior = 0;
       for (int ch = 0; ch < chunk; ++ch) prior += cnt[static_cast<size_t>(ch) * kBins];
       const unsigned long long mine = cnt[static_cast<size_t>(chunk) * kBins];
