@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <filesystem>
@@ -15,6 +16,7 @@
 #include <span>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -942,6 +944,7 @@ struct SampleSpec {
   bool ties = false;                   // exact ties: 3 ids share the maximum, 20 share the value at rank 45
   bool quantized = false;              // logits rounded to multiples of 1/4: ties everywhere (and -0 / +0)
   bool bad_rows = false;               // row 0 holds a NaN, row 1 is all -inf
+  bool tie_cut = false;                // 2 ids at max + 4.5, 40 at max + 4: top-p cuts inside the group of 40
   bool logprobs = false;
   bool quick = false;
 };
@@ -1019,6 +1022,11 @@ void sample_case(SampleSpec spec) {
                    for (int t = 0; t < 3; ++t) row[static_cast<size_t>(rng.uniform_int(0, V - 1))] = top;
                    for (int t = 0; t < 20; ++t) row[static_cast<size_t>(rng.uniform_int(0, V - 1))] = at45;
                  }
+                 if (spec.tie_cut && V >= 100) {  // the nucleus boundary inside a group of equal logits
+                   const float top = *std::max_element(row.begin(), row.end()) + 4.f;
+                   for (int t = 0; t < 40; ++t) row[static_cast<size_t>(rng.uniform_int(0, V - 1))] = top;
+                   for (int t = 0; t < 2; ++t) row[static_cast<size_t>(rng.uniform_int(0, V - 1))] = top + 0.5f;
+                 }
                  row[static_cast<size_t>(rng.uniform_int(0, V - 1))] = rng.normal(1.f);  // at least one live token
                  if (sample_row_is_robust(row, p)) break;
                  EXPECT(attempt < 50, "sample case: no robust draw for row {} in 50 attempts", i);
@@ -1079,6 +1087,35 @@ void register_sample_cases() {
                  .logprobs = true, .quick = true});
     sample_case({.name = "mixed", .rows = 128, .vocab = V, .stride = big ? 0 : V + 7, .kinds = mixed,
                  .ties = true, .logprobs = true, .quick = !big});
+  }
+  // Plain top-p and temperature (sample.cu v2: up to 32 CTAs per row, radix levels over per-chunk histograms, the
+  // cut's tie group split over chunks) at DeepSeek-R1's recommended settings (T 0.6, top_p 0.95) and around them: one
+  // row (the most chunks), a few and many rows (fewer chunks each), at the V3 vocabulary and at sizes whose last chunk
+  // is short (50001) or that fit one chunk (1000).
+  const SampleRowParams r1{.temperature = 0.6f, .top_p = 0.95f}, p05t1{.temperature = 1.0f, .top_p = 0.5f},
+      p999{.temperature = 1.7f, .top_p = 0.999f}, p95hot{.temperature = 1.7f, .top_p = 0.95f},
+      p05cold{.temperature = 0.6f, .top_p = 0.5f}, p999t1{.temperature = 1.0f, .top_p = 0.999f},
+      t06{.temperature = 0.6f}, t17{.temperature = 1.7f};
+  const std::vector<SampleRowParams> nucleus{r1, p05t1, p999, p95hot, p05cold, t06, p999t1, t17};
+  for (int V : {kV3, 50001, 1000}) {
+    const bool big = V == kV3;
+    for (const auto& [name, kind] : {std::pair{"top_p=0.95,T=0.6", r1}, std::pair{"top_p=0.5,T=1", p05t1},
+                                     std::pair{"top_p=0.999,T=1.7", p999}, std::pair{"top_p=0.5,T=0.6", p05cold},
+                                     std::pair{"T=1.7", t17}})
+      sample_case({.name = name, .rows = 1, .vocab = V, .kinds = {kind}, .logprobs = true, .quick = !big});
+    sample_case({.name = "top_p=0.95,T=0.6", .rows = 2, .vocab = V, .kinds = {r1}, .quick = true});
+    sample_case({.name = "nucleus-ties", .rows = 3, .vocab = V, .kinds = {p05t1, p999, p95hot}, .ties = true,
+                 .quick = true});
+    sample_case({.name = "nucleus-masked", .rows = 8, .vocab = V, .kinds = nucleus, .mask_frac = 0.4f,
+                 .bad_rows = true, .logprobs = true, .quick = true});
+    sample_case({.name = "nucleus-tie-cut", .rows = 8, .vocab = V, .kinds = nucleus, .tie_cut = true,
+                 .logprobs = true, .quick = true});
+    sample_case({.name = "nucleus-tie-cut", .rows = 20, .vocab = V, .kinds = nucleus, .tie_cut = true,
+                 .quick = !big});
+    sample_case({.name = "nucleus-quantized", .rows = 8, .vocab = V, .kinds = nucleus, .quantized = true,
+                 .logprobs = true, .quick = !big});
+    sample_case({.name = "nucleus-many", .rows = big ? 128 : 300, .vocab = V, .stride = big ? 0 : V + 3,
+                 .kinds = nucleus, .ties = true, .logprobs = true, .quick = !big});
   }
   // Nearly everything masked: top-k larger than the live set; a single live token.
   sample_case({.name = "sparse", .rows = 11, .vocab = 257, .kinds = mixed, .mask_frac = 0.97f, .quick = true});
@@ -1711,7 +1748,9 @@ void perf_prefill(Env& env) {
 void perf_sample(Env& env) {
   Backend& gpu = *env.gpu;
   const int V = 129280;
-  fmt::print("\n== perf: sample, vocab {} (f32 logits) ==\n", V);
+  const char* impl = std::getenv("DSV3_SAMPLE");
+  fmt::print("\n== perf: sample, vocab {} (f32 logits), kernel {} ==\n", V,
+             impl && *impl ? impl : "v2 (default; DSV3_SAMPLE=v1 for the former)");
   fmt::print("{:<28} {:>5} {:>10} {:>12} {:>10}\n", "params", "rows", "time_us", "logits_GB/s", "x_one_read");
   struct Kind {
     const char* name;
@@ -1721,6 +1760,8 @@ void perf_sample(Env& env) {
                         {"temperature=0.8", {.temperature = 0.8f}},
                         {"top_k=50", {.temperature = 0.8f, .top_k = 50}},
                         {"top_p=0.9", {.temperature = 0.8f, .top_p = 0.9f}},
+                        {"top_p=0.95,T=0.6 (R1)", {.temperature = 0.6f, .top_p = 0.95f}},
+                        {"top_p=0.999,T=1.7", {.temperature = 1.7f, .top_p = 0.999f}},
                         {"top_k=50,top_p=0.9,min_p", {.temperature = 0.8f, .top_k = 50, .top_p = 0.9f, .min_p = 0.01f}}};
   Rng rng(45);
   for (int rows : {1, 32, 128}) {
@@ -1813,6 +1854,8 @@ int main(int argc, char** argv) {
   o.sync_each_op = !perf;  // in tests: name the op that faults
   // DSV3_MLA_P_BF16=1: every backend's tensor-core MLA kernels round P to bf16 (perf comparisons; the split cases fail)
   if (!self_check) o.mla_p_bf16 = CudaBackendOptions::from_env().mla_p_bf16;
+  // DSV3_SAMPLE=v1: the sample cases and perf_sample run the former kernel (scripts/device/sample_v2.sh runs both)
+  if (!self_check) o.sample_version = CudaBackendOptions::from_env().sample_version;
   std::unique_ptr<Backend> gpu, gpu_fb, gpu_simple, gpu_nogemv, gpu_wmma, gpu_moe_loop, gpu_moe_grouped, gpu_prefill64;
   std::unique_ptr<Backend> gpu_p_bf16, gpu_wmma_p_bf16;
   if (!self_check) {

@@ -60,6 +60,9 @@ CudaBackendOptions CudaBackendOptions::from_env() {
   EXPECT(p_bf16.empty() || p_bf16 == "0" || p_bf16 == "1", "DSV3_MLA_P_BF16={}: expected 0 (the default) or 1",
          p_bf16);
   o.mla_p_bf16 = p_bf16 == "1";
+  const std::string sample = env("DSV3_SAMPLE");
+  EXPECT(sample.empty() || sample == "v1" || sample == "v2", "DSV3_SAMPLE={}: expected v1 or v2 (the default)", sample);
+  o.sample_version = sample == "v1" ? 1 : 2;
   return o;
 }
 
@@ -285,7 +288,7 @@ class CudaBackend final : public Backend {
     if (b.size() < bytes) {
       not_while_capturing("growing a scratch buffer");
       static constexpr const char* kWhat[] = {"FP8 activation codes", "FP8 activation scales",
-                                              "MoE permutation buffers", "MLA decode partials", "sampling rows",
+                                              "MoE permutation buffers", "MLA decode partials", "sampling rows + partials",
                                               "router logits"};
       static_assert(std::size(kWhat) == kScratchSlots, "a name for every scratch slot");
       AllocationPurpose why(fmt::format("backend scratch ({}, {} bytes + 25% headroom)", kWhat[slot], bytes));
@@ -1073,15 +1076,43 @@ void CudaBackend::sample(const SampleParams& p) {
   else CUDA_CHECK(cudaEventSynchronize(uploaded.get()));
   if (host.size() < bytes) host = PinnedBuffer(round_up(bytes, 4096));
   std::memcpy(host.data(), p.rows, bytes);
-  // NOTE: one device buffer for both: the upload is ordered after the previous call's kernel on the stream.
-  auto* d_rows = static_cast<SampleRowParams*>(scratch(kScratchSample, bytes));
+  // v2 (sample.cu) routes on the row parameters here, on the host: which of its kernels a batch needs.
+  const bool v2 = opt_.sample_version == 2;
+  bool any_top_k = false, any_top_p = false, any_draw = static_cast<bool>(p.logprobs);
+  for (int i = 0; i < rows; ++i) {
+    const SampleRowParams& r = p.rows[i];
+    if (sampling_greedy(r.temperature)) continue;
+    if (r.top_k > 0) {
+      any_top_k = true;
+    } else {
+      any_draw = true;
+      any_top_p |= r.top_p < 1.0f;
+    }
+  }
+  const int chunks = v2 ? sample_chunks(rows, vocab, n_sms_) : 1;
+  const size_t rows_bytes = round_up(bytes, 256);
+  // NOTE: one device buffer for the rows and v2's partials: the upload is ordered after the previous call's kernels
+  // on the stream.
+  char* base = static_cast<char*>(scratch(kScratchSample, rows_bytes + (v2 ? sample_work_bytes(rows, chunks) : 0)));
+  auto* d_rows = reinterpret_cast<SampleRowParams*>(base);
   CUDA_CHECK(cudaMemcpyAsync(d_rows, host.data(), bytes, cudaMemcpyHostToDevice, stream()));
   CUDA_CHECK(cudaEventRecord(uploaded.get(), stream()));
   int bits = 1;
   while ((int64_t{1} << bits) <= vocab) ++bits;  // vocab < 2^bits, so the masses sum below 2^62
-  launch_sample({p.logits.as<const float>(), d_rows, p.tokens.as<int32_t>(),
-                 p.logprobs ? p.logprobs.as<float>() : nullptr, p.logits_stride ? p.logits_stride : vocab, rows, vocab,
-                 62 - bits},
+  launch_sample({.logits = p.logits.as<const float>(),
+                 .params = d_rows,
+                 .tokens = p.tokens.as<int32_t>(),
+                 .logprobs = p.logprobs ? p.logprobs.as<float>() : nullptr,
+                 .stride = p.logits_stride ? p.logits_stride : vocab,
+                 .rows = rows,
+                 .vocab = vocab,
+                 .mass_shift = 62 - bits,
+                 .version = v2 ? 2 : 1,
+                 .any_top_k = any_top_k,
+                 .any_top_p = any_top_p,
+                 .any_draw = any_draw,
+                 .chunks = chunks,
+                 .work = v2 ? base + rows_bytes : nullptr},
                 stream());
   launched(op);
 }

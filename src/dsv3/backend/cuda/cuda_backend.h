@@ -41,6 +41,9 @@ struct CudaBackendOptions {
   // to bf16 for P·V (one mma) instead of splitting them into bf16 hi + lo (two mma, ~2^-16 relative): the former
   // numerics, for measurement (docs/numerics.md).
   bool mla_p_bf16 = false;
+  // DSV3_SAMPLE=v1: the sample op's former kernel, one CTA per row recomputing z and e on every pass (comparisons);
+  // v2 (the default) splits a row over several CTAs and computes e once per radix level (sample.cu).
+  int sample_version = 2;
   static CudaBackendOptions from_env();
 };
 

@@ -6,6 +6,7 @@
 // backend reads back at synchronize().
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <type_traits>
 
@@ -339,6 +340,9 @@ struct SynthArgs {
 void launch_synthesize(const SynthArgs& a, cudaStream_t s);
 
 // ---- sample.cu (next-token sampling, steps 3-7 of engine/sampler.h; base/sampling_rules.h) ----
+// v1: one 1024-thread CTA per row, every pass recomputes z and e (DSV3_SAMPLE=v1). v2 (the default): `chunks` CTAs
+// per row and a few short kernels whose per-chunk partials go through `work`; rows with top-k still run v1's kernel
+// (v2 skips them), so a batch may launch both.
 struct SampleArgs {
   const float* logits;            // [rows, stride] f32
   const SampleRowParams* params;  // [rows] in device memory
@@ -347,7 +351,18 @@ struct SampleArgs {
   int64_t stride;
   int rows, vocab;
   int mass_shift;                 // top-p masses floor(e * 2^mass_shift); vocab * 2^mass_shift <= 2^62
+  int version;                    // 1 or 2
+  // v2 only. What the host saw in the row parameters (it routes on them; the kernels re-check per row):
+  bool any_top_k;                 // a sampled row with top_k > 0 (runs the v1 kernel)
+  bool any_top_p;                 // a sampled row without top-k and with top_p < 1 (the radix-level kernels)
+  bool any_draw;                  // a sampled row without top-k, or logprobs (the Gumbel / log-sum kernel)
+  int chunks;                     // CTAs per row, 1..kSampleMaxChunks
+  void* work;                     // sample_work_bytes(rows, chunks) bytes of device scratch, 256-byte aligned
 };
+inline constexpr int kSampleMaxChunks = 32;
+// CTAs per row for v2: about two waves over the SMs, chunks of >= 1024 logits.
+int sample_chunks(int rows, int vocab, int n_sms);
+size_t sample_work_bytes(int rows, int chunks);
 void launch_sample(const SampleArgs& a, cudaStream_t s);
 
 // ---- token_ids.cu (the overlap scheduler's hand-off of sampled ids to the next step's input) ----
