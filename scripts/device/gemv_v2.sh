@@ -5,7 +5,8 @@
 # DeepSeek-V3 shape at M = 1 and 8, and v2's split sweep); then the v3-slice benchmark (SKIP_OPS=1 OSL_B1=48
 # OSL_B128=16 bench_v3_slice.sh) without and with DSV3_GEMV=v2. A table last. Carry: .devdeps (pcre2.h) and
 # models/tokenizers/deepseek-v3. About 9 minutes on one H200 (BUDGET_S=570): a bench that no longer fits is skipped
-# (then run again with SKIP_TESTS=1 SKIP_PERF=1). Usage: scripts/device/gemv_v2.sh  (OPS_REGEX=linear by default)
+# (then run again with SKIP_TESTS=1 SKIP_PERF=1). Usage: scripts/device/gemv_v2.sh  (OPS_REGEX=linear by default;
+# SANITIZE=1 adds compute-sanitizer runs on the small v2 cases, ~2 minutes)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/device/common.sh
@@ -21,6 +22,15 @@ fi
 if [ -z "${SKIP_PERF:-}" ]; then
   rc=0; timeout 180 "$BUILD/tests/ops/test_ops" --perf -o linear >"$OUT/perf_linear.log" 2>&1 || rc=$?
   row "perf linear" "rc=$rc ($(elapsed))"
+fi
+# SANITIZE=1: compute-sanitizer memcheck, racecheck (shared memory: the cp.async ring, the tile reduction) and
+# synccheck on the small v2 cases.
+if [ -n "${SANITIZE:-}" ] && command -v compute-sanitizer >/dev/null; then
+  for tool in memcheck racecheck synccheck; do
+    rc=0; timeout 150 compute-sanitizer --tool $tool --error-exitcode 3 "$BUILD/tests/ops/test_ops" --quick -p gemv2 \
+      >"$OUT/sanitize-$tool.log" 2>&1 || rc=$?
+    row "$tool test_ops --quick -p gemv2" "rc=$rc: $(grep -E 'cases passed' "$OUT/sanitize-$tool.log" | tail -1); $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitize-$tool.log" | tail -1)"
+  done
 fi
 for mode in v1 v2; do
   [ "$(left)" -gt 110 ] || { row "bench v3-slice $mode" "skipped: out of time ($(elapsed))"; continue; }

@@ -340,6 +340,7 @@ class CudaBackend final : public Backend {
   bool staging_used_[2] = {false, false};
   static constexpr int kMaxLanes = 8;
   int lane_ = 0;
+  bool moe_lanes_ = false;  // inside moe_experts_loop with side streams (linear() then keeps the v1 GEMV)
   Stream lane_streams_[kMaxLanes];  // [0] unused: lane 0 is stream_
   Event lane_done_[kMaxLanes], lanes_fork_;
   std::unique_ptr<LtGemm> lane_gemm_[kMaxLanes];
@@ -427,8 +428,10 @@ void CudaBackend::linear(const LinearParams& p) {
     expect_tensor(p.w.scale_inv, DType::kF32, op, "scale_inv");
     const bool gemv_ok = !opt_.no_fp8_gemv && !opt_.force_gemm_fallback && !opt_.fp8_gemm_fallback;
     // DSV3_GEMV=v2: 1..8 rows in one launch that quantizes x itself (gemv_fp8_v2.cu); a shape it does not take
-    // (k % 16 != 0, unaligned operands) runs the quantize kernel + GEMV below.
-    if (opt_.gemv_v2 && gemv_ok && n <= kGemvV2MaxTokens &&
+    // (k % 16 != 0, unaligned operands) runs the quantize kernel + GEMV below. Not inside the MoE loop's side
+    // streams: v2's grid holds every SM (one CTA each, all the shared memory), while the loop runs several experts'
+    // linears side by side, which the v1 kernels' small blocks share SMs for.
+    if (opt_.gemv_v2 && gemv_ok && !moe_lanes_ && n <= kGemvV2MaxTokens &&
         launch_linear_fp8_gemv_v2({.x = cbf(p.x), .w = p.w.weight.as<const uint8_t>(),
                                    .sw = p.w.scale_inv.as<const float>(), .out = p.out.data, .x_stride = xs, .n = n,
                                    .m = m, .k = k, .ue8m0 = p.ue8m0, .out_f32 = out_f32},
@@ -1032,8 +1035,13 @@ void CudaBackend::moe_experts_loop(const MoeExpertsParams& p, int n, int d, int 
   }
   struct LaneReset {  // back to lane 0 however the loop ends
     int& lane;
-    ~LaneReset() { lane = 0; }
-  } lane_reset{lane_};
+    bool& lanes_on;
+    ~LaneReset() {
+      lane = 0;
+      lanes_on = false;
+    }
+  } lane_reset{lane_, moe_lanes_};
+  moe_lanes_ = lanes > 1;
   int next_lane = 0;
   for (int e = 0; e < E; ++e) {
     const int64_t cnt = h_counts[e];
