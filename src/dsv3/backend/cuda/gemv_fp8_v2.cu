@@ -300,7 +300,7 @@ __global__ void __launch_bounds__(kThreads, 1) linear_fp8_gemv_v2_kernel(const _
     cluster.sync();
     const float* remote[kMaxSplit];
 #pragma unroll
-    for (int r = 0; r < kMaxSplit; ++r) remote[r] = r < S ? cluster.map_shared_rank(part, r) : part;
+    for (int r = 0; r < kMaxSplit; ++r) remote[r] = cluster.map_shared_rank(part, min(r, S - 1));  // valid ranks only
     for (int tl = rank; tl < t_end - t_begin; tl += S) {
       float pv[kMaxSplit];
 #pragma unroll
