@@ -1,9 +1,10 @@
 // gemv_fp8_v2.cu: the decode FP8 GEMV for 1..8 tokens with the activation quantization fused in (backend/cuda),
-// selected by DSV3_GEMV=v2. out[t, j] = Σ_b (Σ_{i∈b} a[t,i]·w[j,i]) · sa[b,t] · sw[j/128, b], a = the e4m3
-// codes of x in 1x128 groups (model-spec §5.3-5.4). Why: the v1 path (quantize kernel + gemv_fp8.cu) reaches 50-60% of the
-// H200's 4.54 TB/s on the big projections and 20-28% on the 15 MB expert shapes: each lane holds only its own 16-byte
-// loads in flight, blocks live ~4 iterations, and every GEMV waits for a separate quantize launch. Target: >= 85% of
-// HBM on o_proj / dense gate_up / dense down (26-29 µs floors) and one launch instead of two per linear.
+// selected by DSV3_GEMV=v2. out[t, j] = Σ_b (Σ_{i∈b} a[t,i]·w[j,i]) · sa[b,t] · sw[j/128, b], a = the e4m3 codes of
+// x in 1x128 groups (model-spec §5.3-5.4). Why: the v1 path (quantize kernel + gemv_fp8.cu) reaches 50-60% of the
+// H200's 4.54 TB/s on the big projections and 20-28% on the 15 MB expert shapes: each lane has only its own 16-byte
+// register loads in flight, blocks live ~4 iterations, and every GEMV waits for a separate quantize launch. Target:
+// >= 85% of HBM on o_proj / dense gate_up / dense down (floors 26-29 µs; v1 43-54 µs), ~5 µs instead of 11-16 on the
+// 15 MB expert shapes, and one launch instead of two per linear (~24 per decode step).
 // Parallelisation: a persistent grid of clusters, 1 CTA of 256 threads per SM (all the shared memory it can get).
 //   Cluster c owns a contiguous range of 32-row weight tiles; its S CTAs (S = cluster size, 1/2/4/8, chosen per
 //   shape by a cost model in the launcher) split K into S contiguous ranges of 128-blocks. A CTA first issues its
