@@ -356,7 +356,7 @@ void linear_case(int n, int m, int k, bool fp8, bool out_f32, int x_stride, bool
 // GEMV against the CPU reference (kTolGemmFp8, as the v1 GEMV), and the codes and scales the kernel quantized for
 // itself against launch_quantize_fp8 and against CpuBackend's quantize_row_fp8, bit for bit. x holds edge values:
 // an all-zero group (the 1e-4 amax floor), a group below the floor, ±0, bf16 subnormals, e4m3 rounding ties; with
-// `specials` also a group whose one huge value drives the rest below e4m3's smallest step (x/s subnormal), ±inf and
+// `specials` also a group whose one huge value drives the rest far below e4m3's smallest step, ±inf and
 // ±NaN (then the GEMV output is not compared: NaN or dominated by one row; NaN codes compare equal whatever their
 // sign bit). split 0: the launcher's choice; taken = false: the launcher must refuse the forced split.
 void gemv2_direct_case(int n, int m, int k, int split, bool ue8m0, bool out_f32, int x_stride, bool specials,
