@@ -25,6 +25,7 @@
 #include "dsv3/backend/cpu/cpu_backend.h"
 #include "dsv3/backend/staged_upload.h"
 #include "dsv3/backend/cuda/cuda_backend.h"
+#include "dsv3/backend/cuda/kernels.h"
 #include "dsv3/base/sampling.h"
 #include "dsv3/base/hash.h"
 #include "dsv3/base/numeric.h"
@@ -52,6 +53,7 @@ struct Env {
   Backend* gpu_p_bf16 = nullptr;       // production with P in bf16 in the tensor-core MLA kernels (DSV3_MLA_P_BF16=1)
   Backend* gpu_wmma_p_bf16 = nullptr;  // WMMA mla_decode with P in bf16
   bool p_bf16 = false;                 // DSV3_MLA_P_BF16=1 was set: every backend above rounds P to bf16
+  Backend* gpu_gemv2 = nullptr;        // production with DSV3_GEMV=v2 (gemv_fp8_v2.cu for FP8 linears of 1..8 rows)
 };
 
 // One case's device tensors; a deque keeps references stable.
@@ -280,8 +282,9 @@ void kv_gather_case(std::vector<int> lens, int bs, int rank, int rope) {
            });
 }
 
-// Linear: `which` picks the backend (0 production, 1 fallback kernels). Production runs FP8 weights with at most
-// kGemvRows rows through the decode GEMV (gemv_fp8.cu), larger ones through cuBLASLt (or the fallback it rejects).
+// Linear: `which` picks the backend (0 production, 1 fallback kernels, 2 production with DSV3_GEMV=v2). Production
+// runs FP8 weights with at most kGemvRows rows through the decode GEMV (gemv_fp8.cu), larger ones through cuBLASLt
+// (or the fallback it rejects); with v2, FP8 weights with at most 8 rows and k % 16 == 0 run gemv_fp8_v2.cu.
 constexpr int kGemvRows = 16;
 // fill_token_ids, the overlap scheduler's hand-off: ids[map[j][0]] = src[map[j][1]], a negative source (a sampler
 // failure code) written as 0. Rows distinct and shuffled, sources repeated, ~10% failure codes; one pair, a subset,
@@ -317,12 +320,14 @@ void fill_token_ids_case(int n, int m, int k) {
 }
 
 void linear_case(int n, int m, int k, bool fp8, bool out_f32, int x_stride, bool ue8m0, int which, bool quick) {
-  const bool gemv = which == 0 && fp8 && n <= kGemvRows;
+  const bool gemv = which != 1 && fp8 && n <= kGemvRows;
+  const bool gemv2 = which == 2 && fp8 && n <= cuda::kGemvV2MaxTokens && k % 16 == 0;
   add_case("linear", fmt::format("n={},m={},k={},w={},out={},x_stride={},ue8m0={},path={}", n, m, k,
                                  fp8 ? "fp8" : "bf16", out_f32 ? "f32" : "bf16", x_stride, ue8m0,
-                                 which ? "fallback" : gemv ? "gemv" : "cublaslt"),
+                                 which == 1 ? "fallback" : gemv2 ? "gemv2" : which == 2 ? "gemv2->gemv"
+                                 : gemv ? "gemv" : "cublaslt"),
            quick, [=](Env& env) {
-             Backend& gpu = which ? *env.gpu_fb : *env.gpu;
+             Backend& gpu = which == 1 ? *env.gpu_fb : which == 2 ? *env.gpu_gemv2 : *env.gpu;
              Rng rng(7000 + n * 31 + m + k);
              const int xs = x_stride ? x_stride : k;
              Tensor xfull = rand_bf16(rng, {n, xs});
@@ -340,12 +345,157 @@ void linear_case(int n, int m, int k, bool fp8, bool out_f32, int x_stride, bool
              gpu.linear({.x = dx, .x_stride = x_stride, .w = d.weight(w), .out = dout, .ue8m0 = ue8m0});
              // The fallback kernels sum in the reference's order with the same roundings: bitwise. cuBLASLt: see Tol.
              // The GEMV multiplies on the tensor cores and sums in its own order: the cuBLASLt FP8 tolerance.
-             const bool lt_fp8_path = which == 0 && fp8 && !out_f32 && k % 512 == 0 && m % 16 == 0;
-             const Tol tol = which ? kBitwise : gemv || lt_fp8_path ? kTolGemmFp8 : fp8 ? kBitwise : out_f32
+             // gemv2: tensor-core products as the GEMV, its own summation order (gemv_fp8_v2.cu): the same tolerance.
+             const bool lt_fp8_path = which != 1 && fp8 && !out_f32 && k % 512 == 0 && m % 16 == 0;
+             const Tol tol = which == 1 ? kBitwise : gemv || lt_fp8_path ? kTolGemmFp8 : fp8 ? kBitwise : out_f32
                  ? Tol{.atol = 0, .rtol = 1e-4, .atol_rms = 1e-5, .min_cos = 0.999999, .max_nmse = 1e-9}
                  : kTolGemmBf16;
              return compare("out", out, d.get(dout), tol) && d.guards_ok;
            });
+}
+
+// gemv_fp8_v2.cu called directly (kernels.h) with a forced K split (the cluster size) and its debug outputs: the
+// GEMV against the CPU reference (kTolGemmFp8, as the v1 GEMV), and the codes and scales the kernel quantized for
+// itself against launch_quantize_fp8 and against CpuBackend's quantize_row_fp8, bit for bit. x holds edge values:
+// an all-zero group (the 1e-4 amax floor), a group below the floor, ±0, bf16 subnormals, e4m3 rounding ties; with
+// `specials` also a group whose one huge value drives the rest far below e4m3's smallest step, ±inf and
+// ±NaN (then the GEMV output is not compared: NaN or dominated by one row; NaN codes compare equal whatever their
+// sign bit). split 0: the launcher's choice; taken = false: the launcher must refuse the forced split.
+void gemv2_direct_case(int n, int m, int k, int split, bool ue8m0, bool out_f32, int x_stride, bool specials,
+                       bool taken, bool quick) {
+  add_case("linear_gemv2", fmt::format("n={},m={},k={},split={},ue8m0={},out={},x_stride={}{}", n, m, k, split, ue8m0,
+                                       out_f32 ? "f32" : "bf16", x_stride, specials ? ",inf+nan" : ""),
+           quick, [=](Env& env) {
+             if (env.gpu->host_visible()) {
+               fmt::print("    skipped: backend {} is host-visible\n", env.gpu->name());
+               return true;
+             }
+             Rng rng(9100 + static_cast<uint64_t>(n) * 131 + m + k + split);
+             const int xs = x_stride ? x_stride : k, kb = (k + 127) / 128;
+             Tensor x = rand_bf16(rng, {n, xs});
+             bf16* xb = x.as<bf16>();
+             auto set = [&](int t, int i, float v) {
+               if (i < k) xb[static_cast<int64_t>(t) * xs + i] = f32_to_bf16(v);
+             };
+             auto set_bits = [&](int t, int i, uint16_t b) {
+               if (i < k) xb[static_cast<int64_t>(t) * xs + i] = bf16{b};
+             };
+             for (int i = 0; i < 128; ++i) set(0, i, (i & 1) ? -0.f : 0.f);                // group 0 of row 0: zeros
+             for (int i = 128; i < 256; ++i) set(n - 1, i, rng.normal(1e-6f));            // below the 1e-4 floor
+             for (int t = 0; t < n; ++t) {
+               set_bits(t, 384 + 3 * t, static_cast<uint16_t>(0x0001 + t));   // bf16 subnormals
+               set_bits(t, 390 + 3 * t, static_cast<uint16_t>(0x8003 + t));
+               set(t, 400 + t, -0.f);
+               set(t, k - 1, 448.f * (t + 1));  // the last group: amax exactly 448·(t+1), s = t+1 (ties in x/s)
+               set(t, k - 2, 0.5f * (t + 1) * 1.0625f);
+             }
+             if (specials) {
+               set(n / 2, 300, 3e30f);                // one huge value in group 2
+               set_bits(0, k / 2, 0x7f80);            // +inf
+               set_bits(n - 1, k / 3, 0xff80);        // -inf
+               set_bits(n / 2, 129, 0x7fc0);          // +NaN
+               set_bits(n / 2, k - 17, 0xffc1);       // -NaN
+             }
+             HostLinear w = rand_fp8_weight(rng, m, k);
+             TensorView xv = x.view();
+             xv.shape = Shape{n, k};
+             Tensor out(out_f32 ? DType::kF32 : DType::kBF16, {n, m});
+             env.cpu->linear({.x = xv, .x_stride = x_stride, .w = w.view(), .out = out, .ue8m0 = ue8m0});
+             // CPU codes and scales (quantize_row_fp8), scales in the [kb, n] layout of the kernels.
+             Tensor ref_codes(DType::kU8, {n, k}), ref_scales(DType::kF32, {kb, n});
+             {
+               std::vector<float> row(static_cast<size_t>(k)), sc(static_cast<size_t>(kb));
+               for (int t = 0; t < n; ++t) {
+                 for (int i = 0; i < k; ++i) row[static_cast<size_t>(i)] = bf16_to_f32(xb[static_cast<int64_t>(t) * xs + i]);
+                 quantize_row_fp8(row.data(), k, ue8m0, ref_codes.as<uint8_t>() + static_cast<int64_t>(t) * k, sc.data());
+                 for (int b = 0; b < kb; ++b) ref_scales.as<float>()[static_cast<int64_t>(b) * n + t] = sc[static_cast<size_t>(b)];
+               }
+             }
+             Dev d(*env.gpu);
+             TensorView dx = d.up(x, "x");
+             const LinearWeight dw = d.weight(w);
+             TensorView dout = d.out(out.dtype(), {n, m}, "out");
+             TensorView dcodes = d.out(DType::kU8, {n, k}, "codes (v2)"), dscales = d.out(DType::kF32, {kb, n}, "scales (v2)");
+             TensorView qcodes = d.out(DType::kU8, {n, k}, "codes (quantize)"), qscales = d.out(DType::kF32, {kb, n}, "scales (quantize)");
+             env.gpu->synchronize();
+             const auto* dxp = static_cast<const cuda::bf16_t*>(dx.data);
+             cuda::launch_quantize_fp8({dxp, qcodes.as<uint8_t>(), qscales.as<float>(), xs, n, k, ue8m0}, nullptr);
+             const bool launched = cuda::launch_linear_fp8_gemv_v2(
+                 {.x = dxp, .w = dw.weight.as<const uint8_t>(), .sw = dw.scale_inv.as<const float>(), .out = dout.data,
+                  .x_stride = xs, .n = n, .m = m, .k = k, .ue8m0 = ue8m0, .out_f32 = out_f32, .split = split,
+                  .dbg_codes = dcodes.as<uint8_t>(), .dbg_scales = dscales.as<float>()},
+                 nullptr);
+             const cudaError_t e = cudaDeviceSynchronize();
+             if (e != cudaSuccess || cudaGetLastError() != cudaSuccess) {
+               fmt::print("    CUDA error: {}\n", cudaGetErrorString(e));
+               return false;
+             }
+             if (!taken) {  // refused: nothing may have been written
+               Tensor got = d.get(dout);
+               bool untouched = true;
+               for (int64_t i = 0; i < static_cast<int64_t>(got.nbytes()); ++i) untouched &= got.as<uint8_t>()[i] == 0xFF;
+               if (launched || !untouched) fmt::print("    the launcher took split {} (launched={}, output untouched={})\n", split, launched, untouched);
+               return !launched && untouched && d.guards_ok;
+             }
+             if (!launched) {
+               fmt::print("    the launcher refused the shape (split {})\n", split);
+               return false;
+             }
+             if (split == 0) fmt::print("    split chosen: {}\n", cuda::linear_fp8_gemv_v2_split(n, m, k));
+             // Codes: bitwise, except that any two NaN codes (0x7f / 0xff) count as equal.
+             auto same_codes = [&](const char* what, const Tensor& ref, const Tensor& got) {
+               int64_t bad = 0, first = -1;
+               for (int64_t i = 0; i < ref.numel(); ++i) {
+                 const uint8_t a = ref.as<const uint8_t>()[i], b = got.as<const uint8_t>()[i];
+                 if (a == b || ((a & 0x7f) == 0x7f && (b & 0x7f) == 0x7f)) continue;
+                 if (first < 0) first = i;
+                 ++bad;
+               }
+               if (bad) fmt::print("    {}: {} of {} codes differ; first [{}, {}]: ref 0x{:02x} got 0x{:02x}\n", what, bad,
+                                   ref.numel(), first / k, first % k, ref.as<const uint8_t>()[first], got.as<const uint8_t>()[first]);
+               return bad == 0;
+             };
+             const Tensor v2_codes = d.get(dcodes), q_codes = d.get(qcodes);
+             bool ok = same_codes("v2 codes vs launch_quantize_fp8", q_codes, v2_codes);
+             ok &= same_codes("v2 codes vs quantize_row_fp8 (cpu)", ref_codes, v2_codes);
+             ok &= compare("v2 scales vs launch_quantize_fp8", d.get(qscales), d.get(dscales), kBitwise);
+             ok &= compare("v2 scales vs quantize_row_fp8 (cpu)", ref_scales, d.get(dscales), kBitwise);
+             if (!specials) ok &= compare("out", out, d.get(dout), kTolGemmFp8);
+             else d.get(dout);  // its guards
+             return ok && d.guards_ok;
+           });
+}
+
+// The v2 GEMV inside a CUDA graph: captured at one row, replayed with new input (a fresh backend with DSV3_GEMV=v2
+// and no per-op synchronization, which would refuse the capture).
+void gemv2_graph_case() {
+  add_case("linear_gemv2", "graph: captured at 2 rows, replayed with new x", true, [](Env& env) {
+    if (env.gpu->host_visible()) {
+      fmt::print("    skipped: backend {} is host-visible\n", env.gpu->name());
+      return true;
+    }
+    CudaBackendOptions o;
+    o.gemv_v2 = true;
+    std::unique_ptr<Backend> gpu = make_cuda_backend(o);
+    Rng rng(78);
+    const int m = 1000, k = 2048;
+    HostLinear w = rand_fp8_weight(rng, m, k);
+    Tensor x = rand_bf16(rng, {2, k}), xb = rand_bf16(rng, {2, k});
+    Dev d(*gpu);
+    const LinearWeight dw = d.weight(w);
+    TensorView dx = d.up(x, "x"), dout = d.out(DType::kBF16, {2, m}, "out");
+    std::unique_ptr<BackendGraph> graph = gpu->capture([&] { gpu->linear({.x = dx, .w = dw, .out = dout}); });
+    if (!graph) {
+      fmt::print("    the capture was refused\n");
+      return false;
+    }
+    gpu->copy(dx, xb.view());
+    graph->replay();
+    gpu->synchronize();
+    Tensor ref(DType::kBF16, {2, m});
+    env.cpu->linear({.x = xb, .w = w.view(), .out = ref});
+    return compare("replayed output (new input)", ref, d.get(dout), kTolGemmFp8) && d.guards_ok;
+  });
 }
 
 void absorb_case(int n, int H, int nope, int rope, int vd, int rank, int which, bool quick) {
@@ -1362,6 +1512,46 @@ void register_cases() {
   linear_case(86, 2048, 7168, true, false, 0, false, 0, false);   // expert gate/up
   linear_case(90, 7168, 2048, true, false, 0, true, 0, false);    // expert down, ue8m0
   linear_case(46, 1536, 7168, true, false, 7168 + 64, false, 0, true);  // x_stride
+  // The v2 GEMV (DSV3_GEMV=v2, path=gemv2): DeepSeek-V3 shapes at 1, 2, 5, 8 tokens; odd shapes: m not a multiple of
+  // the 32-row tile, k not a multiple of 128 (k % 16 == 0), one or two K-blocks, strided x (16-byte rows and odd
+  // strides: the bytewise x loads), f32 outputs, ue8m0 scales; k % 16 != 0 falls back to the v1 pair (gemv2->gemv).
+  for (int n : {1, 2, 5, 8}) {
+    linear_case(n, 1536, 7168, true, false, 0, false, 2, n < 8);   // q_a_proj
+    linear_case(n, 576, 7168, true, n == 5, 0, false, 2, n < 8);   // kv_a_proj_with_mqa
+    linear_case(n, 32768, 512, true, false, 0, n == 2, 2, false);  // kv_b_proj
+    linear_case(n, 2048, 7168, true, false, 0, n == 8, 2, false);  // expert / shared expert gate, up
+  }
+  linear_case(1, 7168, 16384, true, false, 0, false, 2, false);  // o_proj
+  linear_case(8, 7168, 16384, true, false, 0, true, 2, false);
+  linear_case(8, 18432, 7168, true, false, 0, false, 2, false);  // dense gate/up
+  linear_case(1, 7168, 18432, true, false, 0, false, 2, false);  // dense down
+  linear_case(5, 24576, 1536, true, false, 0, false, 2, false);  // q_b_proj
+  linear_case(2, 7168, 2048, true, true, 0, false, 2, false);    // expert down, f32
+  linear_case(3, 100, 1040, true, false, 0, false, 2, true);
+  linear_case(8, 4100, 1040, true, true, 0, false, 2, true);
+  linear_case(5, 33, 256, true, false, 0, false, 2, true);
+  linear_case(1, 129, 128, true, false, 0, true, 2, true);
+  linear_case(2, 300, 400, true, false, 0, true, 2, true);
+  linear_case(7, 1000, 2064, true, false, 2064 + 64, false, 2, true);
+  linear_case(6, 256, 1024, true, true, 1027, false, 2, true);
+  linear_case(4, 200, 1000, true, false, 1003, false, 2, true);   // k % 16 != 0: the v1 pair
+  linear_case(9, 1536, 7168, true, false, 0, false, 2, true);     // 9 rows: the v1 GEMV
+  // Every K split (cluster size) forced, with the fused codes and scales checked bit for bit; the launcher's choice;
+  // a split it must refuse (8 ranges of a 4-block K); the specials (inf, NaN, huge values) for the codes.
+  for (int split : {1, 2, 4, 8}) {
+    gemv2_direct_case(8, 4100, 1040, split, false, false, 0, false, true, split != 8);
+    gemv2_direct_case(3, 1000, 2064, split, split == 2, split == 4, 0, false, true, true);
+  }
+  gemv2_direct_case(1, 7168, 16384, 0, false, false, 0, false, true, false);  // o_proj at the launcher's split
+  gemv2_direct_case(8, 7168, 16384, 8, true, false, 0, false, true, false);
+  gemv2_direct_case(2, 576, 7168, 4, false, false, 0, false, true, true);
+  gemv2_direct_case(5, 33, 256, 2, false, false, 0, false, true, true);
+  gemv2_direct_case(8, 128, 128, 1, true, true, 0, false, true, true);
+  gemv2_direct_case(5, 300, 1040, 4, false, false, 1043, false, true, true);  // bytewise x loads
+  gemv2_direct_case(4, 256, 512, 8, false, false, 0, false, false, true);      // split 8 > 4 K-blocks: refused
+  gemv2_direct_case(4, 256, 1024, 2, false, false, 0, true, true, true);
+  gemv2_direct_case(7, 256, 1024, 1, true, false, 0, true, true, true);
+  gemv2_graph_case();
   for (int which : {0, 1}) {
     absorb_case(1, 16, 128, 64, 128, 512, which, true);
     absorb_case(9, 16, 128, 64, 128, 512, which, false);
@@ -1499,10 +1689,75 @@ double time_it(Backend& gpu, const std::function<void(int)>& fn) {
 // Ceilings measured on the H200 (shared/docs/performance.md).
 constexpr double kHbmRead = 4.54e12, kFp8BlockTflops = 1320e12, kBf16Tflops = 810e12;
 
+// gemv_fp8_v2.cu at every K split (the cluster size) for the DeepSeek-V3 shapes at 1 and 8 tokens, launched directly
+// (kernels.h) on the default stream, so that its cost model (plan_cost in gemv_fp8_v2.cu) can be checked against the
+// measured best; "auto" marks the launcher's choice. Weights rotate past L2 as in perf_linear.
+void perf_gemv2_splits(Env& env) {
+  if (!env.gpu_gemv2 || env.gpu_gemv2->host_visible()) return;
+  Backend& gpu = *env.gpu_gemv2;
+  fmt::print("\n== perf: gemv_fp8_v2 by K split (cluster size), time_us (weight %4540); * = the launcher's choice ==\n");
+  fmt::print("{:<16} {:>2} {:>6} {:>6} {:>17} {:>17} {:>17} {:>17}\n", "weight", "M", "N", "K", "split 1", "split 2",
+             "split 4", "split 8");
+  struct Shape3 {
+    const char* name;
+    int n, k;
+  };
+  const Shape3 shapes[] = {{"q_a_proj", 1536, 7168},  {"kv_a_proj", 576, 7168},  {"q_b_proj", 24576, 1536},
+                           {"kv_b_proj", 32768, 512}, {"o_proj", 7168, 16384},   {"dense_gate_up", 18432, 7168},
+                           {"dense_down", 7168, 18432}, {"expert_gate_up", 2048, 7168}, {"expert_down", 7168, 2048}};
+  Rng rng(44);
+  for (const auto& s : shapes) {
+    HostLinear hw = rand_fp8_weight(rng, s.n, s.k, /*tiled=*/true);
+    const size_t wbytes = static_cast<size_t>(s.n) * s.k;
+    const int copies = static_cast<int>(std::clamp<size_t>((256u << 20) / wbytes + 1, 1, 16));
+    Dev d(gpu);
+    std::vector<LinearWeight> w;
+    for (int c = 0; c < copies; ++c) w.push_back(d.weight(hw));
+    for (int M : {1, 8}) {
+      Tensor x = tiled_bf16(rng, {M, s.k}, 1.f);
+      Dev io(gpu);
+      TensorView dx = io.up(x, "x"), dout = io.out(DType::kBF16, {M, s.n}, "out");
+      gpu.synchronize();
+      const int chosen = cuda::linear_fp8_gemv_v2_split(M, s.n, s.k);
+      std::string cells;
+      for (int split : {1, 2, 4, 8}) {
+        auto launch = [&](int i) {
+          const LinearWeight& lw = w[static_cast<size_t>(i % copies)];
+          return cuda::launch_linear_fp8_gemv_v2({.x = static_cast<const cuda::bf16_t*>(dx.data),
+                                                  .w = lw.weight.as<const uint8_t>(), .sw = lw.scale_inv.as<const float>(),
+                                                  .out = dout.data, .x_stride = s.k, .n = M, .m = s.n, .k = s.k,
+                                                  .ue8m0 = false, .out_f32 = false, .split = split},
+                                                 nullptr);
+        };
+        if (!launch(0)) {
+          cells += fmt::format(" {:>17}", "-");
+          continue;
+        }
+        cudaDeviceSynchronize();
+        const int iters = 100;
+        std::vector<double> samples;
+        for (int rep = 0; rep < 5; ++rep) {
+          const double t0 = now_seconds();
+          for (int i = 0; i < iters; ++i) launch(i);
+          cudaDeviceSynchronize();
+          samples.push_back((now_seconds() - t0) / iters);
+        }
+        std::sort(samples.begin(), samples.end());
+        const double t = samples[2];
+        cells += fmt::format(" {:>8.1f} ({:>3.0f}%){}", t * 1e6, 100.0 * static_cast<double>(wbytes) / t / kHbmRead,
+                             split == chosen ? "*" : " ");
+      }
+      fmt::print("{:<16} {:>2} {:>6} {:>6}{}\n", s.name, M, s.n, s.k, cells);
+      if (cudaGetLastError() != cudaSuccess) fmt::print("    CUDA error in the split sweep\n");
+    }
+  }
+}
+
 void perf_linear(Env& env) {
   Backend& gpu = *env.gpu;
   // M <= 16 runs the decode GEMV; "no-gemv" is the same call with it switched off (cuBLASLt, or the fallback kernel
-  // where cuBLASLt refuses the shape, e.g. M = 1).
+  // where cuBLASLt refuses the shape, e.g. M = 1); "gemv2 sS" (M <= 8) the same call with DSV3_GEMV=v2
+  // (gemv_fp8_v2.cu, quantization fused, the launcher's K split S). Every time includes the activation quantization.
   fmt::print("\n== perf: linear, FP8 block-scaled (GEMV for M <= 16, cuBLASLt above), DeepSeek-V3 shapes ==\n");
   fmt::print("{:<22} {:>5} {:>6} {:>6} {:>9} {:>10} {:>9} {:>7} {:>10} {:>7}\n", "weight", "M", "N", "K", "path",
              "time_us", "TFLOPS", "%1320", "weight_GB/s", "%4540");
@@ -1521,20 +1776,24 @@ void perf_linear(Env& env) {
     Dev d(gpu);
     std::vector<LinearWeight> w;
     for (int c = 0; c < copies; ++c) w.push_back(d.weight(hw));
-    for (int M : {1, 16, 64, 4096}) {
+    for (int M : {1, 8, 16, 64, 4096}) {
       Tensor x = tiled_bf16(rng, {M, s.k}, 1.f);
       Dev io(gpu);
       TensorView dx = io.up(x, "x"), dout = io.out(DType::kBF16, {M, s.n}, "out");
-      for (int variant = 0; variant < (M <= kGemvRows && env.gpu_nogemv ? 2 : 1); ++variant) {
-        Backend& b = variant ? *env.gpu_nogemv : gpu;  // same device: the buffers are shared
+      for (int variant = 0; variant < 3; ++variant) {
+        if (variant == 1 && !(M <= kGemvRows && env.gpu_nogemv)) continue;
+        if (variant == 2 && !(M <= cuda::kGemvV2MaxTokens && env.gpu_gemv2)) continue;
+        Backend& b = variant == 1 ? *env.gpu_nogemv : variant == 2 ? *env.gpu_gemv2 : gpu;  // one device: shared buffers
         const double t = time_it(b, [&](int i) { b.linear({.x = dx, .w = w[static_cast<size_t>(i % copies)], .out = dout}); });
         const double tflops = 2.0 * M * s.n * s.k / t, gbs = static_cast<double>(wbytes) / t;
+        const std::string path = variant == 1 ? "no-gemv" : variant == 2
+            ? fmt::format("gemv2 s{}", cuda::linear_fp8_gemv_v2_split(M, s.n, s.k)) : M <= kGemvRows ? "gemv" : "cublaslt";
         fmt::print("{:<22} {:>5} {:>6} {:>6} {:>9} {:>10.1f} {:>9.1f} {:>6.1f}% {:>10.0f} {:>6.1f}%\n", s.name, M, s.n,
-                   s.k, variant ? "no-gemv" : M <= kGemvRows ? "gemv" : "cublaslt", t * 1e6, tflops / 1e12,
-                   100 * tflops / kFp8BlockTflops, gbs / 1e9, 100 * gbs / kHbmRead);
+                   s.k, path, t * 1e6, tflops / 1e12, 100 * tflops / kFp8BlockTflops, gbs / 1e9, 100 * gbs / kHbmRead);
       }
     }
   }
+  perf_gemv2_splits(env);
   fmt::print("\n== perf: linear, BF16 (cuBLASLt), lm_head 129280 x 7168, f32 logits ==\n");
   {
     HostLinear hw;
@@ -1857,7 +2116,7 @@ int main(int argc, char** argv) {
   // DSV3_SAMPLE=v1: the sample cases and perf_sample run the former kernel (scripts/device/sample_v2.sh runs both)
   if (!self_check) o.sample_version = CudaBackendOptions::from_env().sample_version;
   std::unique_ptr<Backend> gpu, gpu_fb, gpu_simple, gpu_nogemv, gpu_wmma, gpu_moe_loop, gpu_moe_grouped, gpu_prefill64;
-  std::unique_ptr<Backend> gpu_p_bf16, gpu_wmma_p_bf16;
+  std::unique_ptr<Backend> gpu_p_bf16, gpu_wmma_p_bf16, gpu_gemv2;
   if (!self_check) {
     gpu = make_cuda_backend(o);
     o.force_gemm_fallback = true;
@@ -1885,11 +2144,15 @@ int main(int argc, char** argv) {
     gpu_moe_loop = make_cuda_backend(o);
     o.moe_path = CudaMoePath::kGrouped;
     gpu_moe_grouped = make_cuda_backend(o);
+    o.moe_path = CudaMoePath::kAuto;
+    o.gemv_v2 = true;
+    gpu_gemv2 = make_cuda_backend(o);
   }
-  Env env = self_check ? Env{&cpu, &cpu2, &cpu2, &cpu2, nullptr, &cpu2, &cpu2, &cpu2, &cpu2, &cpu2, &cpu2, false}
+  Env env = self_check ? Env{&cpu, &cpu2, &cpu2, &cpu2, nullptr, &cpu2, &cpu2, &cpu2, &cpu2, &cpu2, &cpu2, false, &cpu2}
                        : Env{&cpu,           gpu.get(),          gpu_fb.get(),           gpu_simple.get(),
                              gpu_nogemv.get(), gpu_wmma.get(), gpu_moe_loop.get(), gpu_moe_grouped.get(),
-                             gpu_prefill64.get(), gpu_p_bf16.get(), gpu_wmma_p_bf16.get(), o.mla_p_bf16};
+                             gpu_prefill64.get(), gpu_p_bf16.get(), gpu_wmma_p_bf16.get(), o.mla_p_bf16,
+                             gpu_gemv2.get()};
   try {
     if (perf) {
       if (op_filter.empty() || op_filter == "linear") perf_linear(env);

@@ -38,6 +38,9 @@ CudaBackendOptions CudaBackendOptions::from_env() {
   o.fp8_gemm_fallback = env("DSV3_CUDA_FP8_GEMM") == "fallback";
   // FP8 linears with 1..16 rows run the bandwidth-bound GEMV (gemv_fp8.cu; tests/ops "linear ... path=gemv").
   o.no_fp8_gemv = env("DSV3_CUDA_FP8_GEMV") == "0";
+  const std::string gemv = env("DSV3_GEMV");
+  EXPECT(gemv.empty() || gemv == "v1" || gemv == "v2", "DSV3_GEMV={}: expected v1 (the default) or v2", gemv);
+  o.gemv_v2 = gemv == "v2";
   const std::string dec = env("DSV3_MLA_DECODE");
   EXPECT(dec.empty() || dec == "mma" || dec == "wmma" || dec == "simple",
          "DSV3_MLA_DECODE={}: expected mma, wmma or simple", dec);
@@ -122,6 +125,7 @@ class CudaBackend final : public Backend {
     CUDA_CHECK(cudaMemsetAsync(err_.data(), 0, sizeof(uint32_t), stream_.get()));
     CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
     if (opt_.profile) profiler_ = std::make_unique<OpProfiler>(stream_.get());
+    if (opt_.gemv_v2) prepare_linear_fp8_gemv_v2();  // its one-time device queries, never inside a graph capture
   }
   ~CudaBackend() override {
     (void)cudaStreamSynchronize(stream_.get());
@@ -339,6 +343,7 @@ class CudaBackend final : public Backend {
   bool staging_used_[2] = {false, false};
   static constexpr int kMaxLanes = 8;
   int lane_ = 0;
+  bool moe_lanes_ = false;  // inside moe_experts_loop with side streams (linear() then keeps the v1 GEMV)
   Stream lane_streams_[kMaxLanes];  // [0] unused: lane 0 is stream_
   Event lane_done_[kMaxLanes], lanes_fork_;
   std::unique_ptr<LtGemm> lane_gemm_[kMaxLanes];
@@ -424,12 +429,24 @@ void CudaBackend::linear(const LinearParams& p) {
   const bool out_f32 = p.out.dtype == DType::kF32;
   if (p.w.fp8()) {
     expect_tensor(p.w.scale_inv, DType::kF32, op, "scale_inv");
+    const bool gemv_ok = !opt_.no_fp8_gemv && !opt_.force_gemm_fallback && !opt_.fp8_gemm_fallback;
+    // DSV3_GEMV=v2: 1..8 rows in one launch that quantizes x itself (gemv_fp8_v2.cu); a shape it does not take
+    // (k % 16 != 0, unaligned operands) runs the quantize kernel + GEMV below. Not inside the MoE loop's side
+    // streams: v2's grid holds every SM (one CTA each, all the shared memory), while the loop runs several experts'
+    // linears side by side, which the v1 kernels' small blocks share SMs for.
+    if (opt_.gemv_v2 && gemv_ok && !moe_lanes_ && n <= kGemvV2MaxTokens &&
+        launch_linear_fp8_gemv_v2({.x = cbf(p.x), .w = p.w.weight.as<const uint8_t>(),
+                                   .sw = p.w.scale_inv.as<const float>(), .out = p.out.data, .x_stride = xs, .n = n,
+                                   .m = m, .k = k, .ue8m0 = p.ue8m0, .out_f32 = out_f32},
+                                  stream())) {
+      launched("linear (fp8 gemv v2, fused quantization)");
+      return;
+    }
     const int kb = (k + 127) / 128;
     auto* codes = static_cast<uint8_t*>(scratch(kScratchCodes, static_cast<size_t>(n) * k));
     auto* scales = static_cast<float*>(scratch(kScratchScales, static_cast<size_t>(kb) * n * sizeof(float)));
     const uint8_t* w = p.w.weight.as<const uint8_t>();
     const float* sw = p.w.scale_inv.as<const float>();
-    const bool gemv_ok = !opt_.no_fp8_gemv && !opt_.force_gemm_fallback && !opt_.fp8_gemm_fallback;
     // Rows [r0, r0 + rows) quantized with their own [kb, rows] scale block (the layout each GEMM below reads).
     auto quantize = [&](int r0, int rows) {
       launch_quantize_fp8({cbf(p.x) + r0 * xs, codes + static_cast<size_t>(r0) * k, scales + static_cast<size_t>(kb) * r0,
@@ -1021,8 +1038,13 @@ void CudaBackend::moe_experts_loop(const MoeExpertsParams& p, int n, int d, int 
   }
   struct LaneReset {  // back to lane 0 however the loop ends
     int& lane;
-    ~LaneReset() { lane = 0; }
-  } lane_reset{lane_};
+    bool& lanes_on;
+    ~LaneReset() {
+      lane = 0;
+      lanes_on = false;
+    }
+  } lane_reset{lane_, moe_lanes_};
+  moe_lanes_ = lanes > 1;
   int next_lane = 0;
   for (int e = 0; e < E; ++e) {
     const int64_t cnt = h_counts[e];

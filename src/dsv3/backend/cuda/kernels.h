@@ -140,6 +140,33 @@ struct LinearFp8GemvArgs {
 };
 void launch_linear_fp8_gemv(const LinearFp8GemvArgs& a, cudaStream_t s);
 
+// ---- gemv_fp8_v2.cu (decode-size FP8 GEMV with the activation quantization fused in; DSV3_GEMV=v2) ----
+// out = linear(x, w) for 1..kGemvV2MaxTokens rows of bf16 x: each CTA quantizes the 128-groups of x it needs itself
+// (bitwise as launch_quantize_fp8) and streams the weight through a cp.async pipeline; the sum is that of
+// LinearFp8GemvArgs up to the order of the fp32 additions (tolerance kTolGemmFp8). No allocation, no host sync.
+constexpr int kGemvV2MaxTokens = 8;
+struct LinearFp8GemvV2Args {
+  const bf16_t* x;        // [n, x_stride] bf16 activations
+  const uint8_t* w;       // [m, k] e4m3 weight, 16-byte aligned
+  const float* sw;        // [ceil(m/128), kb] weight scale_inv, kb = ceil(k/128)
+  void* out;              // [n, m] bf16 or f32
+  int64_t x_stride;       // elements between rows of x (>= k)
+  int n, m, k;            // n in 1..kGemvV2MaxTokens, k % 16 == 0
+  bool ue8m0, out_f32;
+  int split;              // K split = cluster size: 0 lets the launcher choose; 1, 2, 4 or 8 forces it (tests, tuning)
+  uint8_t* dbg_codes;     // nullptr, or [n, k]: the fused quantization's e4m3 codes (tests: bitwise vs quantize)
+  float* dbg_scales;      // nullptr, or [kb, n]: its scales, in launch_quantize_fp8's layout
+};
+// Enqueues the GEMV and returns true, or returns false without enqueueing anything when it does not take the shape
+// (n outside 1..8, k % 16 != 0, w not 16-byte aligned, x not 2-byte aligned, a forced split that does not fit, or
+// a K too long for shared memory); the caller then runs launch_quantize_fp8 + launch_linear_fp8_gemv.
+bool launch_linear_fp8_gemv_v2(const LinearFp8GemvV2Args& a, cudaStream_t s);
+// The K split the launcher would pick for (n, m, k): 1, 2, 4 or 8; 0 if it does not take the shape (perf tables).
+int linear_fp8_gemv_v2_split(int n, int m, int k);
+// Sets the kernel's shared-memory attribute and queries the cluster occupancy of the current device once; the
+// launcher does it on first use, the backend calls it early so that it never happens inside a graph capture.
+void prepare_linear_fp8_gemv_v2();
+
 // C_b[i, j] = Σ_l A_b[i, l] · B_b[l, j] in fp32 (sequential over l), bf16 out; row-major views with strides, batch b.
 // The fallback for mla_absorb_q / mla_absorb_v when cuBLASLt has no algorithm for the strides.
 struct BatchedGemmArgs {
@@ -378,6 +405,7 @@ void launch_fill_token_ids(const FillTokenIdsArgs& a, cudaStream_t s);
 static_assert(std::is_trivially_copyable_v<RmsNormArgs> && std::is_trivially_copyable_v<MlaDecodeArgs> &&
               std::is_trivially_copyable_v<RouterArgs> && std::is_trivially_copyable_v<GemmFallbackArgs> &&
               std::is_trivially_copyable_v<LinearFp8GemvArgs> && std::is_trivially_copyable_v<SynthArgs> &&
+              std::is_trivially_copyable_v<LinearFp8GemvV2Args> &&
               std::is_trivially_copyable_v<SampleArgs> && std::is_trivially_copyable_v<SampleRowParams> &&
               std::is_trivially_copyable_v<MoeRouteArgs> && std::is_trivially_copyable_v<MoeGroupedArgs> &&
               std::is_trivially_copyable_v<FillTokenIdsArgs>);
