@@ -49,6 +49,30 @@ P
 }
 CONFIGS=${CONFIGS:-"base:X=1 gemv2:DSV3_GEMV=v2 base2:X=1"}
 read -r -a cfgs <<<"$CONFIGS"
+# `dsv3 forward` (decode form, fp8 and bf16 numerics) on the micro model under each switch, against the first
+# switch's logits: "bitwise" or the relative difference (a switch that only reorders launches must be bitwise).
+$DSV3 make-tiny-model --preset micro --out /tmp/micro >"$OUT/make_micro.log" 2>&1
+for c in "${cfgs[@]}"; do
+  IFS=, read -r -a vars <<<"${c#*:}"
+  for num in fp8 bf16; do
+    env "${vars[@]}" timeout 60 $DSV3 forward --model_dir /tmp/micro --backend cuda --numerics $num \
+      --input_ids 1,17,42,99,3,250,7,511,64,8,300,12 --decode_from 4 --out "$OUT/fwd-${c%%:*}-$num.npy" \
+      >"$OUT/fwd-${c%%:*}-$num.log" 2>&1 || echo "failed" >>"$OUT/fwd-${c%%:*}-$num.log"
+  done
+done
+for c in "${cfgs[@]:1}"; do
+  row "forward micro ${c%%:*} vs ${cfgs[0]%%:*}" "$(python3 - "$OUT" "${cfgs[0]%%:*}" "${c%%:*}" <<'P'
+import sys, numpy as np
+o, a, b = sys.argv[1:]
+r = []
+for num in ("fp8", "bf16"):
+    try: x, y = np.load(f"{o}/fwd-{a}-{num}.npy"), np.load(f"{o}/fwd-{b}-{num}.npy")
+    except Exception: r.append(f"{num}: missing"); continue
+    r.append(f"{num}: " + ("bitwise" if np.array_equal(x, y) else f"rel {np.linalg.norm(x - y) / np.linalg.norm(x):.1e}"))
+print("; ".join(r))
+P
+)"
+done
 for c in "${cfgs[@]}"; do IFS=, read -r -a vars <<<"${c#*:}"; bench "b1-${c%%:*}" b1 1 "${vars[@]}"; done
 if [ -n "${B128:-}" ]; then
   for c in "${cfgs[0]}" "${cfgs[-1]}"; do IFS=, read -r -a vars <<<"${c#*:}"; bench "b128-${c%%:*}" b128 128 "${vars[@]}"; done

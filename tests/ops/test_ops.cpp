@@ -42,7 +42,7 @@ namespace {
 
 struct Env {
   Backend* cpu = nullptr;
-  Backend* gpu = nullptr;         // cuBLASLt + mma.sync decode (the production configuration)
+  Backend* gpu = nullptr;         // cuBLASLt + mma.sync decode (the production configuration, but DSV3_GEMV=v1)
   Backend* gpu_fb = nullptr;      // own GEMM kernels (DSV3_CUDA_GEMM=fallback)
   Backend* gpu_simple = nullptr;  // CUDA-core mla_decode, mla_prefill (DSV3_MLA_DECODE=simple, DSV3_MLA_PREFILL=simple)
   Backend* gpu_nogemv = nullptr;  // production without the FP8 decode GEMV (DSV3_CUDA_FP8_GEMV=0), for --perf
@@ -53,7 +53,7 @@ struct Env {
   Backend* gpu_p_bf16 = nullptr;       // production with P in bf16 in the tensor-core MLA kernels (DSV3_MLA_P_BF16=1)
   Backend* gpu_wmma_p_bf16 = nullptr;  // WMMA mla_decode with P in bf16
   bool p_bf16 = false;                 // DSV3_MLA_P_BF16=1 was set: every backend above rounds P to bf16
-  Backend* gpu_gemv2 = nullptr;        // production with DSV3_GEMV=v2 (gemv_fp8_v2.cu for FP8 linears of 1..8 rows)
+  Backend* gpu_gemv2 = nullptr;        // production (DSV3_GEMV=v2, the default: gemv_fp8_v2.cu for FP8 linears of 1..8 rows)
 };
 
 // One case's device tensors; a deque keeps references stable.
@@ -2111,6 +2111,8 @@ int main(int argc, char** argv) {
   CpuBackend cpu, cpu2;
   CudaBackendOptions o;
   o.sync_each_op = !perf;  // in tests: name the op that faults
+  // The backends below run the v1 decode GEMV (quantize + gemv_fp8.cu; DSV3_GEMV=v1); gpu_gemv2 runs the default v2.
+  o.gemv_v2 = false;
   // DSV3_MLA_P_BF16=1: every backend's tensor-core MLA kernels round P to bf16 (perf comparisons; the split cases fail)
   if (!self_check) o.mla_p_bf16 = CudaBackendOptions::from_env().mla_p_bf16;
   // DSV3_SAMPLE=v1: the sample cases and perf_sample run the former kernel (scripts/device/sample_v2.sh runs both)

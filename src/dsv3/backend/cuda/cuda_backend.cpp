@@ -39,8 +39,8 @@ CudaBackendOptions CudaBackendOptions::from_env() {
   // FP8 linears with 1..16 rows run the bandwidth-bound GEMV (gemv_fp8.cu; tests/ops "linear ... path=gemv").
   o.no_fp8_gemv = env("DSV3_CUDA_FP8_GEMV") == "0";
   const std::string gemv = env("DSV3_GEMV");
-  EXPECT(gemv.empty() || gemv == "v1" || gemv == "v2", "DSV3_GEMV={}: expected v1 (the default) or v2", gemv);
-  o.gemv_v2 = gemv == "v2";
+  EXPECT(gemv.empty() || gemv == "v1" || gemv == "v2", "DSV3_GEMV={}: expected v2 (the default) or v1", gemv);
+  o.gemv_v2 = gemv != "v1";
   const std::string dec = env("DSV3_MLA_DECODE");
   EXPECT(dec.empty() || dec == "mma" || dec == "wmma" || dec == "simple",
          "DSV3_MLA_DECODE={}: expected mma, wmma or simple", dec);
@@ -430,7 +430,7 @@ void CudaBackend::linear(const LinearParams& p) {
   if (p.w.fp8()) {
     expect_tensor(p.w.scale_inv, DType::kF32, op, "scale_inv");
     const bool gemv_ok = !opt_.no_fp8_gemv && !opt_.force_gemm_fallback && !opt_.fp8_gemm_fallback;
-    // DSV3_GEMV=v2: 1..8 rows in one launch that quantizes x itself (gemv_fp8_v2.cu); a shape it does not take
+    // gemv v2 (the default; DSV3_GEMV=v1 turns it off): 1..8 rows in one launch that quantizes x itself (gemv_fp8_v2.cu); a shape it does not take
     // (k % 16 != 0, unaligned operands) runs the quantize kernel + GEMV below. Not inside the MoE loop's side
     // streams: v2's grid holds every SM (one CTA each, all the shared memory), while the loop runs several experts'
     // linears side by side, which the v1 kernels' small blocks share SMs for.

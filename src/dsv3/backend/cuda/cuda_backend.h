@@ -27,9 +27,9 @@ struct CudaBackendOptions {
   bool force_gemm_fallback = false; // DSV3_CUDA_GEMM=fallback: own GEMM kernels instead of cuBLASLt (tests)
   bool fp8_gemm_fallback = false;   // DSV3_CUDA_FP8_GEMM=fallback: own FP8 kernel, cuBLASLt for bf16 only
   bool no_fp8_gemv = false;         // DSV3_CUDA_FP8_GEMV=0: no decode GEMV; 1..16 rows go to cuBLASLt/fallback
-  // DSV3_GEMV=v2: FP8 linears with 1..8 rows run gemv_fp8_v2.cu (activation quantization fused into a pipelined,
-  // persistent GEMV; one launch) instead of the quantize kernel + gemv_fp8.cu; =v1 (the default) keeps those.
-  bool gemv_v2 = false;
+  // FP8 linears with 1..8 rows run gemv_fp8_v2.cu (activation quantization fused into a pipelined, persistent GEMV;
+  // one launch; ~1.3% faster decode at batch 1, docs/benchmarks.md); DSV3_GEMV=v1: the quantize kernel + gemv_fp8.cu.
+  bool gemv_v2 = true;
   MlaDecodeImpl mla_decode = MlaDecodeImpl::kMma;  // DSV3_MLA_DECODE=mma|wmma|simple (tests, comparisons)
   bool profile = false;             // DSV3_PROFILE=1: time every op with events, print a table when the backend dies
   CudaMoePath moe_path = CudaMoePath::kAuto;  // DSV3_MOE=loop|grouped (tests, benchmarks)
