@@ -35,8 +35,16 @@ def num(s):
     except ValueError: return float("nan")
 unit_t, unit_b = rows[1][ix["gpu__time_duration.sum"]], rows[1][ix["dram__bytes_read.sum"]]
 ks = [(r[ix["Kernel Name"]], num(r[ix["gpu__time_duration.sum"]]), num(r[ix["dram__bytes_read.sum"]]), r[ix["launch__grid_size"]], r[ix["launch__block_size"]]) for r in data]
-tscale = {"nsecond": 1e-3, "usecond": 1.0, "msecond": 1e3}.get(unit_t, 1.0)
-bscale = {"byte": 1e-6, "Kbyte": 1e-3, "Mbyte": 1.0, "Gbyte": 1e3}.get(unit_b, 1e-6)
+tscale = {"ns": 1e-3, "nsecond": 1e-3, "us": 1.0, "usecond": 1.0, "ms": 1e3, "msecond": 1e3}[unit_t]
+bscale = {"byte": 1e-6, "B": 1e-6, "Kbyte": 1e-3, "KB": 1e-3, "Mbyte": 1.0, "MB": 1.0, "Gbyte": 1e3, "GB": 1e3}[unit_b]
+# Names come demangled ("void dsv3::<unnamed>::rms_norm_kernel(...)"): keep the function's own name.
+import re
+def short(n):
+    n = re.sub(r"\(.*$", "", n)            # arguments
+    n = re.sub(r"<[^<>]*>", "", n)         # template arguments, inner first
+    n = re.sub(r"<[^<>]*>", "", n)
+    return n.split("::")[-1].split(" ")[-1]
+ks = [(short(k[0]),) + k[1:] for k in ks]
 # Steps start with the embedding of the step's ids; the last decode step = from the last embedding_kernel that is
 # followed by rms_norm_kernel.
 starts = [i for i in range(len(ks) - 1) if ks[i][0].startswith("embedding_kernel") and ks[i + 1][0].startswith("rms_norm")]

@@ -165,6 +165,20 @@ void rms_norm_case(int n, int dim, bool residual, int x_stride, int out_stride, 
            });
 }
 
+// out = x (the model normalizes q_a's output in place): the register-resident kernel reads the whole row before
+// its block-wide sum, so no element is overwritten before it is read.
+void rms_norm_inplace_case(int n, int dim) {
+  add_case("rms_norm", fmt::format("n={},dim={},in_place", n, dim), true, [=](Env& env) {
+    Rng rng(1500 + n + dim);
+    Tensor x = rand_bf16(rng, {n, dim}), w = rand_bf16(rng, {dim}, 0.5f);
+    Dev d(*env.gpu);
+    TensorView dx = d.up(x, "x"), dw = d.up(w, "weight");
+    env.cpu->rms_norm({.x = x, .weight = w, .out = x});
+    env.gpu->rms_norm({.x = dx, .weight = dw, .out = dx});
+    return compare("out", x, d.get(dx), kTolBf16Ulp) && d.guards_ok;
+  });
+}
+
 void embedding_case(int n, int vocab, int dim) {
   add_case("embedding", fmt::format("n={},vocab={},d={}", n, vocab, dim), true, [=](Env& env) {
     Rng rng(2000 + n);
@@ -1457,6 +1471,16 @@ void register_cases() {
   rms_norm_case(5, 512, false, 576, 0, true);    // kv_a output: the latent part of a wider row
   rms_norm_case(3, 1536, false, 0, 2112, true);  // output into a wider row
   rms_norm_case(9, 100, true, 0, 0, true);
+  // the register-resident kernel's 1, 2 and 4 vectors per thread, and rows it hands to the shared-memory kernel
+  // (more than 4096 vectors; a stride that is not a multiple of 8)
+  rms_norm_case(1, 7168, true, 0, 0, true);
+  rms_norm_case(2, 16384, true, 0, 0, true);
+  rms_norm_case(3, 20000, false, 0, 0, true);
+  rms_norm_case(2, 40000, true, 0, 0, true);
+  rms_norm_case(4, 512, false, 577, 0, true);
+  rms_norm_case(2, 64, true, 0, 0, true);
+  rms_norm_inplace_case(1, 1536);
+  rms_norm_inplace_case(5, 7168);
   embedding_case(1, 1000, 7168);
   embedding_case(17, 129280, 64);
   embedding_case(5, 37, 33);
@@ -1464,6 +1488,8 @@ void register_cases() {
   rope_case(33, 16, 192, 128, 64, 32768);
   rope_case(7, 1, 576, 512, 64, 4095);
   rope_case(3, 3, 20, 4, 10, 500);
+  rope_case(1, 1, 576, 512, 64, 1023);   // decode k_pe
+  rope_case(2, 128, 192, 128, 64, 70000);
   silu_add_case(5, 18432);
   silu_add_case(3, 1001);
   kv_store_case(1, 37, 64, 576);
@@ -1658,6 +1684,9 @@ void register_cases() {
   moe_case({.n = 70, .d = 256, .f = 128, .E = 4, .top_k = 2, .path = MoePath::kGrouped});  // 140 > 16·4
   moe_case({.n = 70, .d = 256, .f = 128, .E = 4, .top_k = 2});                             // auto: the loop
   moe_case({.n = 6, .d = 256, .f = 96, .E = 8, .top_k = 3, .fp8 = false, .path = MoePath::kGrouped});
+  // The combine: more than 8 entries per token (its loads go in groups of 8), and d % 8 != 0 (its per-column path).
+  moe_case({.n = 3, .d = 256, .f = 64, .E = 16, .top_k = 12, .path = MoePath::kGrouped});
+  moe_case({.n = 4, .d = 100, .f = 48, .E = 6, .top_k = 2, .fp8 = false, .path = MoePath::kLoop});
   // DeepSeek-V3 dims: E = 256, top_k = 8, d = 7168, f = 2048 (hit experts only get distinct weights).
   for (int n : {1, 4})
     for (MoePath path : {MoePath::kAuto, MoePath::kLoop})
