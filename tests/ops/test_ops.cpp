@@ -2088,7 +2088,13 @@ void perf_moe(Env& env) {
 void perf_router(Env& env) {
   const int d = 7168, E = 256;
   fmt::print("\n== perf: router (noaux_tc, sigmoid, d={}, E={}, top-8 of 4/8 groups) ==\n", d, E);
-  fmt::print("{:>6} {:>10} {:>12}\n", "n", "time_us", "us/token");
+  fmt::print("{:>6} {:>10} {:>12} {:>18}\n", "n", "time_us", "us/token", "unfused_time_us");
+  std::unique_ptr<Backend> unfused;  // DSV3_ROUTER_FUSED=0: the selection as a second kernel
+  if (!env.gpu->host_visible()) {
+    CudaBackendOptions o;
+    o.router_fused = false;
+    unfused = make_cuda_backend(o);
+  }
   Rng rng(45);
   Tensor gate = rand_bf16(rng, {E, d}, 0.03f), bias = rand_f32(rng, {E}, -0.05f, 0.05f);
   for (int n : {1, 8, 128, 1024, 8192}) {
@@ -2099,7 +2105,8 @@ void perf_router(Env& env) {
                    .topk_weights = w, .scoring = RouterScoring::kSigmoid, .method = RouterTopk::kNoauxTc, .n_group = 8,
                    .topk_group = 4, .top_k = 8, .norm_topk_prob = true, .routed_scaling_factor = 2.5f};
     const double t = time_it(*env.gpu, [&](int) { env.gpu->router(p); });
-    fmt::print("{:>6} {:>10.1f} {:>12.3f}\n", n, t * 1e6, t * 1e6 / n);
+    const double tu = unfused ? time_it(*unfused, [&](int) { unfused->router(p); }) : 0.0;
+    fmt::print("{:>6} {:>10.1f} {:>12.3f} {:>18.1f}\n", n, t * 1e6, t * 1e6 / n, tu * 1e6);
   }
 }
 

@@ -70,6 +70,9 @@ CudaBackendOptions CudaBackendOptions::from_env() {
     o.moe_streams = std::atoi(s.c_str());
     EXPECT(o.moe_streams >= 1 && o.moe_streams <= 8, "DSV3_MOE_STREAMS must be 1..8, got '{}'", s);
   }
+  const std::string rf = env("DSV3_ROUTER_FUSED");
+  EXPECT(rf.empty() || rf == "0" || rf == "1", "DSV3_ROUTER_FUSED={}: expected 1 (the default) or 0", rf);
+  o.router_fused = rf != "0";
   const std::string prefill = env("DSV3_MLA_PREFILL");
   EXPECT(prefill.empty() || prefill == "mma" || prefill == "mma64" || prefill == "simple",
          "DSV3_MLA_PREFILL={}: expected mma (the default), mma64 or simple", prefill);
@@ -858,7 +861,7 @@ void CudaBackend::router(const RouterParams& p) {
   launch_router({cbf(p.x), cbf(p.gate), p.bias ? p.bias.as<const float>() : nullptr, p.topk_ids.as<int32_t>(),
                  p.topk_weights.as<float>(), logits, n, d, E, static_cast<int>(p.n_group), static_cast<int>(p.topk_group),
                  static_cast<int>(p.top_k), p.scoring == RouterScoring::kSigmoid ? 0 : 1, method, p.norm_topk_prob,
-                 p.routed_scaling_factor, router_done_.as<int32_t>()},
+                 p.routed_scaling_factor, opt_.router_fused ? router_done_.as<int32_t>() : nullptr},
                 stream());
   launched(op);
 }

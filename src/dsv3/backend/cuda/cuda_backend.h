@@ -38,6 +38,9 @@ struct CudaBackendOptions {
   // launcher's choice); DSV3_MOE_PREFETCH=0..8 sets the L2 prefetch distance of the weight stream in GEMV iterations.
   int moe_decode_split = 0;
   int moe_decode_prefetch = 2;
+  // DSV3_ROUTER_FUSED=0: below 256 tokens the router's selection runs as a second kernel (the former launch pair)
+  // instead of in the logit kernel's last block per token (comparisons).
+  bool router_fused = true;
   // DSV3_MOE_STREAMS=1..8: streams the per-expert loop (prefill) spreads experts over; one expert's GEMMs fill only a
   // quarter of an H200 at 256 rows, so 4 run side by side by default.
   int moe_streams = 4;
