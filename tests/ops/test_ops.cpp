@@ -54,6 +54,7 @@ struct Env {
   Backend* gpu_wmma_p_bf16 = nullptr;  // WMMA mla_decode with P in bf16
   bool p_bf16 = false;                 // DSV3_MLA_P_BF16=1 was set: every backend above rounds P to bf16
   Backend* gpu_gemv2 = nullptr;        // production (DSV3_GEMV=v2, the default: gemv_fp8_v2.cu for FP8 linears of 1..8 rows)
+  Backend* gpu_moe_decode = nullptr;   // production with DSV3_MOE=decode (moe_decode.cu up to 128 entries)
 };
 
 // One case's device tensors; a deque keeps references stable.
@@ -886,9 +887,11 @@ void router_case(RouterCfg c) {
            });
 }
 
-// MoE: `path` picks the backend — production (auto: grouped kernels for n·top_k <= 16·E with FP8 experts, the
-// per-expert loop beyond), fallback kernels (always the loop), DSV3_MOE=loop, DSV3_MOE=grouped.
-enum class MoePath { kAuto, kFallback, kLoop, kGrouped };
+// MoE: `path` picks the backend — production (auto: with FP8 experts the decode kernels for n·top_k <= 64, the
+// grouped kernels for n·top_k <= 16·E, the per-expert loop beyond), fallback kernels (always the loop),
+// DSV3_MOE=loop, DSV3_MOE=grouped, DSV3_MOE=decode (n·top_k <= 128; with split / prefetch set: a backend of its own
+// with DSV3_MOE_SPLIT / DSV3_MOE_PREFETCH).
+enum class MoePath { kAuto, kFallback, kLoop, kGrouped, kDecode };
 // Routing: kRandom: top_k distinct experts per token, experts with id % 7 == 3 never chosen (zero rows) when
 // enough remain. kHot (grouped chunking): expert 5 in every token (n rows: chunks of 16 and a remainder), expert 2
 // in tokens 0..16 (17 rows: 16 + 1), expert E-1 in tokens 0..15 (exactly 16 rows), the rest random as kRandom.
@@ -900,6 +903,8 @@ struct MoeCfg {
   MoeRouting routing = MoeRouting::kRandom;
   bool hit_only = false;  // real dims: distinct weights for the routed experts only, one shared set for the others
   bool quick = true;
+  int split = 0;      // kDecode: forced K ranges per gate/up tile (0: the launcher's choice)
+  int prefetch = -1;  // kDecode: forced L2 prefetch distance (-1: the default)
 };
 
 // Random e4m3 weights at memory speed for the real-dims cases: codes drawn from a 4096-entry table of
@@ -919,21 +924,41 @@ HostLinear fast_fp8_weight(Rng& rng, const std::vector<uint8_t>& table, int64_t 
 }
 
 void moe_case(MoeCfg c) {
-  const bool grouped = c.path == MoePath::kGrouped ||
-                       (c.path == MoePath::kAuto && c.fp8 && c.n * c.top_k <= 16 * c.E);  // the backend's rule
-  const char* path = c.path == MoePath::kFallback ? "fallback"
+  const int entries = c.n * c.top_k;  // the backend's rules (CudaBackend::moe_experts)
+  const bool auto_decode = c.path == MoePath::kAuto && c.fp8 && entries <= 64;
+  const bool grouped = c.path == MoePath::kGrouped || (c.path == MoePath::kAuto && c.fp8 && entries <= 16 * c.E);
+  const bool decode = (c.path == MoePath::kDecode && c.fp8 && entries <= 128) || auto_decode;
+  std::string path = c.path == MoePath::kFallback ? "fallback"
                      : c.path == MoePath::kLoop   ? "loop"
                      : c.path == MoePath::kGrouped ? (c.fp8 ? "grouped" : "grouped(bf16:loop)")
+                     : c.path == MoePath::kDecode ? (decode                      ? "decode"
+                                                     : !c.fp8                     ? "decode(bf16:loop)"
+                                                     : entries <= 16 * c.E        ? "decode(>128:grouped)"
+                                                                                  : "decode(>128:loop)")
+                     : auto_decode                 ? "auto:decode"
                      : grouped                     ? "auto:grouped"
                                                    : "auto:loop";
+  if (c.split > 0) path += fmt::format(",split={}", c.split);
+  if (c.prefetch >= 0) path += fmt::format(",prefetch={}", c.prefetch);
   add_case("moe_experts", fmt::format("n={},d={},f={},E={},top_k={},w={},ue8m0={},routing={},path={}", c.n, c.d, c.f,
                                       c.E, c.top_k, c.fp8 ? "fp8" : "bf16", c.ue8m0,
                                       c.routing == MoeRouting::kHot ? "hot" : "random", path),
            c.quick, [=](Env& env) {
-             Backend& gpu = c.path == MoePath::kFallback ? *env.gpu_fb
-                            : c.path == MoePath::kLoop   ? *env.gpu_moe_loop
-                            : c.path == MoePath::kGrouped ? *env.gpu_moe_grouped
-                                                          : *env.gpu;
+             std::unique_ptr<Backend> own;  // forced split / prefetch: a backend with those options
+             if ((c.split > 0 || c.prefetch >= 0) && !env.gpu->host_visible()) {
+               CudaBackendOptions o;
+               o.sync_each_op = true;
+               o.moe_path = CudaMoePath::kDecode;
+               o.moe_decode_split = c.split;
+               if (c.prefetch >= 0) o.moe_decode_prefetch = c.prefetch;
+               own = make_cuda_backend(o);
+             }
+             Backend& gpu = own                           ? *own
+                            : c.path == MoePath::kFallback ? *env.gpu_fb
+                            : c.path == MoePath::kLoop     ? *env.gpu_moe_loop
+                            : c.path == MoePath::kGrouped  ? *env.gpu_moe_grouped
+                            : c.path == MoePath::kDecode   ? *env.gpu_moe_decode
+                                                           : *env.gpu;
              Rng rng(12000 + c.n + c.E + c.d);
              // Routing first (hit_only makes weights for the routed experts only).
              std::vector<int32_t> ids;
@@ -998,13 +1023,86 @@ void moe_case(MoeCfg c) {
              TensorView dout = d.out(DType::kBF16, {c.n, c.d}, "out");
              env.cpu->moe_experts({.x = x, .topk_ids = tid, .topk_weights = tw, .experts = hw.data(), .n_experts = c.E,
                                    .out = out, .ue8m0 = c.ue8m0});
-             gpu.moe_experts({.x = d.up(x, "x"), .topk_ids = d.up(tid, "topk_ids"), .topk_weights = d.up(tw, "topk_weights"),
-                              .experts = dw.data(), .n_experts = c.E, .out = dout, .ue8m0 = c.ue8m0});
+             const MoeExpertsParams gp{.x = d.up(x, "x"), .topk_ids = d.up(tid, "topk_ids"),
+                                       .topk_weights = d.up(tw, "topk_weights"), .experts = dw.data(),
+                                       .n_experts = c.E, .out = dout, .ue8m0 = c.ue8m0};
+             gpu.moe_experts(gp);
              // kTolMoeFp8 for every FP8 path: the grouped kernels sum each 128-K block on the tensor cores in their
              // own order (as the decode GEMV, linear ... path=gemv), so gate/up differ from the reference by bf16
              // ulps and h's re-quantization flips e4m3 codes for a few percent of the inputs (see kTolMoeFp8).
-             return compare("out", out, d.get(dout), c.fp8 ? kTolMoeFp8 : kTolMoeBf16) && d.guards_ok;
+             bool ok = compare("out", out, d.get(dout), c.fp8 ? kTolMoeFp8 : kTolMoeBf16);
+             if (decode) {  // deterministic: a second call (the work queue hands out items in another order) agrees
+               TensorView dout2 = d.out(DType::kBF16, {c.n, c.d}, "out (second call)");
+               MoeExpertsParams gp2 = gp;
+               gp2.out = dout2;
+               gpu.moe_experts(gp2);
+               ok &= compare("second call vs first", d.get(dout), d.get(dout2), kBitwise);
+             }
+             return ok && d.guards_ok;
            });
+}
+
+// The decode step's MoE inside a CUDA graph: router (fused chain + selection) then moe_experts (decode kernels) at
+// 1 token, captured once on a backend with default options (the tests' per-op synchronization refuses captures),
+// replayed with a new x: the ids must be bitwise the CPU router's and the output the CPU experts' on those ids; a
+// second replay gives the same bits (the per-call counters are left or reset to zero).
+void moe_decode_graph_case() {
+  add_case("moe_experts", "graph: router + decode kernels captured at 1 token, replayed twice with a new x", true,
+           [](Env& env) {
+    if (env.gpu->host_visible()) {
+      fmt::print("    skipped: backend {} is host-visible\n", env.gpu->name());
+      return true;
+    }
+    std::unique_ptr<Backend> gpu = make_cuda_backend(CudaBackendOptions{});
+    const int d = 1024, f = 256, E = 16, top_k = 4;
+    Rng rng(12500);
+    std::deque<HostLinear> ws;
+    std::vector<ExpertWeights> hw, dw;
+    Dev dv(*gpu);
+    for (int e = 0; e < E; ++e) {
+      for (int i = 0; i < 3; ++i) ws.push_back(i < 2 ? rand_fp8_weight(rng, f, d) : rand_fp8_weight(rng, d, f));
+      const size_t b = ws.size() - 3;
+      hw.push_back({ws[b].view(), ws[b + 1].view(), ws[b + 2].view()});
+      dw.push_back({dv.weight(ws[b]), dv.weight(ws[b + 1]), dv.weight(ws[b + 2])});
+    }
+    Tensor gate = rand_bf16(rng, {E, d}, 0.03f), bias = rand_f32(rng, {E}, -0.05f, 0.05f);
+    Tensor x0 = rand_bf16(rng, {1, d}), x1 = rand_bf16(rng, {1, d});
+    TensorView dx = dv.up(x0, "x"), dgate = dv.up(gate, "gate"), dbias = dv.up(bias, "bias");
+    TensorView dids = dv.out(DType::kI32, {1, top_k}, "topk_ids"), dwts = dv.out(DType::kF32, {1, top_k}, "topk_weights");
+    TensorView dout = dv.out(DType::kBF16, {1, d}, "out");
+    RouterParams rp{.x = dx, .gate = dgate, .bias = dbias, .topk_ids = dids, .topk_weights = dwts,
+                    .scoring = RouterScoring::kSigmoid, .method = RouterTopk::kNoauxTc, .n_group = 4, .topk_group = 2,
+                    .top_k = top_k, .norm_topk_prob = true, .routed_scaling_factor = 2.5f};
+    const MoeExpertsParams mp{.x = dx, .topk_ids = dids, .topk_weights = dwts, .experts = dw.data(), .n_experts = E,
+                              .out = dout};
+    gpu->router(rp);  // eager first: grows the scratch (a capture may not allocate)
+    gpu->moe_experts(mp);
+    gpu->synchronize();
+    std::unique_ptr<BackendGraph> graph = gpu->capture([&] {
+      gpu->router(rp);
+      gpu->moe_experts(mp);
+    });
+    if (!graph) {
+      fmt::print("    the capture was refused\n");
+      return false;
+    }
+    gpu->copy(dx, x1.view());
+    graph->replay();
+    gpu->synchronize();
+    Tensor got_ids = dv.get(dids), got_out = dv.get(dout);
+    Tensor ids(DType::kI32, {1, top_k}), wts(DType::kF32, {1, top_k}), out(DType::kBF16, {1, d});
+    env.cpu->router({.x = x1, .gate = gate, .bias = bias, .topk_ids = ids, .topk_weights = wts,
+                     .scoring = RouterScoring::kSigmoid, .method = RouterTopk::kNoauxTc, .n_group = 4, .topk_group = 2,
+                     .top_k = top_k, .norm_topk_prob = true, .routed_scaling_factor = 2.5f});
+    env.cpu->moe_experts({.x = x1, .topk_ids = ids, .topk_weights = wts, .experts = hw.data(), .n_experts = E,
+                          .out = out});
+    bool ok = compare("replayed topk_ids", ids, got_ids, kBitwise);
+    ok &= compare("replayed out", out, got_out, kTolMoeFp8);
+    graph->replay();
+    gpu->synchronize();
+    ok &= compare("second replay vs first", got_out, dv.get(dout), kBitwise);
+    return ok && dv.guards_ok;
+  });
 }
 
 // --load_format dummy on the device: the backend's generator against the host's (io/synthetic.cpp), byte for byte.
@@ -1659,6 +1757,9 @@ void register_cases() {
   // More experts than threads (the untiled path) and a prefill-size batch (the tiled path, many blocks).
   router_case({"noaux_tc/sigmoid-E320", 3, 1024, 320, 8, 4, 8, RouterScoring::kSigmoid, RouterTopk::kNoauxTc, true, 2.5f, true});
   router_case({"noaux_tc/sigmoid", 700, 7168, 256, 8, 4, 8, RouterScoring::kSigmoid, RouterTopk::kNoauxTc, true, 2.5f, false});
+  // The fused selection's largest batch (255 tokens: every per-token counter) and 2 tokens.
+  router_case({"noaux_tc/sigmoid", 255, 2048, 256, 8, 4, 8, RouterScoring::kSigmoid, RouterTopk::kNoauxTc, true, 2.5f, true});
+  router_case({"noaux_tc/sigmoid", 2, 7168, 256, 8, 4, 8, RouterScoring::kSigmoid, RouterTopk::kNoauxTc, true, 2.5f, true});
   router_case({"group_limited/softmax", 90, 5120, 160, 8, 3, 6, RouterScoring::kSoftmax, RouterTopk::kGroupLimitedGreedy, false, 16.f, false});
   router_case({"noaux_tc/softmax-odd", 70, 100, 12, 3, 2, 3, RouterScoring::kSoftmax, RouterTopk::kNoauxTc, true, 1.f, true});
   // The tiled logit kernels (>= 256 tokens; >= 2048 the large tile): V3 dims, and odd d / E / token count (every tile has a tail).
@@ -1687,11 +1788,36 @@ void register_cases() {
   // The combine: more than 8 entries per token (its loads go in groups of 8), and d % 8 != 0 (its per-column path).
   moe_case({.n = 3, .d = 256, .f = 64, .E = 16, .top_k = 12, .path = MoePath::kGrouped});
   moe_case({.n = 4, .d = 100, .f = 48, .E = 6, .top_k = 2, .fp8 = false, .path = MoePath::kLoop});
+  // The decode kernels (moe_decode.cu) at 1, 2, 3, 8, 9 tokens: partial K blocks and partial gate/up and down tiles
+  // (d 144, f 80), the bytewise loads (d 200, f 100), ue8m0, hot experts (chunks of 16 + rest, 17 and exactly 16
+  // rows, the 8-row switch) next to experts with zero rows, the most entries (128), forced K splits (1; 3: uneven
+  // ranges; 8 with 2 K-blocks: empty ranges) and prefetch distances (0, 4). Every decode case also checks that a
+  // second call gives the same bits.
+  moe_case({.n = 1, .d = 1024, .f = 256, .E = 16, .top_k = 4, .path = MoePath::kDecode});
+  moe_case({.n = 2, .d = 512, .f = 384, .E = 8, .top_k = 4, .path = MoePath::kDecode});
+  moe_case({.n = 3, .d = 144, .f = 80, .E = 8, .top_k = 3, .path = MoePath::kDecode});
+  moe_case({.n = 3, .d = 200, .f = 100, .E = 6, .top_k = 2, .path = MoePath::kDecode});
+  moe_case({.n = 8, .d = 1040, .f = 272, .E = 12, .top_k = 4, .ue8m0 = true, .path = MoePath::kDecode});
+  moe_case({.n = 9, .d = 384, .f = 200, .E = 10, .top_k = 4, .ue8m0 = true, .path = MoePath::kDecode,
+            .routing = MoeRouting::kHot});
+  moe_case({.n = 20, .d = 256, .f = 128, .E = 4, .top_k = 3, .path = MoePath::kDecode, .routing = MoeRouting::kHot});
+  moe_case({.n = 32, .d = 256, .f = 256, .E = 40, .top_k = 4, .path = MoePath::kDecode});  // 128 entries
+  moe_case({.n = 2, .d = 1024, .f = 256, .E = 16, .top_k = 4, .path = MoePath::kDecode, .split = 1});
+  moe_case({.n = 2, .d = 1024, .f = 256, .E = 16, .top_k = 4, .path = MoePath::kDecode, .split = 3});
+  moe_case({.n = 3, .d = 144, .f = 80, .E = 8, .top_k = 3, .path = MoePath::kDecode, .split = 8});
+  moe_case({.n = 1, .d = 1024, .f = 256, .E = 16, .top_k = 4, .path = MoePath::kDecode, .prefetch = 0});
+  moe_case({.n = 9, .d = 1024, .f = 512, .E = 16, .top_k = 4, .path = MoePath::kDecode, .routing = MoeRouting::kHot,
+            .split = 2, .prefetch = 4});
+  moe_case({.n = 40, .d = 256, .f = 128, .E = 16, .top_k = 4, .path = MoePath::kDecode});  // 160 > 128: grouped
+  moe_case({.n = 6, .d = 256, .f = 96, .E = 8, .top_k = 3, .fp8 = false, .path = MoePath::kDecode});
+  moe_decode_graph_case();
   // DeepSeek-V3 dims: E = 256, top_k = 8, d = 7168, f = 2048 (hit experts only get distinct weights).
   for (int n : {1, 4})
     for (MoePath path : {MoePath::kAuto, MoePath::kLoop})
       moe_case({.n = n, .d = 7168, .f = 2048, .E = 256, .top_k = 8, .ue8m0 = n == 4, .path = path, .hit_only = true,
                 .quick = false});
+  moe_case({.n = 2, .d = 7168, .f = 2048, .E = 256, .top_k = 8, .path = MoePath::kDecode, .hit_only = true,
+            .quick = false});
 }
 
 // ------------------------------------------------------------------------------------------------- perf
@@ -1883,17 +2009,18 @@ void perf_decode(Env& env, Backend& gpu, const char* label, const std::vector<in
   }
 }
 
-// Routed experts at DeepSeek-V3 dims, decode batch sizes, both paths. Every expert has its own device copy of the
-// weights, so each hit expert is read from HBM; "weight_MB" is what the step must read at least: the distinct
-// experts hit x (3·f·d bytes + their scales).
+// Routed experts at DeepSeek-V3 dims, decode batch sizes, every path (loop, grouped, decode; "*" marks the one the
+// production backend picks). Every expert has its own device copy of the weights, so each hit expert is read from
+// HBM; "weight_MB" is what the step must read at least: the distinct experts hit x (3·f·d bytes + their scales).
+// Then the decode kernels at 1 and 8 tokens by K split (DSV3_MOE_SPLIT) and L2 prefetch distance (DSV3_MOE_PREFETCH).
 void perf_moe(Env& env) {
-  if (!env.gpu_moe_loop || !env.gpu_moe_grouped) return;
+  if (!env.gpu_moe_loop || !env.gpu_moe_grouped || !env.gpu_moe_decode) return;
   Backend& gpu = *env.gpu;
   const int d = 7168, f = 2048, E = 256, top_k = 8;
   const int64_t fb = (f + 127) / 128, db = (d + 127) / 128;
   fmt::print("\n== perf: moe_experts, FP8 experts d={} f={} E={} top_k={}, random top-{} routing ==\n", d, f, E, top_k,
              top_k);
-  fmt::print("{:>5} {:>8} {:>5} {:>10} {:>10} {:>10} {:>7}\n", "n", "path", "hit", "weight_MB", "time_us", "GB/s",
+  fmt::print("{:>5} {:>9} {:>5} {:>10} {:>10} {:>10} {:>7}\n", "n", "path", "hit", "weight_MB", "time_us", "GB/s",
              "%4540");
   Rng rng(45);
   HostLinear hg = rand_fp8_weight(rng, f, d, /*tiled=*/true), hd = rand_fp8_weight(rng, d, f, /*tiled=*/true);
@@ -1910,7 +2037,24 @@ void perf_moe(Env& env) {
     ex.push_back({{clone(sg.weight), clone(sg.scale_inv)}, {clone(sg.weight), clone(sg.scale_inv)},
                   {clone(sd.weight), clone(sd.scale_inv)}});
   gpu.synchronize();
-  for (int n : {1, 8, 32, 128}) {
+  // Backends for the sweep (one device: they share the buffers).
+  const std::vector<int> sweep_split = {1, 2, 4, 8}, sweep_pf = {0, 1, 2, 4};
+  std::vector<std::unique_ptr<Backend>> sweep;
+  for (int split : sweep_split)
+    for (int pf : sweep_pf) {
+      CudaBackendOptions o;
+      o.moe_path = CudaMoePath::kDecode;
+      o.moe_decode_split = split;
+      o.moe_decode_prefetch = pf;
+      sweep.push_back(make_cuda_backend(o));
+    }
+  struct Routed {
+    Dev io;
+    MoeExpertsParams p;
+    double bytes;
+    int64_t n_hit;
+  };
+  auto route = [&](int n) {
     std::vector<int32_t> ids;
     std::vector<float> wv;
     std::vector<bool> hit(E, false);
@@ -1921,19 +2065,46 @@ void perf_moe(Env& env) {
         hit[static_cast<size_t>(perm[static_cast<size_t>(k)])] = true;
       }
     }
-    const int64_t n_hit = std::count(hit.begin(), hit.end(), true);
-    const double bytes = static_cast<double>(n_hit) * (3.0 * f * d + 3.0 * fb * db * 4);
+    auto r = std::make_unique<Routed>(Routed{Dev(gpu), {}, 0, 0});
+    r->n_hit = std::count(hit.begin(), hit.end(), true);
+    r->bytes = static_cast<double>(r->n_hit) * (3.0 * f * d + 3.0 * fb * db * 4);
     Tensor x = rand_bf16(rng, {n, d}), tid = host_i32({n, top_k}, ids);
     Tensor tw = make_host_tensor(DType::kF32, {n, top_k}, wv.data());
-    Dev io(gpu);
-    const MoeExpertsParams p{.x = io.up(x, "x"), .topk_ids = io.up(tid, "topk_ids"),
-                             .topk_weights = io.up(tw, "topk_weights"), .experts = ex.data(), .n_experts = E,
-                             .out = io.out(DType::kBF16, {n, d}, "out")};
-    for (int variant = 0; variant < 2; ++variant) {
-      Backend& b = variant ? *env.gpu_moe_grouped : *env.gpu_moe_loop;  // same device: the buffers are shared
-      const double t = time_it(b, [&](int) { b.moe_experts(p); });
-      fmt::print("{:>5} {:>8} {:>5} {:>10.1f} {:>10.1f} {:>10.0f} {:>6.1f}%\n", n, variant ? "grouped" : "loop", n_hit,
-                 bytes / 1e6, t * 1e6, bytes / t / 1e9, 100 * bytes / t / kHbmRead);
+    r->p = MoeExpertsParams{.x = r->io.up(x, "x"), .topk_ids = r->io.up(tid, "topk_ids"),
+                            .topk_weights = r->io.up(tw, "topk_weights"), .experts = ex.data(), .n_experts = E,
+                            .out = r->io.out(DType::kBF16, {n, d}, "out")};
+    return r;
+  };
+  auto row = [&](int n, const std::string& path, const Routed& r, double t) {
+    fmt::print("{:>5} {:>9} {:>5} {:>10.1f} {:>10.1f} {:>10.0f} {:>6.1f}%\n", n, path, r.n_hit, r.bytes / 1e6, t * 1e6,
+               r.bytes / t / 1e9, 100 * r.bytes / t / kHbmRead);
+  };
+  for (int n : {1, 2, 4, 8, 32, 128}) {
+    const auto r = route(n);
+    const int entries = n * top_k;
+    const int pick = entries <= 64 ? 2 : entries <= 16 * E ? 1 : 0;  // CudaBackend::moe_experts' auto choice
+    for (int variant = 0; variant < 3; ++variant) {
+      if (variant == 2 && entries > cuda::kMoeDecodeMaxEntries) continue;
+      Backend& b = variant == 0 ? *env.gpu_moe_loop : variant == 1 ? *env.gpu_moe_grouped : *env.gpu_moe_decode;
+      const double t = time_it(b, [&](int) { b.moe_experts(r->p); });
+      row(n, std::string(variant == 0 ? "loop" : variant == 1 ? "grouped" : "decode") + (variant == pick ? "*" : ""),
+          *r, t);
+    }
+  }
+  fmt::print("\n== perf: moe_experts decode kernels by K split x L2 prefetch distance, time_us (%4540); "
+             "default: split auto, prefetch 2 ==\n");
+  fmt::print("{:>5} {:>6} {:>17} {:>17} {:>17} {:>17}\n", "n", "split", "prefetch 0", "prefetch 1", "prefetch 2",
+             "prefetch 4");
+  for (int n : {1, 8}) {
+    const auto r = route(n);
+    for (size_t si = 0; si < sweep_split.size(); ++si) {
+      std::string line = fmt::format("{:>5} {:>6}", n, sweep_split[si]);
+      for (size_t pi = 0; pi < sweep_pf.size(); ++pi) {
+        Backend& b = *sweep[si * sweep_pf.size() + pi];
+        const double t = time_it(b, [&](int) { b.moe_experts(r->p); });
+        line += fmt::format(" {:>17}", fmt::format("{:.1f} ({:.1f}%)", t * 1e6, 100 * r->bytes / t / kHbmRead));
+      }
+      fmt::print("{}\n", line);
     }
   }
 }
@@ -1946,7 +2117,13 @@ void perf_moe(Env& env) {
 void perf_router(Env& env) {
   const int d = 7168, E = 256;
   fmt::print("\n== perf: router (noaux_tc, sigmoid, d={}, E={}, top-8 of 4/8 groups) ==\n", d, E);
-  fmt::print("{:>6} {:>10} {:>12}\n", "n", "time_us", "us/token");
+  fmt::print("{:>6} {:>10} {:>12} {:>18}\n", "n", "time_us", "us/token", "unfused_time_us");
+  std::unique_ptr<Backend> unfused;  // DSV3_ROUTER_FUSED=0: the selection as a second kernel
+  if (!env.gpu->host_visible()) {
+    CudaBackendOptions o;
+    o.router_fused = false;
+    unfused = make_cuda_backend(o);
+  }
   Rng rng(45);
   Tensor gate = rand_bf16(rng, {E, d}, 0.03f), bias = rand_f32(rng, {E}, -0.05f, 0.05f);
   for (int n : {1, 8, 128, 1024, 8192}) {
@@ -1957,7 +2134,8 @@ void perf_router(Env& env) {
                    .topk_weights = w, .scoring = RouterScoring::kSigmoid, .method = RouterTopk::kNoauxTc, .n_group = 8,
                    .topk_group = 4, .top_k = 8, .norm_topk_prob = true, .routed_scaling_factor = 2.5f};
     const double t = time_it(*env.gpu, [&](int) { env.gpu->router(p); });
-    fmt::print("{:>6} {:>10.1f} {:>12.3f}\n", n, t * 1e6, t * 1e6 / n);
+    const double tu = unfused ? time_it(*unfused, [&](int) { unfused->router(p); }) : 0.0;
+    fmt::print("{:>6} {:>10.1f} {:>12.3f} {:>18.1f}\n", n, t * 1e6, t * 1e6 / n, tu * 1e6);
   }
 }
 
@@ -2147,7 +2325,7 @@ int main(int argc, char** argv) {
   // DSV3_SAMPLE=v1: the sample cases and perf_sample run the former kernel (scripts/device/sample_v2.sh runs both)
   if (!self_check) o.sample_version = CudaBackendOptions::from_env().sample_version;
   std::unique_ptr<Backend> gpu, gpu_fb, gpu_simple, gpu_nogemv, gpu_wmma, gpu_moe_loop, gpu_moe_grouped, gpu_prefill64;
-  std::unique_ptr<Backend> gpu_p_bf16, gpu_wmma_p_bf16, gpu_gemv2;
+  std::unique_ptr<Backend> gpu_p_bf16, gpu_wmma_p_bf16, gpu_gemv2, gpu_moe_decode;
   if (!self_check) {
     gpu = make_cuda_backend(o);
     o.force_gemm_fallback = true;
@@ -2175,15 +2353,18 @@ int main(int argc, char** argv) {
     gpu_moe_loop = make_cuda_backend(o);
     o.moe_path = CudaMoePath::kGrouped;
     gpu_moe_grouped = make_cuda_backend(o);
+    o.moe_path = CudaMoePath::kDecode;
+    gpu_moe_decode = make_cuda_backend(o);
     o.moe_path = CudaMoePath::kAuto;
     o.gemv_v2 = true;
     gpu_gemv2 = make_cuda_backend(o);
   }
-  Env env = self_check ? Env{&cpu, &cpu2, &cpu2, &cpu2, nullptr, &cpu2, &cpu2, &cpu2, &cpu2, &cpu2, &cpu2, false, &cpu2}
+  Env env = self_check ? Env{&cpu, &cpu2, &cpu2, &cpu2, nullptr, &cpu2, &cpu2, &cpu2, &cpu2, &cpu2, &cpu2, false, &cpu2,
+                             &cpu2}
                        : Env{&cpu,           gpu.get(),          gpu_fb.get(),           gpu_simple.get(),
                              gpu_nogemv.get(), gpu_wmma.get(), gpu_moe_loop.get(), gpu_moe_grouped.get(),
                              gpu_prefill64.get(), gpu_p_bf16.get(), gpu_wmma_p_bf16.get(), o.mla_p_bf16,
-                             gpu_gemv2.get()};
+                             gpu_gemv2.get(), gpu_moe_decode.get()};
   try {
     if (perf) {
       if (op_filter.empty() || op_filter == "linear") perf_linear(env);

@@ -46,14 +46,33 @@ CudaBackendOptions CudaBackendOptions::from_env() {
          "DSV3_MLA_DECODE={}: expected mma, wmma or simple", dec);
   o.mla_decode = dec == "simple" ? MlaDecodeImpl::kSimple : dec == "wmma" ? MlaDecodeImpl::kWmma : MlaDecodeImpl::kMma;
   o.profile = env("DSV3_PROFILE") == "1";
-  // DSV3_MOE=loop|grouped forces one moe_experts path (tests/ops "moe_experts", --perf -o moe_experts).
+  // DSV3_MOE=loop|grouped|decode forces one moe_experts path (tests/ops "moe_experts", --perf -o moe_experts).
   const std::string moe = env("DSV3_MOE");
-  EXPECT(moe.empty() || moe == "loop" || moe == "grouped", "DSV3_MOE must be 'loop' or 'grouped', got '{}'", moe);
-  o.moe_path = moe == "loop" ? CudaMoePath::kLoop : moe == "grouped" ? CudaMoePath::kGrouped : CudaMoePath::kAuto;
+  EXPECT(moe.empty() || moe == "loop" || moe == "grouped" || moe == "decode",
+         "DSV3_MOE must be 'loop', 'grouped' or 'decode', got '{}'", moe);
+  o.moe_path = moe == "loop"      ? CudaMoePath::kLoop
+               : moe == "grouped" ? CudaMoePath::kGrouped
+               : moe == "decode"  ? CudaMoePath::kDecode
+                                  : CudaMoePath::kAuto;
+  if (const std::string s = env("DSV3_MOE_SPLIT"); !s.empty()) {
+    o.moe_decode_split = std::atoi(s.c_str());
+    EXPECT(s.find_first_not_of("0123456789") == std::string::npos && o.moe_decode_split >= 0 &&
+               o.moe_decode_split <= 8,
+           "DSV3_MOE_SPLIT must be 0..8 (0: the launcher's choice), got '{}'", s);
+  }
+  if (const std::string s = env("DSV3_MOE_PREFETCH"); !s.empty()) {
+    o.moe_decode_prefetch = std::atoi(s.c_str());
+    EXPECT(s.find_first_not_of("0123456789") == std::string::npos && o.moe_decode_prefetch >= 0 &&
+               o.moe_decode_prefetch <= 8,
+           "DSV3_MOE_PREFETCH must be 0..8, got '{}'", s);
+  }
   if (const std::string s = env("DSV3_MOE_STREAMS"); !s.empty()) {
     o.moe_streams = std::atoi(s.c_str());
     EXPECT(o.moe_streams >= 1 && o.moe_streams <= 8, "DSV3_MOE_STREAMS must be 1..8, got '{}'", s);
   }
+  const std::string rf = env("DSV3_ROUTER_FUSED");
+  EXPECT(rf.empty() || rf == "0" || rf == "1", "DSV3_ROUTER_FUSED={}: expected 1 (the default) or 0", rf);
+  o.router_fused = rf != "0";
   const std::string prefill = env("DSV3_MLA_PREFILL");
   EXPECT(prefill.empty() || prefill == "mma" || prefill == "mma64" || prefill == "simple",
          "DSV3_MLA_PREFILL={}: expected mma (the default), mma64 or simple", prefill);
@@ -123,6 +142,8 @@ class CudaBackend final : public Backend {
     err_ = DeviceBuffer(sizeof(uint32_t));
     err_host_ = PinnedBuffer(sizeof(uint32_t));
     CUDA_CHECK(cudaMemsetAsync(err_.data(), 0, sizeof(uint32_t), stream_.get()));
+    router_done_ = DeviceBuffer(kRouterFusedMaxTokens * sizeof(int32_t));
+    CUDA_CHECK(cudaMemsetAsync(router_done_.data(), 0, kRouterFusedMaxTokens * sizeof(int32_t), stream_.get()));
     CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
     if (opt_.profile) profiler_ = std::make_unique<OpProfiler>(stream_.get());
     if (opt_.gemv_v2) prepare_linear_fp8_gemv_v2();  // its one-time device queries, never inside a graph capture
@@ -330,6 +351,7 @@ class CudaBackend final : public Backend {
   const MoeTable& moe_table(const MoeExpertsParams& p, int d);
   void moe_experts_loop(const MoeExpertsParams& p, int n, int d, int top_k, int E);
   void moe_experts_grouped(const MoeExpertsParams& p, const MoeTable& t, int n, int d, int top_k, int E);
+  void moe_experts_decode(const MoeExpertsParams& p, const MoeTable& t, int n, int d, int top_k, int E);
 
   CudaBackendOptions opt_;
   int device_ = 0;
@@ -338,6 +360,7 @@ class CudaBackend final : public Backend {
   LtGemm gemm_;
   DeviceBuffer err_;
   PinnedBuffer err_host_;
+  DeviceBuffer router_done_;  // [kRouterFusedMaxTokens] the fused router's per-token counters (kept zero between calls)
   PinnedBuffer staging_[2];
   Event staging_done_[2];
   bool staging_used_[2] = {false, false};
@@ -838,7 +861,7 @@ void CudaBackend::router(const RouterParams& p) {
   launch_router({cbf(p.x), cbf(p.gate), p.bias ? p.bias.as<const float>() : nullptr, p.topk_ids.as<int32_t>(),
                  p.topk_weights.as<float>(), logits, n, d, E, static_cast<int>(p.n_group), static_cast<int>(p.topk_group),
                  static_cast<int>(p.top_k), p.scoring == RouterScoring::kSigmoid ? 0 : 1, method, p.norm_topk_prob,
-                 p.routed_scaling_factor},
+                 p.routed_scaling_factor, opt_.router_fused ? router_done_.as<int32_t>() : nullptr},
                 stream());
   launched(op);
 }
@@ -852,6 +875,9 @@ void CudaBackend::router(const RouterParams& p) {
 // Beyond that (prefill) most experts would need 2+ passes while cuBLASLt reads the weights once at tensor-core
 // rates, and one sync per layer costs nothing next to a multi-ms step.
 constexpr int kMoeGroupedMaxRowsPerExpert = 16;
+// The decode kernels (moe_decode.cu: prep + one persistent kernel) serve the smallest batches: there the grouped
+// path's gate/up launch has about one block per SM and its five launches each start and drain the GPU.
+constexpr int kMoeDecodeAutoEntries = 64;  // n·top_k: 8 tokens at DeepSeek-V3's top-8
 
 const CudaBackend::MoeTable& CudaBackend::moe_table(const MoeExpertsParams& p, int d) {
   const int64_t E = p.n_experts;
@@ -913,8 +939,9 @@ const CudaBackend::MoeTable& CudaBackend::moe_table(const MoeExpertsParams& p, i
   return slot;
 }
 
-// Decode sizes run the grouped kernels (moe_grouped.cu), prefill sizes the per-expert loop; see
-// kMoeGroupedMaxRowsPerExpert. bf16 experts always loop.
+// The smallest batches run the decode kernels (moe_decode.cu; kMoeDecodeAutoEntries), other decode sizes the grouped
+// kernels (moe_grouped.cu), prefill sizes the per-expert loop; see kMoeGroupedMaxRowsPerExpert. bf16 experts always
+// loop.
 void CudaBackend::moe_experts(const MoeExpertsParams& p) {
   auto prof = profile("moe_experts");
   validate(p);
@@ -933,13 +960,33 @@ void CudaBackend::moe_experts(const MoeExpertsParams& p) {
   const MoeTable& t = moe_table(p, d);
   // The forced GEMM options keep their kernels (bitwise equal to the CPU) unless DSV3_MOE=grouped asks otherwise.
   const bool gemm_forced = opt_.force_gemm_fallback || opt_.fp8_gemm_fallback || opt_.no_fp8_gemv;
+  const bool auto_small = opt_.moe_path == CudaMoePath::kAuto && !gemm_forced;
+  const bool decode = t.fp8 && entries >= 1 &&
+                      ((opt_.moe_path == CudaMoePath::kDecode && entries <= kMoeDecodeMaxEntries) ||
+                       (auto_small && entries <= kMoeDecodeAutoEntries));
   const bool grouped =
       t.fp8 && E <= kMoeRouteMaxExperts &&
       (opt_.moe_path == CudaMoePath::kGrouped ||
-       (opt_.moe_path == CudaMoePath::kAuto && !gemm_forced &&
+       ((auto_small || opt_.moe_path == CudaMoePath::kDecode) &&
         static_cast<int64_t>(entries) <= static_cast<int64_t>(kMoeGroupedMaxRowsPerExpert) * E));
-  if (grouped) moe_experts_grouped(p, t, n, d, top_k, E);
+  if (decode) moe_experts_decode(p, t, n, d, top_k, E);
+  else if (grouped) moe_experts_grouped(p, t, n, d, top_k, E);
   else moe_experts_loop(p, n, d, top_k, E);
+}
+
+// Decode: two launches (moe_decode.cu) — prep (routing, x quantization, counters), then a persistent kernel of
+// gate/up and down work items with the combine in the last item of each output tile. Nothing is read back, nothing
+// allocated once the scratch has grown; a bad expert id sets kErrExpertId (reported at synchronize()).
+void CudaBackend::moe_experts_decode(const MoeExpertsParams& p, const MoeTable& t, int n, int d, int top_k, int E) {
+  const int f = to_int(t.f, "moe_experts", "moe_intermediate_size");
+  const int split = opt_.moe_decode_split > 0 ? opt_.moe_decode_split : moe_decode_split(n, top_k, E, d, f, n_sms_);
+  void* work = scratch(kScratchMoe, moe_decode_work_bytes(n, top_k, E, d, f, split));
+  launch_moe_decode({.experts = t.dev.as<const MoeExpertPtrs>(), .ids = ci32(p.topk_ids),
+                     .weights = p.topk_weights.as<const float>(), .x = cbf(p.x), .out = bf(p.out), .work = work,
+                     .n = n, .top_k = top_k, .n_experts = E, .d = d, .f = f, .split = split,
+                     .prefetch = opt_.moe_decode_prefetch, .vec = t.vec, .ue8m0 = p.ue8m0, .err = err()},
+                    n_sms_, stream());
+  launched("moe_experts (decode: prep + persistent gate/up, down, combine)");
 }
 
 // Grouped: route on the device (counts, offsets, active experts, permutation), x quantized once per token, gate/up

@@ -17,9 +17,10 @@ enum class MlaDecodeImpl { kMma, kWmma, kSimple };
 
 // How moe_experts runs FP8 experts: kAuto picks by batch size (cuda_backend.cpp, CudaBackend::moe_experts).
 enum class CudaMoePath {
-  kAuto,     // grouped for decode-size batches, the per-expert loop beyond
+  kAuto,     // decode kernels at n·top_k <= 64, grouped up to 16 rows per expert, the per-expert loop beyond
   kLoop,     // DSV3_MOE=loop: counts read back to the host, linear() per active expert (cuBLASLt / decode GEMV)
   kGrouped,  // DSV3_MOE=grouped: the grouped kernels (moe_grouped.cu) at every batch size; bf16 experts still loop
+  kDecode,   // DSV3_MOE=decode: the two-launch decode kernels (moe_decode.cu) wherever they apply (n·top_k <= 128)
 };
 
 struct CudaBackendOptions {
@@ -32,7 +33,14 @@ struct CudaBackendOptions {
   bool gemv_v2 = true;
   MlaDecodeImpl mla_decode = MlaDecodeImpl::kMma;  // DSV3_MLA_DECODE=mma|wmma|simple (tests, comparisons)
   bool profile = false;             // DSV3_PROFILE=1: time every op with events, print a table when the backend dies
-  CudaMoePath moe_path = CudaMoePath::kAuto;  // DSV3_MOE=loop|grouped (tests, benchmarks)
+  CudaMoePath moe_path = CudaMoePath::kAuto;  // DSV3_MOE=loop|grouped|decode (tests, benchmarks)
+  // The decode MoE kernels (moe_decode.cu): DSV3_MOE_SPLIT=1..8 forces the K ranges per gate/up tile (0: the
+  // launcher's choice); DSV3_MOE_PREFETCH=0..8 sets the L2 prefetch distance of the weight stream in GEMV iterations.
+  int moe_decode_split = 0;
+  int moe_decode_prefetch = 2;
+  // DSV3_ROUTER_FUSED=0: below 256 tokens the router's selection runs as a second kernel (the former launch pair)
+  // instead of in the logit kernel's last block per token (comparisons).
+  bool router_fused = true;
   // DSV3_MOE_STREAMS=1..8: streams the per-expert loop (prefill) spreads experts over; one expert's GEMMs fill only a
   // quarter of an H200 at 256 rows, so 4 run side by side by default.
   int moe_streams = 4;

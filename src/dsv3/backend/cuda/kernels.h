@@ -271,7 +271,11 @@ struct RouterArgs {
   int method;             // 0 noaux_tc, 1 greedy, 2 group_limited_greedy
   bool norm_topk_prob;
   float routed_scaling_factor;
+  // [kRouterFusedMaxTokens] per-token block counters, zero on entry and left zero; nullptr: the selection runs as a
+  // second kernel. Below kRouterFusedMaxTokens tokens the logit kernel's last block per token selects (one launch).
+  int32_t* done;
 };
+inline constexpr int kRouterFusedMaxTokens = 256;
 void launch_router(const RouterArgs& a, cudaStream_t s);
 size_t router_smem_bytes(int d, int n_experts, int n_group);  // the larger of the two kernels' needs
 
@@ -354,6 +358,36 @@ struct MoeGroupedArgs {
 void launch_moe_gate_up_fp8(const MoeGroupedArgs& a, cudaStream_t s);
 void launch_moe_down_fp8(const MoeGroupedArgs& a, cudaStream_t s);
 
+// ---- moe_decode.cu (decode-size MoE in two launches: prep, then one persistent kernel) ----
+// The decode path of CudaBackend::moe_experts (n·top_k <= kMoeDecodeMaxEntries, FP8 experts): a prep kernel routes
+// (counts, offsets, the active slots, a deterministic permutation, the combine order), quantizes x and zeroes the
+// work counters; then one persistent kernel takes work items from a queue: gate/up items (slot, 128-column tile of
+// f, K range) whose last finisher reduces the K ranges and writes h (SwiGLU, FP8 in 1x128 groups), then down items
+// (slot, 64-row tile of d) that wait for their expert's h and whose last finisher (per tile of d) combines the
+// tokens' outputs. No host read-back, no allocation: graph-capturable.
+constexpr int kMoeDecodeMaxEntries = 128;  // n·top_k: the prep kernel routes in one block of 256 threads
+constexpr int kMoeDecodeMaxSplit = 8;      // K ranges of a gate/up tile
+
+struct MoeDecodeArgs {
+  const MoeExpertPtrs* experts;  // [n_experts]
+  const int32_t* ids;            // [n, top_k]
+  const float* weights;          // [n, top_k]
+  const bf16_t* x;               // [n, d]
+  bf16_t* out;                   // [n, d]
+  void* work;                    // moe_decode_work_bytes(n, top_k, n_experts, d, f, split) bytes, 256-byte aligned
+  int n, top_k, n_experts, d, f;
+  int split;                     // K ranges per gate/up tile, 1..kMoeDecodeMaxSplit (moe_decode_split: the default)
+  int prefetch;                  // L2 prefetch distance of the weight stream in GEMV iterations (0: none; vec only)
+  bool vec;                      // d % 16 == 0, f % 16 == 0 and every weight 16-byte aligned: 16-byte loads
+  bool ue8m0;
+  uint32_t* err;                 // kErrExpertId for an id outside [0, n_experts)
+};
+// The default split: K ranges until the gate/up items number about four per resident block (at most 8, >= 4
+// K-blocks per range).
+int moe_decode_split(int n, int top_k, int n_experts, int d, int f, int n_sms);
+size_t moe_decode_work_bytes(int n, int top_k, int n_experts, int d, int f, int split);
+void launch_moe_decode(const MoeDecodeArgs& a, int n_sms, cudaStream_t s);
+
 // ---- synthetic.cu (--load_format dummy: weights made in device memory, bit-identical to io/synthetic.cpp) ----
 enum SynthOut : int { kSynthOutF32, kSynthOutBf16, kSynthOutFp8 };
 struct SynthArgs {
@@ -408,6 +442,7 @@ static_assert(std::is_trivially_copyable_v<RmsNormArgs> && std::is_trivially_cop
               std::is_trivially_copyable_v<LinearFp8GemvV2Args> &&
               std::is_trivially_copyable_v<SampleArgs> && std::is_trivially_copyable_v<SampleRowParams> &&
               std::is_trivially_copyable_v<MoeRouteArgs> && std::is_trivially_copyable_v<MoeGroupedArgs> &&
+              std::is_trivially_copyable_v<MoeDecodeArgs> &&
               std::is_trivially_copyable_v<FillTokenIdsArgs>);
 
 }  // namespace dsv3::cuda

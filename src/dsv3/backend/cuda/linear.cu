@@ -15,27 +15,11 @@ __global__ void quantize_fp8_kernel(const QuantArgs a) {
   const int kb = (a.k + 127) / 128;
   const int64_t job = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) >> 5;
   if (job >= static_cast<int64_t>(a.n) * kb) return;
-  const int lane = threadIdx.x & 31;
   const int t = static_cast<int>(job / kb), g = static_cast<int>(job % kb);
   const int lo = g * 128, hi = min(a.k, lo + 128);
-  const bf16_t* xr = a.x + static_cast<int64_t>(t) * a.x_stride;
-  float v[4];
-  float amax = 0.f;
-#pragma unroll
-  for (int q = 0; q < 4; ++q) {
-    const int i = lo + lane + 32 * q;
-    v[q] = i < hi ? ld_bf16(xr + i) : 0.f;
-    amax = fmaxf(amax, fabsf(v[q]));
-  }
-  amax = warp_max(amax);
-  const float s = fp8_group_scale(amax, a.ue8m0);
-  if (lane == 0) a.scales[static_cast<int64_t>(g) * a.n + t] = s;
-  uint8_t* cr = a.codes + static_cast<int64_t>(t) * a.k;
-#pragma unroll
-  for (int q = 0; q < 4; ++q) {
-    const int i = lo + lane + 32 * q;
-    if (i < hi) cr[i] = fp8_encode(v[q], s);
-  }
+  const float s = fp8_quantize_group_warp(a.x + static_cast<int64_t>(t) * a.x_stride,
+                                          a.codes + static_cast<int64_t>(t) * a.k, lo, hi, a.ue8m0);
+  if ((threadIdx.x & 31) == 0) a.scales[static_cast<int64_t>(g) * a.n + t] = s;
 }
 
 constexpr int kFbTokens = 16, kFbOut = 64, kFbK = 128, kFbThreads = 256;

@@ -1,12 +1,14 @@
 // router.cu: MoE expert selection — noaux_tc, greedy, group_limited_greedy with sigmoid or softmax (backend/cuda).
 // Logits: each is the sum of its 128-wide block sums added in block order (backend.h kRouterSumBlock), every block
 // sum a sequential chain — the reference's order, so logits and expert ids are bitwise the CPU's. Below 256 tokens a
-// chain kernel (one thread per token x expert x block, ~64 blocks per token); from 256 tokens a register-tiled fp32
-// GEMM on the CUDA cores (tokens share the staged gate). Selection: one block per token; sigmoid scores per thread,
-// softmax sums and group choices in the reference's order, the top-k as warp argmaxes (value desc, index asc: the
-// reference's stable order).
+// chain kernel (one thread per token x expert x block, ~64 blocks per token) whose last block per token runs the
+// selection (one launch; decode); from 256 tokens a register-tiled fp32 GEMM on the CUDA cores (tokens share the
+// staged gate), then a selection kernel. Selection: one block per token; sigmoid scores per thread, softmax sums in
+// the reference's order, group scores a warp per group (the top-2 of a multiset does not depend on the scan order),
+// group and expert top-k as warp argmaxes over registers (value desc, index asc: the reference's stable order).
 // Precision: fp32 throughout; exp in double rounded to fp32 (agrees with glibc's expf); ties go to the lower index.
 // Reference: CpuBackend::router (model-spec §4.2, §9.3); checked by tests/ops case "router" (every variant, ties).
+#include <atomic>
 #include <cfloat>
 
 #include "dsv3/backend/cuda/common.cuh"
@@ -15,7 +17,8 @@ namespace dsv3::cuda {
 namespace {
 
 constexpr int kThreads = 256, kBlock = 128;  // kBlock == kRouterSumBlock (backend.h)
-constexpr int kTiledFrom = 256;                // tokens: from here the tiled logit kernel, below the chain kernel
+constexpr int kTiledFrom = kRouterFusedMaxTokens;  // tokens: from here the tiled logit kernel, below the chain kernel
+constexpr int kTopkPerLane = 16;                  // expert top-k in registers up to 32 x 16 = 512 experts
 
 __device__ __forceinline__ float exp_f(float x) { return static_cast<float>(exp(static_cast<double>(x))); }
 
@@ -27,8 +30,13 @@ __device__ __forceinline__ float exp_f(float x) { return static_cast<float>(exp(
 // block) chain. The thread loads its 128 weights and 128 activations as 16-byte vectors before the chain
 // (independent loads in flight instead of one L2 round trip per 8 MACs), a block holds whole experts, and threads
 // 0..ne-1 add their expert's block sums in block order. Grid (expert tiles, tokens): ~64 blocks per token at d 7168, E 256.
+__device__ void router_select(const RouterArgs& a, int t, float* sm);
+
+// With a.done (the fused form), the last block of token t to finish (an atomic count per token, reset by that block)
+// runs the selection of token t, reading the other blocks' logits from L2 after the fence.
 __global__ void __launch_bounds__(kThreads) router_logits_chain_kernel(const RouterArgs a, int experts_per_block) {
-  extern __shared__ float part[];  // [experts_per_block, nb]
+  extern __shared__ float part[];  // [experts_per_block, nb]; later router_select's shared memory
+  __shared__ int s_last;
   const int nb = (a.d + kBlock - 1) / kBlock;
   const int t = blockIdx.y, e0 = blockIdx.x * experts_per_block, ne = min(experts_per_block, a.n_experts - e0);
   const bf16_t* xr = a.x + static_cast<int64_t>(t) * a.d;
@@ -64,9 +72,21 @@ __global__ void __launch_bounds__(kThreads) router_logits_chain_kernel(const Rou
   __syncthreads();
   for (int jl = threadIdx.x; jl < ne; jl += blockDim.x) {
     float z = 0.f;
+#pragma unroll 8
     for (int b = 0; b < nb; ++b) z = __fadd_rn(z, part[jl * nb + b]);
     a.logits[static_cast<int64_t>(t) * a.n_experts + e0 + jl] = z;
   }
+  if (!a.done) return;
+  __syncthreads();  // the block's logits are written (and part is free)
+  if (threadIdx.x == 0) {
+    __threadfence();
+    const int prev = atomicAdd(a.done + t, 1);
+    __threadfence();
+    s_last = prev == static_cast<int>(gridDim.x) - 1;
+    if (s_last) a.done[t] = 0;  // every block of token t has counted: ready for the next launch
+  }
+  __syncthreads();
+  if (s_last) router_select(a, t, part);
 }
 
 // Prefill sizes: a register-tiled fp32 GEMM on the CUDA cores in the reference's order. A block owns TM tokens x TE
@@ -216,9 +236,20 @@ __device__ int warp_best(const float* v, const int* used, int count) {
   return best;
 }
 
-__global__ void __launch_bounds__(kThreads) router_select_kernel(const RouterArgs a) {
-  extern __shared__ float sm[];
-  const int E = a.n_experts, t = blockIdx.x;
+// The warp's best (largest value, lowest index among equals) of one candidate per lane (index -1: none).
+__device__ __forceinline__ void warp_argmax(int& best, float& bv) {
+  for (int off = 16; off > 0; off >>= 1) {
+    const int ob = __shfl_xor_sync(0xffffffffu, best, off);
+    const float ov = __shfl_xor_sync(0xffffffffu, bv, off);
+    const bool take = ob >= 0 && (best < 0 || ov > bv || (!(ov < bv) && ov == bv && ob < best));
+    if (take) best = ob, bv = ov;
+  }
+}
+
+// The selection of token t from its logits (a.logits, read through L2: the fused chain kernel's other blocks wrote
+// them). sm: select_smem() bytes of shared memory; every thread of the block calls it.
+__device__ void router_select(const RouterArgs& a, int t, float* sm) {
+  const int E = a.n_experts, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   float* score = sm;                     // [E]
   float* sel = score + E;                // [E]
   float* gscore = sel + E;               // [n_group]
@@ -226,7 +257,7 @@ __global__ void __launch_bounds__(kThreads) router_select_kernel(const RouterArg
   int* gkeep = used + E;                 // [n_group]
   const float* lr = a.logits + static_cast<int64_t>(t) * E;
   for (int j = threadIdx.x; j < E; j += kThreads) {
-    float s = lr[j];
+    float s = __ldcg(lr + j);
     if (a.scoring == 0) s = __fdiv_rn(1.0f, __fadd_rn(1.0f, exp_f(-s)));  // elementwise
     score[j] = s;
     used[j] = 0;
@@ -247,34 +278,52 @@ __global__ void __launch_bounds__(kThreads) router_select_kernel(const RouterArg
   __syncthreads();
   if (a.method != 1 && a.n_group > 1) {
     const int per_group = E / a.n_group;
-    for (int g = threadIdx.x; g < a.n_group; g += kThreads) {  // one thread per group, the reference's scan
+    // A warp per group. noaux_tc: the sum of the two largest (duplicates counted), as the reference's scan finds
+    // them — the top-2 of a multiset, so the lanes' partial top-2s merge in any order. group_limited: the maximum.
+    for (int g = warp; g < a.n_group; g += kThreads / 32) {
       const float* s = sel + g * per_group;
-      if (a.method == 0) {  // sum of the two largest
-        float x = -INFINITY, c = -INFINITY;
-        for (int j = 0; j < per_group; ++j) {
-          if (s[j] > x) {
-            c = x;
-            x = s[j];
-          } else if (s[j] > c) {
-            c = s[j];
-          }
+      float x = -INFINITY, c = -INFINITY;
+      for (int j = lane; j < per_group; j += 32) {
+        const float v = s[j];
+        if (v > x) {
+          c = x;
+          x = v;
+        } else if (v > c) {
+          c = v;
         }
-        gscore[g] = __fadd_rn(x, c);
-      } else {
-        float x = s[0];
-        for (int j = 1; j < per_group; ++j) x = s[j] > x ? s[j] : x;
-        gscore[g] = x;
       }
-      gkeep[g] = 0;
+      for (int off = 16; off > 0; off >>= 1) {
+        const float ox = __shfl_xor_sync(0xffffffffu, x, off), oc = __shfl_xor_sync(0xffffffffu, c, off);
+        const float hi = fmaxf(x, ox), lo = fminf(x, ox);
+        c = fmaxf(lo, fmaxf(c, oc));
+        x = hi;
+      }
+      if (lane == 0) {
+        gscore[g] = a.method == 0 ? __fadd_rn(x, c) : x;
+        gkeep[g] = 0;
+      }
     }
     __syncthreads();
-    if (threadIdx.x == 0)  // keep the topk_group best groups (stable: ties to the lower group index)
-      for (int k = 0; k < a.topk_group; ++k) {
-        int best = -1;
-        for (int g = 0; g < a.n_group; ++g)
-          if (gkeep[g] == 0 && (best < 0 || gscore[g] > gscore[best])) best = g;
-        gkeep[best] = 1;
+    if (warp == 0) {  // keep the topk_group best groups (stable: ties to the lower group index)
+      if (a.n_group <= 32) {
+        const float gv = lane < a.n_group ? gscore[lane] : 0.f;
+        bool taken = false;
+        for (int k = 0; k < a.topk_group; ++k) {
+          int best = lane < a.n_group && !taken ? lane : -1;
+          float bv = gv;
+          warp_argmax(best, bv);
+          taken = taken || best == lane;
+        }
+        if (lane < a.n_group) gkeep[lane] = taken;
+      } else if (lane == 0) {
+        for (int k = 0; k < a.topk_group; ++k) {
+          int best = -1;
+          for (int g = 0; g < a.n_group; ++g)
+            if (gkeep[g] == 0 && (best < 0 || gscore[g] > gscore[best])) best = g;
+          gkeep[best] = 1;
+        }
       }
+    }
     __syncthreads();
     for (int j = threadIdx.x; j < E; j += kThreads)
       if (gkeep[j / per_group] == 0) sel[j] = -INFINITY;
@@ -285,21 +334,50 @@ __global__ void __launch_bounds__(kThreads) router_select_kernel(const RouterArg
   int32_t* ids = a.topk_ids + static_cast<int64_t>(t) * a.top_k;
   float* wts = a.topk_weights + static_cast<int64_t>(t) * a.top_k;
   float wsum = 0.f;
-  for (int k = 0; k < a.top_k; ++k) {
-    const int best = warp_best(sel, used, E);
-    if (threadIdx.x == 0) {
-      used[best] = 1;
-      ids[k] = best;
-      wsum = __fadd_rn(wsum, score[best]);
+  if (E <= 32 * kTopkPerLane) {
+    // Lane l holds experts l + 32·i in registers; its candidate is its first maximum among the unused (ascending
+    // index within the lane), then the warp's argmax over the candidates.
+    float v[kTopkPerLane];
+#pragma unroll
+    for (int i = 0; i < kTopkPerLane; ++i) v[i] = lane + 32 * i < E ? sel[lane + 32 * i] : 0.f;
+    uint32_t taken = 0;  // bit i: expert lane + 32·i is chosen
+    for (int k = 0; k < a.top_k; ++k) {
+      int best = -1;
+      float bv = 0.f;
+#pragma unroll
+      for (int i = 0; i < kTopkPerLane; ++i) {
+        const int j = lane + 32 * i;
+        if (j < E && !((taken >> i) & 1u) && (best < 0 || v[i] > bv)) best = j, bv = v[i];
+      }
+      warp_argmax(best, bv);
+      if (best >= 0 && (best & 31) == lane) taken |= 1u << (best >> 5);
+      if (lane == 0) {
+        ids[k] = best;
+        wsum = __fadd_rn(wsum, score[best]);
+      }
     }
-    __syncwarp();
+  } else {
+    for (int k = 0; k < a.top_k; ++k) {
+      const int best = warp_best(sel, used, E);
+      if (lane == 0) {
+        used[best] = 1;
+        ids[k] = best;
+        wsum = __fadd_rn(wsum, score[best]);
+      }
+      __syncwarp();
+    }
   }
-  if (threadIdx.x != 0) return;
+  if (lane != 0) return;
   for (int k = 0; k < a.top_k; ++k) {
     float w = score[ids[k]];
     if (a.norm_topk_prob) w = __fdiv_rn(w, wsum);
     wts[k] = __fmul_rn(w, a.routed_scaling_factor);
   }
+}
+
+__global__ void __launch_bounds__(kThreads) router_select_kernel(const RouterArgs a) {
+  extern __shared__ float sm[];
+  router_select(a, blockIdx.x, sm);
 }
 
 int chain_experts_per_block(int d) { return std::max(1, kThreads / ((d + kBlock - 1) / kBlock)); }
@@ -316,24 +394,39 @@ size_t router_smem_bytes(int d, int n_experts, int n_group) {
   return std::max(chain_smem(d), select_smem(n_experts, n_group));
 }
 
+// cudaFuncSetAttribute costs a driver call: raise a kernel's dynamic shared-memory limit only past the 48 KB default
+// and only when a larger size is asked for than before.
+template <typename K>
+void allow_smem(K* kernel, std::atomic<int>& allowed, size_t bytes) {
+  if (bytes <= 48 * 1024 || static_cast<int>(bytes) <= allowed.load()) return;
+  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
+  allowed.store(static_cast<int>(bytes));
+}
+
 void launch_router(const RouterArgs& a, cudaStream_t s) {
   if (a.n == 0) return;
+  static std::atomic<int> select_allowed{0}, chain_allowed{0};
   const size_t ss = select_smem(a.n_experts, a.n_group);
-  cudaFuncSetAttribute(router_select_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(ss));
   // Measured on the H200 (test_ops --perf -o router, d 7168, E 256): see docs/benchmarks.md. The tiled kernels take
-  // 16-byte aligned rows (d % 8 == 0); other shapes and small batches the chain kernel.
+  // 16-byte aligned rows (d % 8 == 0); other shapes and small batches the chain kernel, with the selection fused in
+  // when a.done is given (n < kRouterFusedMaxTokens).
   const bool vec = a.d % 8 == 0 && (reinterpret_cast<uintptr_t>(a.gate) & 15) == 0 &&
                    (reinterpret_cast<uintptr_t>(a.x) & 15) == 0;
   if (a.n < kTiledFrom || !vec) {
     const int epb = chain_experts_per_block(a.d);
-    const size_t sc = chain_smem(a.d);
-    cudaFuncSetAttribute(router_logits_chain_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(sc));
-    router_logits_chain_kernel<<<dim3((a.n_experts + epb - 1) / epb, a.n), kThreads, sc, s>>>(a, epb);
+    const bool fused = a.done != nullptr && a.n < kRouterFusedMaxTokens;
+    RouterArgs b = a;
+    if (!fused) b.done = nullptr;
+    const size_t sc = fused ? std::max(chain_smem(a.d), ss) : chain_smem(a.d);
+    allow_smem(router_logits_chain_kernel, chain_allowed, sc);
+    router_logits_chain_kernel<<<dim3((a.n_experts + epb - 1) / epb, a.n), kThreads, sc, s>>>(b, epb);
+    if (fused) return;
   } else if (a.n < 2048) {
     launch_tiled<32, 64, 4, 4>(a, s);  // 128 threads, 48 KB: enough blocks at a few hundred tokens
   } else {
     launch_tiled<64, 128, 4, 8>(a, s);  // 256 threads, 96 KB: two blocks per SM
   }
+  allow_smem(router_select_kernel, select_allowed, ss);
   router_select_kernel<<<a.n, kThreads, ss, s>>>(a);
 }
 
