@@ -41,6 +41,11 @@ struct CudaBackendOptions {
   // to bf16 for P·V (one mma) instead of splitting them into bf16 hi + lo (two mma, ~2^-16 relative): the former
   // numerics, for measurement (docs/numerics.md).
   bool mla_p_bf16 = false;
+  // DSV3_NUMERICS=reference (or make_backend's OpNumerics::kReference, `--cuda_numerics reference`): every op runs
+  // the reference-numerics kernels (reference*.cu) and equals CpuBackend bit for bit; slow, tiny models. The
+  // kernel-choice options above then have no effect, except that sample, embedding, the KV cache ops and
+  // fill_token_ids keep their kernels (bitwise equal to the CPU already: tests/ops "refnum").
+  bool reference_numerics = false;
   static CudaBackendOptions from_env();
 };
 

@@ -2,7 +2,7 @@
 // Parallelisation: rms_norm one block per row; embedding one block per token; rope one thread per (token, pair);
 // silu_mul/add grid-stride over elements.
 // Precision: fp32 math with the CPU reference's operation order and rounding points (explicit _rn intrinsics;
-// RoPE's sin/cos and SiLU's exp in double, rounded to fp32, to agree with glibc's correctly rounded float functions).
+// RoPE's sin/cos and SiLU's exp are backend/ref_math.h's, the functions the CPU reference calls).
 // Reference: CpuBackend (cpu_elementwise.cpp); checked by tests/ops cases rms_norm, embedding, rope, silu_mul, add.
 #include "dsv3/backend/cuda/common.cuh"
 
@@ -53,10 +53,8 @@ __global__ void rope_kernel(const RopeArgs a) {
   const int64_t job = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (job >= static_cast<int64_t>(a.n) * a.half) return;
   const int t = static_cast<int>(job / a.half), i = static_cast<int>(job % a.half);
-  const float theta = __fmul_rn(static_cast<float>(a.positions[t]), a.inv_freq[i]);  // fp32(p · f_i), §3.6
-  double sd, cd;
-  sincos(static_cast<double>(theta), &sd, &cd);
-  const float c = static_cast<float>(cd), s = static_cast<float>(sd);
+  float c, s;  // the reference's sin/cos (backend/ref_math.h) of θ = fp32(p · f_i), §3.6
+  ref::sincos(ref::rope_theta(a.positions[t], a.inv_freq[i]), &s, &c);
   for (int h = 0; h < a.heads; ++h) {
     bf16_t* v = a.x + (static_cast<int64_t>(t) * a.heads + h) * a.head_stride + a.offset + 2 * i;
     const float x0 = ld_bf16(v), x1 = ld_bf16(v + 1);
