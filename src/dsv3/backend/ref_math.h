@@ -144,17 +144,19 @@ DSV3_HD inline float exp(float x) {
   if (is_nan(x)) return nan_f();
   if (x > 88.72283172607421875f) return bits_f32(0x7f800000u);  // e^x >= the overflow threshold
   if (x < -104.0f) return 0.f;                                   // e^x < 2^-150: rounds to 0
-  constexpr float kLog2e = 1.44269502162933349609375f, kLn2Hi = 0.693145751953125f;
-  constexpr float kLn2Lo = 1.428606765330187045037746429443359375e-6f;
+  // Constants as hex literals: the same bits whatever compiler parses them.
+  constexpr float kLog2e = 0x1.715476p+0f, kLn2Hi = 0x1.62e4p-1f, kLn2Lo = 0x1.7f7d1cp-20f;  // ln2 - kLn2Hi
+  constexpr float kC7 = 0x1.a01a02p-13f, kC6 = 0x1.6c16c2p-10f, kC5 = 0x1.111112p-7f, kC4 = 0x1.555556p-5f,
+                  kC3 = 0x1.555556p-3f;  // 1/7!, 1/6!, 1/5!, 1/4!, 1/3! rounded to fp32
   const float kf = rint(mul(x, kLog2e));  // |kf| <= 150
   const int k = static_cast<int>(kf);
   float r = fma(-kf, kLn2Hi, x);  // exact
   r = fma(-kf, kLn2Lo, r);
-  float p = 1.f / 5040;
-  p = fma(p, r, 1.f / 720);
-  p = fma(p, r, 1.f / 120);
-  p = fma(p, r, 1.f / 24);
-  p = fma(p, r, 1.f / 6);
+  float p = kC7;
+  p = fma(p, r, kC6);
+  p = fma(p, r, kC5);
+  p = fma(p, r, kC4);
+  p = fma(p, r, kC3);
   p = fma(p, r, 0.5f);
   const float q = fma(p, mul(r, r), r);  // e^r - 1
   const float e = add(1.f, q);           // e^r in [0.70, 1.42]
@@ -175,19 +177,16 @@ DSV3_HD inline void sincos(float theta, float* s_out, float* c_out) {
     *s_out = *c_out = nan_f();
     return;
   }
-  constexpr double kTwoOverPi = 6.36619772367581382433e-01, kPio2Hi = 1.57079632673412561417e+00,
-                   kPio2Lo = 6.07710050650619224932e-11;
+  constexpr double kTwoOverPi = 0x1.45f306dc9c883p-1, kPio2Hi = 0x1.921fb544p+0, kPio2Lo = 0x1.0b4611a626331p-34;
   const double x = theta;
   const double kd = rint(mul(x, kTwoOverPi));
   const double r = sub(sub(x, mul(kd, kPio2Hi)), mul(kd, kPio2Lo));
   const double z = mul(r, r);
   // fdlibm __kernel_sin / __kernel_cos coefficients (|r| <= π/4; no tail terms: r is already rounded to fp64).
-  constexpr double S1 = -1.66666666666666324348e-01, S2 = 8.33333333332248946124e-03,
-                   S3 = -1.98412698298579493134e-04, S4 = 2.75573137070700676789e-06,
-                   S5 = -2.50507602534068634195e-08, S6 = 1.58969099521155010221e-10;
-  constexpr double C1 = 4.16666666666666019037e-02, C2 = -1.38888888888741095749e-03,
-                   C3 = 2.48015872894767294178e-05, C4 = -2.75573143513906633035e-07,
-                   C5 = 2.08757232129817482790e-09, C6 = -1.13596475577881948265e-11;
+  constexpr double S1 = -0x1.5555555555549p-3, S2 = 0x1.111111110f8a6p-7, S3 = -0x1.a01a019c161d5p-13,
+                   S4 = 0x1.71de357b1fe7dp-19, S5 = -0x1.ae5e68a2b9cebp-26, S6 = 0x1.5d93a5acfd57cp-33;
+  constexpr double C1 = 0x1.555555555554cp-5, C2 = -0x1.6c16c16c15177p-10, C3 = 0x1.a01a019cb1590p-16,
+                   C4 = -0x1.27e4f809c52adp-22, C5 = 0x1.1ee9ebdb4b1c4p-29, C6 = -0x1.8fae9be8838d4p-37;
   double ps = add(S5, mul(z, S6));
   ps = add(S4, mul(z, ps));
   ps = add(S3, mul(z, ps));
@@ -236,7 +235,7 @@ DSV3_HD inline float linear_fp8(const A* a, const W* w, const float* sa, const f
 // The 1x128 activation quantization of one group (model-spec §5.3): scale = max(amax, 1e-4) / 448, ue8m0: rounded
 // up to a power of two from its bits (§5.3 step 4); codes[i] = e4m3(x[i] / scale). Returns the scale.
 DSV3_HD inline float fp8_group_scale(float amax, bool ue8m0) {
-  float s = div(max_f(amax, 1e-4f), 448.0f);
+  float s = div(max_f(amax, 0x1.a36e2ep-14f), 448.0f);  // 1e-4f
   if (ue8m0) {
     const uint32_t u = f32_bits(s);
     s = pow2(static_cast<int>((u >> 23) & 0xffu) - 127 + ((u & 0x7fffffu) != 0 ? 1 : 0));
