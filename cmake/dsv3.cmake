@@ -1,4 +1,9 @@
 # Helpers: one library per module, tests registered with a CTest label (cpu | gpu | mpi).
+
+# Host floating point exactly as written: no FMA contraction (g++ contracts a*b+c under its default
+# -ffp-contract=fast whenever the target has FMA, e.g. with -march=native). backend/ref_math.h, the arithmetic the
+# CPU reference shares with the CUDA reference numerics, depends on it (docs/numerics.md).
+add_compile_options($<$<COMPILE_LANGUAGE:CXX>:-ffp-contract=off> $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-ffp-contract=off>)
 set(DSV3_WARNINGS -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers)
 if(DSV3_WERROR)
   list(APPEND DSV3_WARNINGS -Werror)

@@ -44,7 +44,8 @@ int cmd_forward(int argc, char** argv) {
   CLI::App app{"Run token ids through the model and write the float32 logits of every position ([n_tokens, "
                "vocab_size] .npy)",
                "dsv3 forward"};
-  std::string model_dir, ids_str, out, numerics = "fp8", backend_name = "cpu", load_format = "auto", mtp_out;
+  std::string model_dir, ids_str, out, numerics = "fp8", backend_name = "cpu", load_format = "auto", mtp_out,
+      cuda_numerics;
   int decode_from = 0, chunk = 0;
   uint64_t seed = 0;
   app.add_option("--model_dir,--model-dir", model_dir, "HF checkpoint folder")->required();
@@ -53,6 +54,9 @@ int cmd_forward(int argc, char** argv) {
   app.add_option("--numerics", numerics, "fp8 (1x128 activation quantization, block-scaled GEMM) or bf16 "
                                          "(dequantized weights)")->capture_default_str();
   app.add_option("--backend", backend_name, "cpu or cuda")->capture_default_str();
+  app.add_option("--cuda_numerics,--cuda-numerics", cuda_numerics,
+                 "fast or reference: every CUDA op bit for bit the CPU reference's (slow; default: DSV3_NUMERICS, "
+                 "else fast)");
   app.add_option("--load_format,--load-format", load_format, "auto or dummy (random weights from config.json)")
       ->capture_default_str();
   app.add_option("--seed", seed, "seed of --load_format dummy weights")->capture_default_str();
@@ -67,7 +71,7 @@ int cmd_forward(int argc, char** argv) {
   const int64_t n = static_cast<int64_t>(ids.size());
   EXPECT(decode_from >= 0 && decode_from <= n, "--decode_from {} outside [0, {}]", decode_from, n);
   EXPECT(chunk >= 0, "--chunk must be >= 0");
-  auto backend = make_backend(backend_name);
+  auto backend = make_backend(backend_name, parse_op_numerics(cuda_numerics, "--cuda_numerics"));
   auto src = WeightSource::open(model_dir, parse_load_format(load_format), seed);
   const ModelConfig& c = src->config();
   for (int32_t id : ids) EXPECT(id < c.vocab_size, "--input_ids: token id {} >= vocab_size {}", id, c.vocab_size);

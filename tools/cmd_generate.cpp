@@ -18,7 +18,8 @@ namespace dsv3::tools {
 int cmd_generate(int argc, char** argv) {
   CLI::App app{"Generate text for a few prompts (the quickstart of the TensorRT-LLM DeepSeek-V3 recipe)",
                "dsv3 generate"};
-  std::string model_dir, backend = cuda_available() ? "cuda" : "cpu", numerics = "fp8", load_format = "auto";
+  std::string model_dir, backend = cuda_available() ? "cuda" : "cpu", numerics = "fp8", load_format = "auto",
+      cuda_numerics;
   std::vector<std::string> prompts;
   int max_tokens = 64, max_batch_size = 2048, max_num_tokens = 8192, max_seq_len = 0, top_k = 0,
       tokens_per_block = 64, tp_size = 1, pp_size = 1, moe_ep_size = -1, moe_tp_size = -1, mtp_nextn = 0,
@@ -55,6 +56,9 @@ int cmd_generate(int argc, char** argv) {
   app.add_flag("--apply_chat_template,--apply-chat-template", chat, "wrap each prompt as a user turn");
   app.add_option("--backend", backend, "cpu or cuda (default: cuda when a GPU is present)")->capture_default_str();
   app.add_option("--numerics", numerics, "fp8 or bf16")->capture_default_str();
+  app.add_option("--cuda_numerics,--cuda-numerics", cuda_numerics,
+                 "fast or reference: every CUDA op bit for bit the CPU reference's (slow; default: DSV3_NUMERICS, "
+                 "else fast)");
   app.add_option("--load_format,--load-format", load_format, "auto or dummy")->capture_default_str();
   app.add_option("--tokens_per_block,--tokens-per-block", tokens_per_block)->capture_default_str();
   app.add_option("--kv_cache_dtype,--kv-cache-dtype", kv_cache_dtype, "auto (bf16)")->capture_default_str();
@@ -102,6 +106,7 @@ int cmd_generate(int argc, char** argv) {
   ec.model_dir = model_dir;
   ec.backend = backend;
   ec.numerics = parse_numerics(numerics);
+  ec.op_numerics = parse_op_numerics(cuda_numerics, "--cuda_numerics");
   ec.load_format = parse_load_format(load_format);
   ec.max_batch_size = max_batch_size;
   ec.max_num_tokens = max_num_tokens;

@@ -34,6 +34,7 @@
 #include "dsv3/io/synthetic.h"
 #include "dsv3/io/tiny_model.h"
 #include "dsv3/io/weight_source.h"
+#include "dsv3/model/deepseek_v3.h"
 #include "dsv3/model/weights.h"
 #include "ops_harness.h"
 
@@ -55,6 +56,7 @@ struct Env {
   bool p_bf16 = false;                 // DSV3_MLA_P_BF16=1 was set: every backend above rounds P to bf16
   Backend* gpu_gemv2 = nullptr;        // production (DSV3_GEMV=v2, the default: gemv_fp8_v2.cu for FP8 linears of 1..8 rows)
   Backend* gpu_moe_decode = nullptr;   // production with DSV3_MOE=decode (moe_decode.cu up to 128 entries)
+  Backend* gpu_ref = nullptr;          // reference numerics (DSV3_NUMERICS=reference): bitwise the CPU's
 };
 
 // One case's device tensors; a deque keeps references stable.
@@ -129,6 +131,14 @@ const Tol kTolMoeFp8{.atol = 0, .rtol = 0.1, .atol_rms = 0.1, .min_cos = 0.999, 
 const Tol kTolMoeBf16{.atol = 0, .rtol = 1.0 / 32, .atol_rms = 1e-2, .min_cos = 0.9999, .max_nmse = 1e-4};
 const Tol kBitwise{.bitwise = true};
 
+// Reference numerics (CudaBackendOptions::reference_numerics, DSV3_NUMERICS=reference): every op must give the CPU
+// reference's outputs BIT FOR BIT — bf16, fp32 and i32 outputs compared as bits (kBitwise: max |gpu - cpu| == 0), no
+// tolerance — because both sides run the same functions (backend/ref_math.h) in the same order. The cases take
+// random inputs (never zero), odd sizes, one token, shuffled block tables, FP8 and bf16 weights; their vars start
+// with "refnum", so `test_ops -p refnum` runs exactly them. The ops that keep their kernels in this mode (embedding,
+// the KV cache ops, fill_token_ids, greedy sample) are checked on the same backend.
+const char* refnum_tag(bool refnum) { return refnum ? "refnum," : ""; }
+
 struct Case {
   std::string op, vars;
   bool quick;
@@ -144,23 +154,26 @@ void add_case(std::string op, std::string vars, bool quick, std::function<bool(E
 
 // ------------------------------------------------------------------------------------------------- cases
 
-void rms_norm_case(int n, int dim, bool residual, int x_stride, int out_stride, bool quick) {
-  add_case("rms_norm", fmt::format("n={},dim={},residual={},x_stride={},out_stride={}", n, dim, residual, x_stride,
-                                   out_stride),
+// in_place (refnum only): out is x itself (x_stride == out_stride), as the model's q_a / kv_a norms run.
+void rms_norm_case(int n, int dim, bool residual, int x_stride, int out_stride, bool quick, bool refnum = false,
+                   bool in_place = false) {
+  add_case("rms_norm", fmt::format("{}n={},dim={},residual={},x_stride={},out_stride={}{}", refnum_tag(refnum), n, dim,
+                                   residual, x_stride, out_stride, in_place ? ",in_place" : ""),
            quick, [=](Env& env) {
-             Rng rng(1000 + n * 7 + dim);
+             Backend& gpu = refnum ? *env.gpu_ref : *env.gpu;
+             Rng rng(1000 + n * 7 + dim + (refnum ? 50000 : 0));
              const int xs = x_stride ? x_stride : dim, os = out_stride ? out_stride : dim;
              Tensor x = rand_bf16(rng, {n, xs}), w = rand_bf16(rng, {dim}, 0.5f);
              Tensor res = residual ? rand_bf16(rng, {n, dim}) : Tensor();
              Tensor out = rand_bf16(rng, {n, os});  // rows wider than dim keep their other columns
-             Dev d(*env.gpu);
+             Dev d(gpu);
              TensorView dx = d.up(x, "x"), dw = d.up(w, "weight"), dres = residual ? d.up(res, "residual") : TensorView{};
-             TensorView dout = out_stride ? d.up(out, "out") : d.out(DType::kBF16, {n, os}, "out");
-             env.cpu->rms_norm({.x = x, .x_stride = x_stride, .residual = res.view(), .weight = w, .out = out,
-                                .out_stride = out_stride});
-             env.gpu->rms_norm({.x = dx, .x_stride = x_stride, .residual = dres, .weight = dw, .out = dout,
-                                .out_stride = out_stride});
-             bool ok = compare("out", out, d.get(dout), kTolBf16Ulp);
+             TensorView dout = in_place ? dx : out_stride ? d.up(out, "out") : d.out(DType::kBF16, {n, os}, "out");
+             env.cpu->rms_norm({.x = x, .x_stride = x_stride, .residual = res.view(), .weight = w,
+                                .out = in_place ? x.view() : out.view(), .out_stride = out_stride});
+             gpu.rms_norm({.x = dx, .x_stride = x_stride, .residual = dres, .weight = dw, .out = dout,
+                           .out_stride = out_stride});
+             bool ok = compare("out", in_place ? x : out, d.get(dout), refnum ? kBitwise : kTolBf16Ulp);
              if (residual) ok &= compare("residual", res, d.get(dres), kBitwise);  // bf16(res + x): one rounding
              return ok && d.guards_ok;
            });
@@ -180,25 +193,27 @@ void rms_norm_inplace_case(int n, int dim) {
   });
 }
 
-void embedding_case(int n, int vocab, int dim) {
-  add_case("embedding", fmt::format("n={},vocab={},d={}", n, vocab, dim), true, [=](Env& env) {
+void embedding_case(int n, int vocab, int dim, bool refnum = false) {
+  add_case("embedding", fmt::format("{}n={},vocab={},d={}", refnum_tag(refnum), n, vocab, dim), true, [=](Env& env) {
+    Backend& gpu = refnum ? *env.gpu_ref : *env.gpu;
     Rng rng(2000 + n);
     std::vector<int32_t> ids(static_cast<size_t>(n));
     for (auto& id : ids) id = rng.uniform_int(0, vocab - 1);
     if (n > 2) ids[1] = ids[0];  // repeated ids
     Tensor tid = host_i32({n}, ids), table = rand_bf16(rng, {vocab, dim}), out(DType::kBF16, {n, dim});
-    Dev d(*env.gpu);
+    Dev d(gpu);
     TensorView dout = d.out(DType::kBF16, {n, dim}, "out");
     env.cpu->embedding({.ids = tid, .table = table, .out = out});
-    env.gpu->embedding({.ids = d.up(tid, "ids"), .table = d.up(table, "table"), .out = dout});
+    gpu.embedding({.ids = d.up(tid, "ids"), .table = d.up(table, "table"), .out = dout});
     return compare("out", out, d.get(dout), kBitwise) && d.guards_ok;  // a row copy
   });
 }
 
-void rope_case(int n, int heads, int stride, int offset, int rope_dim, int max_pos) {
-  add_case("rope", fmt::format("n={},heads={},stride={},offset={},rope_dim={},max_pos={}", n, heads, stride, offset,
-                               rope_dim, max_pos),
+void rope_case(int n, int heads, int stride, int offset, int rope_dim, int max_pos, bool refnum = false) {
+  add_case("rope", fmt::format("{}n={},heads={},stride={},offset={},rope_dim={},max_pos={}", refnum_tag(refnum), n,
+                               heads, stride, offset, rope_dim, max_pos),
            true, [=](Env& env) {
+             Backend& gpu = refnum ? *env.gpu_ref : *env.gpu;
              Rng rng(3000 + n + heads);
              Tensor x = rand_bf16(rng, {n, heads, stride});
              std::vector<int32_t> pos(static_cast<size_t>(n));
@@ -207,33 +222,38 @@ void rope_case(int n, int heads, int stride, int offset, int rope_dim, int max_p
              for (size_t i = 0; i < f.size(); ++i)  // 10000^(-2i/d), YaRN-like damping on the low frequencies
                f[i] = static_cast<float>(std::pow(10000.0, -2.0 * static_cast<double>(i) / rope_dim) / (i < 4 ? 40.0 : 1.0));
              Tensor tpos = host_i32({n}, pos), tf = make_host_tensor(DType::kF32, {rope_dim / 2}, f.data());
-             Dev d(*env.gpu);
+             Dev d(gpu);
              TensorView dx = d.up(x, "x");
              env.cpu->rope({.x = x, .positions = tpos, .inv_freq = tf, .offset = offset});
-             env.gpu->rope({.x = dx, .positions = d.up(tpos, "positions"), .inv_freq = d.up(tf, "inv_freq"),
-                            .offset = offset});
-             // sin/cos from double vs glibc's float functions: an ulp apart at most, so one bf16 step at most.
-             return compare("x", x, d.get(dx), kTolBf16Ulp) && d.guards_ok;
+             gpu.rope({.x = dx, .positions = d.up(tpos, "positions"), .inv_freq = d.up(tf, "inv_freq"),
+                       .offset = offset});
+             // Both use ref::sincos; the fast kernel's products may round differently: one bf16 step at most.
+             return compare("x", x, d.get(dx), refnum ? kBitwise : kTolBf16Ulp) && d.guards_ok;
            });
 }
 
-void silu_add_case(int rows, int cols) {
-  add_case("silu_mul", fmt::format("rows={},cols={}", rows, cols), true, [=](Env& env) {
+// gate_std: 3 in the model's range; refnum adds 40 (exp far into its tails: e^-g overflows for g < -88.7, underflows
+// to subnormals and 0 for g > 87).
+void silu_add_case(int rows, int cols, bool refnum = false, float gate_std = 3.f) {
+  add_case("silu_mul", fmt::format("{}rows={},cols={},gate_std={}", refnum_tag(refnum), rows, cols, gate_std), true,
+           [=](Env& env) {
+    Backend& gpu = refnum ? *env.gpu_ref : *env.gpu;
     Rng rng(4000 + rows);
-    Tensor g = rand_bf16(rng, {rows, cols}, 3.f), u = rand_bf16(rng, {rows, cols}), out(DType::kBF16, {rows, cols});
-    Dev d(*env.gpu);
+    Tensor g = rand_bf16(rng, {rows, cols}, gate_std), u = rand_bf16(rng, {rows, cols}), out(DType::kBF16, {rows, cols});
+    Dev d(gpu);
     TensorView dout = d.out(DType::kBF16, {rows, cols}, "out");
     env.cpu->silu_mul({.gate = g, .up = u, .out = out});
-    env.gpu->silu_mul({.gate = d.up(g, "gate"), .up = d.up(u, "up"), .out = dout});
-    return compare("out", out, d.get(dout), kTolBf16Ulp) && d.guards_ok;  // exp: an ulp at most
+    gpu.silu_mul({.gate = d.up(g, "gate"), .up = d.up(u, "up"), .out = dout});
+    return compare("out", out, d.get(dout), refnum ? kBitwise : kTolBf16Ulp) && d.guards_ok;  // fast: an exp ulp
   });
-  add_case("add", fmt::format("rows={},cols={}", rows, cols), true, [=](Env& env) {
+  add_case("add", fmt::format("{}rows={},cols={}", refnum_tag(refnum), rows, cols), true, [=](Env& env) {
+    Backend& gpu = refnum ? *env.gpu_ref : *env.gpu;
     Rng rng(4500 + rows);
     Tensor a = rand_bf16(rng, {rows, cols}), b = rand_bf16(rng, {rows, cols}), out(DType::kBF16, {rows, cols});
-    Dev d(*env.gpu);
+    Dev d(gpu);
     TensorView dout = d.out(DType::kBF16, {rows, cols}, "out");
     env.cpu->add({.a = a, .b = b, .out = out});
-    env.gpu->add({.a = d.up(a, "a"), .b = d.up(b, "b"), .out = dout});
+    gpu.add({.a = d.up(a, "a"), .b = d.up(b, "b"), .out = dout});
     return compare("out", out, d.get(dout), kBitwise) && d.guards_ok;  // one fp32 add, one rounding
   });
 }
@@ -245,28 +265,32 @@ std::vector<int32_t> shuffled(Rng& rng, int n) {
   return v;
 }
 
-void kv_store_case(int n, int n_blocks, int bs, int entry) {
-  add_case("kv_cache_store", fmt::format("n={},n_blocks={},block_size={},entry={}", n, n_blocks, bs, entry), true,
-           [=](Env& env) {
+void kv_store_case(int n, int n_blocks, int bs, int entry, bool refnum = false) {
+  add_case("kv_cache_store", fmt::format("{}n={},n_blocks={},block_size={},entry={}", refnum_tag(refnum), n, n_blocks,
+                                         bs, entry),
+           true, [=](Env& env) {
+             Backend& gpu = refnum ? *env.gpu_ref : *env.gpu;
              Rng rng(5000 + n);
              Tensor kv = rand_bf16(rng, {n, entry}), cache = rand_bf16(rng, {n_blocks, bs, entry});
              std::vector<int32_t> perm = shuffled(rng, n_blocks * bs);
              perm.resize(static_cast<size_t>(n));  // distinct slots in shuffled blocks
              Tensor slots = host_i32({n}, perm);
-             Dev d(*env.gpu);
+             Dev d(gpu);
              TensorView dcache = d.up(cache, "cache");
              env.cpu->kv_cache_store({.kv_new = kv, .cache = cache, .slots = slots});
-             env.gpu->kv_cache_store({.kv_new = d.up(kv, "kv_new"), .cache = dcache, .slots = d.up(slots, "slots")});
+             gpu.kv_cache_store({.kv_new = d.up(kv, "kv_new"), .cache = dcache, .slots = d.up(slots, "slots")});
              return compare("cache", cache, d.get(dcache), kBitwise) && d.guards_ok;  // data movement
            });
 }
 
-void kv_gather_case(std::vector<int> lens, int bs, int rank, int rope) {
+void kv_gather_case(std::vector<int> lens, int bs, int rank, int rope, bool refnum = false) {
   std::string v;
   for (int l : lens) v += fmt::format("{}{}", v.empty() ? "" : "/", l);
   const bool quick = std::accumulate(lens.begin(), lens.end(), 0) < 2000;
-  add_case("kv_cache_gather", fmt::format("lens={},block_size={},rank={},rope={}", v, bs, rank, rope), quick,
-           [=](Env& env) {
+  add_case("kv_cache_gather", fmt::format("{}lens={},block_size={},rank={},rope={}", refnum_tag(refnum), v, bs, rank,
+                                          rope),
+           quick, [=](Env& env) {
+             Backend& gpu = refnum ? *env.gpu_ref : *env.gpu;
              Rng rng(6000 + bs);
              const int n_seqs = static_cast<int>(lens.size());
              int max_blocks = 0, total_blocks = 0;
@@ -286,10 +310,10 @@ void kv_gather_case(std::vector<int> lens, int bs, int rank, int rope) {
              Tensor tcu = host_i32({n_seqs + 1}, cu);
              const int n_kv = cu.back();
              Tensor lat(DType::kBF16, {n_kv, rank}), pe(DType::kBF16, {n_kv, rope});
-             Dev d(*env.gpu);
+             Dev d(gpu);
              TensorView dlat = d.out(DType::kBF16, {n_kv, rank}, "latent_out"), dpe = d.out(DType::kBF16, {n_kv, rope}, "pe_out");
              env.cpu->kv_cache_gather({.cache = cache, .block_table = bt, .cu_kv = tcu, .latent_out = lat, .pe_out = pe});
-             env.gpu->kv_cache_gather({.cache = d.up(cache, "cache"), .block_table = d.up(bt, "block_table"),
+             gpu.kv_cache_gather({.cache = d.up(cache, "cache"), .block_table = d.up(bt, "block_table"),
                                        .cu_kv = d.up(tcu, "cu_kv"), .latent_out = dlat, .pe_out = dpe});
              bool ok = compare("latent_out", lat, d.get(dlat), kBitwise);
              ok &= compare("pe_out", pe, d.get(dpe), kBitwise);
@@ -297,7 +321,8 @@ void kv_gather_case(std::vector<int> lens, int bs, int rank, int rope) {
            });
 }
 
-// Linear: `which` picks the backend (0 production, 1 fallback kernels, 2 production with DSV3_GEMV=v2). Production
+// Linear: `which` picks the backend (0 production with DSV3_GEMV=v1, 1 fallback kernels, 2 reference numerics, 3
+// production with DSV3_GEMV=v2, the default). Production
 // runs FP8 weights with at most kGemvRows rows through the decode GEMV (gemv_fp8.cu), larger ones through cuBLASLt
 // (or the fallback it rejects); with v2, FP8 weights with at most 8 rows and k % 16 == 0 run gemv_fp8_v2.cu.
 constexpr int kGemvRows = 16;
@@ -305,8 +330,9 @@ constexpr int kGemvRows = 16;
 // failure code) written as 0. Rows distinct and shuffled, sources repeated, ~10% failure codes; one pair, a subset,
 // every row, more pairs than one thread block. The expected ids are worked out here, and both backends must give
 // them bit for bit; rows outside the map keep their ids (and the guards catch a write beyond ids).
-void fill_token_ids_case(int n, int m, int k) {
-  add_case("fill_token_ids", fmt::format("n={},m={},k={}", n, m, k), true, [=](Env& env) {
+void fill_token_ids_case(int n, int m, int k, bool refnum = false) {
+  add_case("fill_token_ids", fmt::format("{}n={},m={},k={}", refnum_tag(refnum), n, m, k), true, [=](Env& env) {
+    Backend& gpu = refnum ? *env.gpu_ref : *env.gpu;
     Rng rng(9000 + static_cast<uint64_t>(n) * 7 + m);
     std::vector<int32_t> ids(static_cast<size_t>(n)), src(static_cast<size_t>(k)), map;
     for (auto& v : ids) v = rng.uniform_int(0, 129279);
@@ -324,9 +350,9 @@ void fill_token_ids_case(int n, int m, int k) {
     }
     Tensor tids = host_i32({n}, ids), tsrc = host_i32({k}, src), tmap = host_i32({m, 2}, map);
     Tensor twant = host_i32({n}, want);
-    Dev d(*env.gpu);
+    Dev d(gpu);
     TensorView dids = d.up(tids, "ids");
-    env.gpu->fill_token_ids({.ids = dids, .map = d.up(tmap, "map"), .src = d.up(tsrc, "src")});
+    gpu.fill_token_ids({.ids = dids, .map = d.up(tmap, "map"), .src = d.up(tsrc, "src")});
     env.cpu->fill_token_ids({.ids = tids, .map = tmap, .src = tsrc});
     bool ok = compare("ids (cpu)", twant, tids, kBitwise);
     ok &= compare("ids", twant, d.get(dids), kBitwise);  // data movement
@@ -335,14 +361,14 @@ void fill_token_ids_case(int n, int m, int k) {
 }
 
 void linear_case(int n, int m, int k, bool fp8, bool out_f32, int x_stride, bool ue8m0, int which, bool quick) {
-  const bool gemv = which != 1 && fp8 && n <= kGemvRows;
-  const bool gemv2 = which == 2 && fp8 && n <= cuda::kGemvV2MaxTokens && k % 16 == 0;
-  add_case("linear", fmt::format("n={},m={},k={},w={},out={},x_stride={},ue8m0={},path={}", n, m, k,
-                                 fp8 ? "fp8" : "bf16", out_f32 ? "f32" : "bf16", x_stride, ue8m0,
-                                 which == 1 ? "fallback" : gemv2 ? "gemv2" : which == 2 ? "gemv2->gemv"
-                                 : gemv ? "gemv" : "cublaslt"),
+  const bool gemv = (which == 0 || which == 3) && fp8 && n <= kGemvRows;
+  const bool gemv2 = which == 3 && fp8 && n <= cuda::kGemvV2MaxTokens && k % 16 == 0;
+  add_case("linear", fmt::format("{}n={},m={},k={},w={},out={},x_stride={},ue8m0={},path={}", refnum_tag(which == 2), n,
+                                 m, k, fp8 ? "fp8" : "bf16", out_f32 ? "f32" : "bf16", x_stride, ue8m0,
+                                 which == 1 ? "fallback" : which == 2 ? "reference" : gemv2 ? "gemv2"
+                                 : which == 3 ? "gemv2->gemv" : gemv ? "gemv" : "cublaslt"),
            quick, [=](Env& env) {
-             Backend& gpu = which == 1 ? *env.gpu_fb : which == 2 ? *env.gpu_gemv2 : *env.gpu;
+             Backend& gpu = which == 1 ? *env.gpu_fb : which == 2 ? *env.gpu_ref : which == 3 ? *env.gpu_gemv2 : *env.gpu;
              Rng rng(7000 + n * 31 + m + k);
              const int xs = x_stride ? x_stride : k;
              Tensor xfull = rand_bf16(rng, {n, xs});
@@ -361,8 +387,9 @@ void linear_case(int n, int m, int k, bool fp8, bool out_f32, int x_stride, bool
              // The fallback kernels sum in the reference's order with the same roundings: bitwise. cuBLASLt: see Tol.
              // The GEMV multiplies on the tensor cores and sums in its own order: the cuBLASLt FP8 tolerance.
              // gemv2: tensor-core products as the GEMV, its own summation order (gemv_fp8_v2.cu): the same tolerance.
-             const bool lt_fp8_path = which != 1 && fp8 && !out_f32 && k % 512 == 0 && m % 16 == 0;
-             const Tol tol = which == 1 ? kBitwise : gemv || lt_fp8_path ? kTolGemmFp8 : fp8 ? kBitwise : out_f32
+             // Reference numerics (which 2): bitwise, as the fallback kernels.
+             const bool lt_fp8_path = (which == 0 || which == 3) && fp8 && !out_f32 && k % 512 == 0 && m % 16 == 0;
+             const Tol tol = which == 1 || which == 2 ? kBitwise : gemv || lt_fp8_path ? kTolGemmFp8 : fp8 ? kBitwise : out_f32
                  ? Tol{.atol = 0, .rtol = 1e-4, .atol_rms = 1e-5, .min_cos = 0.999999, .max_nmse = 1e-9}
                  : kTolGemmBf16;
              return compare("out", out, d.get(dout), tol) && d.guards_ok;
@@ -513,12 +540,13 @@ void gemv2_graph_case() {
   });
 }
 
+// which: 0 production, 1 the fallback kernels, 2 reference numerics (refnum); all bitwise.
 void absorb_case(int n, int H, int nope, int rope, int vd, int rank, int which, bool quick) {
   const std::string vars =
-      fmt::format("n={},H={},nope={},rope={},v={},rank={},path={}", n, H, nope, rope, vd, rank,
-                  which ? "fallback" : "default (kernels)");
+      fmt::format("{}n={},H={},nope={},rope={},v={},rank={},path={}", refnum_tag(which == 2), n, H, nope, rope, vd, rank,
+                  which == 2 ? "reference" : which ? "fallback" : "default (kernels)");
   add_case("mla_absorb_q", vars, quick, [=](Env& env) {
-    Backend& gpu = which ? *env.gpu_fb : *env.gpu;
+    Backend& gpu = which == 2 ? *env.gpu_ref : which ? *env.gpu_fb : *env.gpu;
     Rng rng(8000 + n + H);
     Tensor q = rand_bf16(rng, {n, H, nope + rope}), kvb = rand_bf16(rng, {H * (nope + vd), rank}, 0.05f);
     Tensor qa(DType::kBF16, {n, H, rank + rope});
@@ -530,7 +558,7 @@ void absorb_case(int n, int H, int nope, int rope, int vd, int rank, int which, 
     return compare("q_abs", qa, d.get(dqa), kBitwise) && d.guards_ok;
   });
   add_case("mla_absorb_v", vars, quick, [=](Env& env) {
-    Backend& gpu = which ? *env.gpu_fb : *env.gpu;
+    Backend& gpu = which == 2 ? *env.gpu_ref : which ? *env.gpu_fb : *env.gpu;
     Rng rng(8500 + n + H);
     Tensor o = rand_bf16(rng, {n, H, rank}), kvb = rand_bf16(rng, {H * (nope + vd), rank}, 0.05f);
     Tensor out(DType::kBF16, {n, H, vd});
@@ -625,13 +653,15 @@ void prefill_case(std::vector<std::pair<int, int>> seqs, int H, int nope, int ro
   std::string v;
   for (auto [q, k] : seqs) v += fmt::format("{}{}:{}", v.empty() ? "" : "/", q, k);
   if (seqs.size() > 6) v = fmt::format("{}_seqs", seqs.size());  // their lengths: register_cases()
-  const char* kernel = which == 1 ? "simple" : which == 2 ? "mma64" : which == 3 ? "mma-pbf16" : "default";
-  add_case("mla_prefill", fmt::format("seqs={},H={},nope={},rope={},v={},q_std={},kernel={}", v, H, nope, rope, vd,
-                                      q_std, kernel),
+  const char* kernel =
+      which == 1 ? "simple" : which == 2 ? "mma64" : which == 3 ? "mma-pbf16" : which == 4 ? "reference" : "default";
+  add_case("mla_prefill", fmt::format("{}seqs={},H={},nope={},rope={},v={},q_std={},kernel={}", refnum_tag(which == 4),
+                                      v, H, nope, rope, vd, q_std, kernel),
            quick, [=](Env& env) {
     Backend& gpu = which == 1   ? *env.gpu_simple
                    : which == 2 ? *env.gpu_prefill64
                    : which == 3 ? *env.gpu_p_bf16
+                   : which == 4 ? *env.gpu_ref
                                 : *env.gpu;
     Rng rng(9000 + H + nope + static_cast<int>(seqs.size()));
     std::vector<int32_t> cq{0}, ck{0};
@@ -667,6 +697,7 @@ void prefill_case(std::vector<std::pair<int, int>> seqs, int H, int nope, int ro
     MlaPrefillParams p{.q = q_ref, .kv = kv_ref, .k_pe = kpe, .cu_q = tcq, .cu_kv = tck, .out = out,
                        .qk_nope_head_dim = nope, .v_head_dim = vd, .softmax_scale = scale};
     env.cpu->mla_prefill(p);
+    if (which == 4) return compare("out", out, got_ref, kBitwise) && d.guards_ok;
     const bool mma = which != 1 && nope == 128 && rope == 64 && vd == 128;
     if (!mma) return compare("out", out, got_ref, kTolAttn) && d.guards_ok;
     const bool split_p = which != 3;
@@ -770,7 +801,7 @@ std::vector<float> decode_abs_wv(const Tensor& q, const Tensor& cache, const std
 // 576 and rank 512; anything else falls back (mma -> wmma -> simple), as CudaBackend::mla_decode does. The
 // tensor-core kernels split P into bf16 hi + lo (kTolAttnSplit); "-pbf16" marks them with P rounded to bf16
 // (DSV3_MLA_P_BF16=1, kTolDecodePBf16). With DSV3_MLA_P_BF16=1 set, the split cases with more than a few keys fail.
-enum class DecodeWhich { kDefault, kSimple, kWmma, kPBf16, kWmmaPBf16 };
+enum class DecodeWhich { kDefault, kSimple, kWmma, kPBf16, kWmmaPBf16, kReference };
 void decode_case(std::vector<int> lens, int H, int rank, int rope, int bs, DecodeWhich which, bool quick) {
   std::string v;
   for (int l : lens) v += fmt::format("{}{}", v.empty() ? "" : "/", l);
@@ -780,13 +811,16 @@ void decode_case(std::vector<int> lens, int H, int rank, int rope, int bs, Decod
   const bool wmma_ok = entry == 576 && rank == 512, mma_ok = wmma_ok && H % 64 == 0;
   const bool p_bf16 = which == DecodeWhich::kPBf16 || which == DecodeWhich::kWmmaPBf16;
   const char* kernel = [&] {
+    if (which == DecodeWhich::kReference) return "reference";
     if (which == DecodeWhich::kSimple || !wmma_ok) return "simple";
     if (mma_ok && (which == DecodeWhich::kDefault || which == DecodeWhich::kPBf16)) return p_bf16 ? "mma-pbf16" : "mma";
     return p_bf16 ? "wmma-pbf16" : "wmma";
   }();
-  add_case("mla_decode", fmt::format("lens={},H={},rank={},rope={},block_size={},kernel={}", v, H, rank, rope, bs, kernel),
+  add_case("mla_decode", fmt::format("{}lens={},H={},rank={},rope={},block_size={},kernel={}",
+                                     refnum_tag(which == DecodeWhich::kReference), v, H, rank, rope, bs, kernel),
            quick, [=](Env& env) {
-             Backend& gpu = which == DecodeWhich::kSimple      ? *env.gpu_simple
+             Backend& gpu = which == DecodeWhich::kReference   ? *env.gpu_ref
+                            : which == DecodeWhich::kSimple    ? *env.gpu_simple
                             : which == DecodeWhich::kWmma      ? *env.gpu_wmma
                             : which == DecodeWhich::kPBf16     ? *env.gpu_p_bf16
                             : which == DecodeWhich::kWmmaPBf16 ? *env.gpu_wmma_p_bf16
@@ -812,6 +846,7 @@ void decode_case(std::vector<int> lens, int H, int rank, int rope, int bs, Decod
              gpu.mla_decode({.q_abs = d.up(q, "q_abs"), .cache = d.up(cache, "cache"), .block_table = d.up(bt, "block_table"),
                              .seq_lens = d.up(tl, "seq_lens"), .out = dout, .kv_lora_rank = rank, .softmax_scale = scale});
              const std::string k = kernel;
+             if (k == "reference") return compare("out", out, d.get(dout), kBitwise) && d.guards_ok;
              if (k == "simple") return compare("out", out, d.get(dout), kTolAttn) && d.guards_ok;
              if (p_bf16) {
                const Tensor got = d.get(dout);
@@ -836,10 +871,11 @@ struct RouterCfg {
   bool ties;  // duplicate gate rows (and biases): exact ties that must go to the lower index
 };
 
-void router_case(RouterCfg c) {
-  add_case("router", fmt::format("{},n={},d={},E={},groups={}/{},top_k={},ties={}", c.name, c.n, c.d, c.E, c.topk_group,
-                                 c.n_group, c.top_k, c.ties),
+void router_case(RouterCfg c, bool refnum = false) {
+  add_case("router", fmt::format("{}{},n={},d={},E={},groups={}/{},top_k={},ties={}", refnum_tag(refnum), c.name, c.n,
+                                 c.d, c.E, c.topk_group, c.n_group, c.top_k, c.ties),
            true, [=](Env& env) {
+             Backend& gpu = refnum ? *env.gpu_ref : *env.gpu;
              Rng rng(11000 + c.E + c.n);
              Tensor x = rand_bf16(rng, {c.n, c.d}), gate = rand_bf16(rng, {c.E, c.d}, 0.03f);
              Tensor bias = c.method == RouterTopk::kNoauxTc ? rand_f32(rng, {c.E}, -0.05f, 0.05f) : Tensor();
@@ -850,7 +886,7 @@ void router_case(RouterCfg c) {
                if (!bias.empty()) bias.as<float>()[c.E - 2] = bias.as<float>()[1], bias.as<float>()[4] = bias.as<float>()[3];
              }
              Tensor ids(DType::kI32, {c.n, c.top_k}), wts(DType::kF32, {c.n, c.top_k});
-             Dev d(*env.gpu);
+             Dev d(gpu);
              TensorView dids = d.out(DType::kI32, {c.n, c.top_k}, "topk_ids"), dw = d.out(DType::kF32, {c.n, c.top_k}, "topk_weights");
              RouterParams p{.x = x, .gate = gate, .bias = bias.view(), .topk_ids = ids, .topk_weights = wts,
                             .scoring = c.scoring, .method = c.method, .n_group = c.n_group, .topk_group = c.topk_group,
@@ -858,10 +894,11 @@ void router_case(RouterCfg c) {
              env.cpu->router(p);
              p.x = d.up(x, "x"), p.gate = d.up(gate, "gate"), p.bias = bias.empty() ? TensorView{} : d.up(bias, "bias");
              p.topk_ids = dids, p.topk_weights = dw;
-             env.gpu->router(p);
+             gpu.router(p);
              // Logits are bitwise the reference's (sequential fp32 dot products), so the selection is exact.
              bool ok = compare("topk_ids", ids, d.get(dids), kBitwise);
-             ok &= compare("topk_weights", wts, d.get(dw), Tol{.atol = 0, .rtol = 1e-6, .min_cos = 0.9999999});
+             ok &= compare("topk_weights", wts, d.get(dw),
+                           refnum ? kBitwise : Tol{.atol = 0, .rtol = 1e-6, .min_cos = 0.9999999});
              if (c.ties) {  // tie order: the lower index of each identical pair
                // A twin in a group the router dropped cannot be chosen; a dropped group has no chosen expert at all
                // (a kept group would have given the twin, equal in value and lower in index, before this expert).
@@ -890,8 +927,8 @@ void router_case(RouterCfg c) {
 // MoE: `path` picks the backend — production (auto: with FP8 experts the decode kernels for n·top_k <= 64, the
 // grouped kernels for n·top_k <= 16·E, the per-expert loop beyond), fallback kernels (always the loop),
 // DSV3_MOE=loop, DSV3_MOE=grouped, DSV3_MOE=decode (n·top_k <= 128; with split / prefetch set: a backend of its own
-// with DSV3_MOE_SPLIT / DSV3_MOE_PREFETCH).
-enum class MoePath { kAuto, kFallback, kLoop, kGrouped, kDecode };
+// with DSV3_MOE_SPLIT / DSV3_MOE_PREFETCH), reference numerics (refnum, bitwise).
+enum class MoePath { kAuto, kFallback, kLoop, kGrouped, kDecode, kReference };
 // Routing: kRandom: top_k distinct experts per token, experts with id % 7 == 3 never chosen (zero rows) when
 // enough remain. kHot (grouped chunking): expert 5 in every token (n rows: chunks of 16 and a remainder), expert 2
 // in tokens 0..16 (17 rows: 16 + 1), expert E-1 in tokens 0..15 (exactly 16 rows), the rest random as kRandom.
@@ -928,7 +965,8 @@ void moe_case(MoeCfg c) {
   const bool auto_decode = c.path == MoePath::kAuto && c.fp8 && entries <= 64;
   const bool grouped = c.path == MoePath::kGrouped || (c.path == MoePath::kAuto && c.fp8 && entries <= 16 * c.E);
   const bool decode = (c.path == MoePath::kDecode && c.fp8 && entries <= 128) || auto_decode;
-  std::string path = c.path == MoePath::kFallback ? "fallback"
+  std::string path = c.path == MoePath::kReference  ? "reference"
+                     : c.path == MoePath::kFallback ? "fallback"
                      : c.path == MoePath::kLoop   ? "loop"
                      : c.path == MoePath::kGrouped ? (c.fp8 ? "grouped" : "grouped(bf16:loop)")
                      : c.path == MoePath::kDecode ? (decode                      ? "decode"
@@ -940,9 +978,10 @@ void moe_case(MoeCfg c) {
                                                    : "auto:loop";
   if (c.split > 0) path += fmt::format(",split={}", c.split);
   if (c.prefetch >= 0) path += fmt::format(",prefetch={}", c.prefetch);
-  add_case("moe_experts", fmt::format("n={},d={},f={},E={},top_k={},w={},ue8m0={},routing={},path={}", c.n, c.d, c.f,
-                                      c.E, c.top_k, c.fp8 ? "fp8" : "bf16", c.ue8m0,
-                                      c.routing == MoeRouting::kHot ? "hot" : "random", path),
+  add_case("moe_experts", fmt::format("{}n={},d={},f={},E={},top_k={},w={},ue8m0={},routing={},path={}",
+                                      refnum_tag(c.path == MoePath::kReference), c.n, c.d, c.f, c.E, c.top_k,
+                                      c.fp8 ? "fp8" : "bf16", c.ue8m0, c.routing == MoeRouting::kHot ? "hot" : "random",
+                                      path),
            c.quick, [=](Env& env) {
              std::unique_ptr<Backend> own;  // forced split / prefetch: a backend with those options
              if ((c.split > 0 || c.prefetch >= 0) && !env.gpu->host_visible()) {
@@ -953,7 +992,8 @@ void moe_case(MoeCfg c) {
                if (c.prefetch >= 0) o.moe_decode_prefetch = c.prefetch;
                own = make_cuda_backend(o);
              }
-             Backend& gpu = own                           ? *own
+             Backend& gpu = own                            ? *own
+                            : c.path == MoePath::kReference ? *env.gpu_ref
                             : c.path == MoePath::kFallback ? *env.gpu_fb
                             : c.path == MoePath::kLoop     ? *env.gpu_moe_loop
                             : c.path == MoePath::kGrouped  ? *env.gpu_moe_grouped
@@ -1030,7 +1070,8 @@ void moe_case(MoeCfg c) {
              // kTolMoeFp8 for every FP8 path: the grouped kernels sum each 128-K block on the tensor cores in their
              // own order (as the decode GEMV, linear ... path=gemv), so gate/up differ from the reference by bf16
              // ulps and h's re-quantization flips e4m3 codes for a few percent of the inputs (see kTolMoeFp8).
-             bool ok = compare("out", out, d.get(dout), c.fp8 ? kTolMoeFp8 : kTolMoeBf16);
+             const Tol tol = c.path == MoePath::kReference ? kBitwise : c.fp8 ? kTolMoeFp8 : kTolMoeBf16;
+             bool ok = compare("out", out, d.get(dout), tol);
              if (decode) {  // deterministic: a second call (the work queue hands out items in another order) agrees
                TensorView dout2 = d.out(DType::kBF16, {c.n, c.d}, "out (second call)");
                MoeExpertsParams gp2 = gp;
@@ -1209,6 +1250,7 @@ struct SampleSpec {
   bool tie_cut = false;                // 2 ids at max + 4.5, 40 at max + 4: top-p cuts inside the group of 40
   bool logprobs = false;
   bool quick = false;
+  bool refnum = false;                 // on the reference-numerics backend
 };
 
 // Is this row's reference draw away from every razor edge of the comment above?
@@ -1255,10 +1297,11 @@ bool sample_row_is_robust(std::span<const float> l, const SampleRowParams& p) {
 }
 
 void sample_case(SampleSpec spec) {
-  add_case("sample", fmt::format("{},rows={},vocab={}{}{}", spec.name, spec.rows, spec.vocab,
+  add_case("sample", fmt::format("{}{},rows={},vocab={}{}{}", refnum_tag(spec.refnum), spec.name, spec.rows, spec.vocab,
                                  spec.stride ? fmt::format(",stride={}", spec.stride) : "",
                                  spec.logprobs ? ",logprobs" : ""),
            spec.quick, [spec](Env& env) {
+             Backend& gpu = spec.refnum ? *env.gpu_ref : *env.gpu;
              const int r = spec.rows, V = spec.vocab, stride = spec.stride ? spec.stride : V;
              Rng rng(7000 + static_cast<uint64_t>(r) * 131 + V);
              std::vector<SampleRowParams> params(static_cast<size_t>(r));
@@ -1306,13 +1349,13 @@ void sample_case(SampleSpec spec) {
              hlog.shape = Shape{r, V};  // the view the op sees; rows are `stride` apart
              env.cpu->sample({.logits = hlog, .logits_stride = spec.stride, .rows = params.data(), .tokens = ref_tok,
                               .logprobs = spec.logprobs ? ref_lp.view() : TensorView{}});
-             Dev d(*env.gpu);
+             Dev d(gpu);
              TensorView dlog = d.up(logits, "logits");
              TensorView dtok = d.out(DType::kI32, {r}, "tokens");
              TensorView dlp = spec.logprobs ? d.out(DType::kF32, {r}, "logprobs") : TensorView{};
              dlog.shape = Shape{r, V};  // the view the op sees; rows are `stride` apart
-             env.gpu->sample({.logits = dlog, .logits_stride = spec.stride, .rows = params.data(), .tokens = dtok,
-                              .logprobs = dlp});
+             gpu.sample({.logits = dlog, .logits_stride = spec.stride, .rows = params.data(), .tokens = dtok,
+                         .logprobs = dlp});
              bool ok = compare("tokens", ref_tok, d.get(dtok), kBitwise);
              if (spec.logprobs) ok &= compare("logprobs", ref_lp, d.get(dlp), kTolLogprob);
              if (spec.bad_rows && r >= 2)
@@ -1534,7 +1577,178 @@ void graph_scratch_case() {
   });
 }
 
+// ------------------------------------------------------------------------------------------------- refnum
+
+// The whole model on the reference-numerics backend against the CPU: a dummy model (the same random weights on both,
+// dummy_load checks that), a 13-token prompt in two chunks (naive MLA, the second chunk over cached keys), then
+// three decode steps (absorbed MLA over the paged cache in reversed blocks); every logit bit for bit.
+void refnum_model_case(std::string preset, Numerics numerics, bool quick) {
+  add_case("model_forward", fmt::format("refnum,preset={},numerics={},steps=9+4 prompt,3 decode", preset,
+                                        numerics == Numerics::kFp8 ? "fp8" : "bf16"),
+           quick, [=](Env& env) {
+             const ModelConfig c = tiny_model_preset(preset);
+             const int n = 16;
+             std::vector<int32_t> ids(static_cast<size_t>(n));
+             for (int i = 0; i < n; ++i) ids[static_cast<size_t>(i)] = static_cast<int32_t>((i * 7919 + 13) % c.vocab_size);
+             auto run = [&](Backend& be) {
+               auto src = WeightSource::dummy(c, 7);  // outlives the model (host backends use its tensors in place)
+               DeepseekV3 model(c, load_model_weights(*src, be, numerics, false), be, numerics);
+               KvCache cache(model.n_cache_layers(), 3, 64, c.kv_entry_dim(), be.allocator());
+               const std::vector<int32_t> blocks = {2, 0};
+               std::vector<float> logits;
+               const int steps[][3] = {{0, 9, 0}, {9, 4, 0}, {13, 1, 1}, {14, 1, 1}, {15, 1, 1}};  // start, len, absorbed
+               for (const auto& st : steps) {
+                 ForwardBatch b;
+                 b.token_ids.assign(ids.begin() + st[0], ids.begin() + st[0] + st[1]);
+                 b.seqs.push_back({st[1], st[0], st[2] != 0, blocks});
+                 for (int i = 0; i < st[1]; ++i) b.logit_rows.push_back(i);
+                 ForwardOutput o = model.forward(b, cache);
+                 logits.insert(logits.end(), o.logits.begin(), o.logits.end());
+               }
+               return make_host_tensor(DType::kF32, {n, c.vocab_size}, logits.data());
+             };
+             const Tensor want = run(*env.cpu), got = run(*env.gpu_ref);
+             return compare("logits", want, got, kBitwise);
+           });
+}
+
+// Reference numerics inside a CUDA graph: once their scratch and the MoE expert table exist (an eager run first, as
+// the model's warm-up does), the ops enqueue no host work, so a decode-like chain (rms_norm, FP8 linear, router, MoE
+// on the router's device outputs) is captured and replayed on new inputs, bitwise the CPU's. A fresh backend without
+// the tests' per-op synchronization (which refuses captures).
+void refnum_graph_case() {
+  add_case("graph_capture", "refnum,rms_norm+linear fp8+router+moe_experts fp8,n=3", true, [](Env& env) {
+    if (env.gpu_ref->host_visible()) {
+      fmt::print("    skipped: backend {} is host-visible\n", env.gpu_ref->name());
+      return true;
+    }
+    CudaBackendOptions o;
+    o.reference_numerics = true;
+    std::unique_ptr<Backend> gpu = make_cuda_backend(o);
+    const int n = 3, d = 256, f = 96, E = 8, top_k = 2;
+    Rng rng(31337);
+    Tensor x1 = rand_bf16(rng, {n, d}), x2 = rand_bf16(rng, {n, d}), nw = rand_bf16(rng, {d}, 0.5f);
+    HostLinear lin = rand_fp8_weight(rng, d, d);
+    Tensor gate = rand_bf16(rng, {E, d}, 0.05f), bias = rand_f32(rng, {E}, -0.05f, 0.05f);
+    std::deque<HostLinear> ew;
+    std::vector<ExpertWeights> hx, dx;
+    Dev dv(*gpu);
+    for (int e = 0; e < E; ++e) {
+      for (int i = 0; i < 3; ++i) ew.push_back(i < 2 ? rand_fp8_weight(rng, f, d) : rand_fp8_weight(rng, d, f));
+      const size_t b = ew.size() - 3;
+      hx.push_back({ew[b].view(), ew[b + 1].view(), ew[b + 2].view()});
+      dx.push_back({dv.weight(ew[b]), dv.weight(ew[b + 1]), dv.weight(ew[b + 2])});
+    }
+    // The chain on any backend, on its tensors.
+    struct Io {
+      TensorView x, nw, gate, bias, xn, h, ids, wts, out;
+      LinearWeight lin;
+      const ExpertWeights* experts;
+    };
+    auto chain = [&](Backend& be, const Io& t) {
+      be.rms_norm({.x = t.x, .weight = t.nw, .out = t.xn});
+      be.linear({.x = t.xn, .w = t.lin, .out = t.h});
+      be.router({.x = t.h, .gate = t.gate, .bias = t.bias, .topk_ids = t.ids, .topk_weights = t.wts,
+                 .scoring = RouterScoring::kSigmoid, .method = RouterTopk::kNoauxTc, .n_group = 4, .topk_group = 2,
+                 .top_k = top_k, .norm_topk_prob = true, .routed_scaling_factor = 2.5f});
+      be.moe_experts({.x = t.h, .topk_ids = t.ids, .topk_weights = t.wts, .experts = t.experts, .n_experts = E,
+                      .out = t.out});
+    };
+    Tensor xn(DType::kBF16, {n, d}), h(DType::kBF16, {n, d}), ids(DType::kI32, {n, top_k}), wts(DType::kF32, {n, top_k});
+    Tensor out(DType::kBF16, {n, d});
+    chain(*env.cpu, {x2, nw, gate, bias, xn, h, ids, wts, out, lin.view(), hx.data()});
+    const Io dio{dv.up(x1, "x"), dv.up(nw, "norm"), dv.up(gate, "gate"), dv.up(bias, "bias"),
+                 dv.out(DType::kBF16, {n, d}, "xn"), dv.out(DType::kBF16, {n, d}, "h"),
+                 dv.out(DType::kI32, {n, top_k}, "ids"), dv.out(DType::kF32, {n, top_k}, "wts"),
+                 dv.out(DType::kBF16, {n, d}, "out"), dv.weight(lin), dx.data()};
+    chain(*gpu, dio);  // eager: sizes the scratch, builds the expert table
+    gpu->synchronize();
+    std::unique_ptr<BackendGraph> graph = gpu->capture([&] { chain(*gpu, dio); });
+    if (!graph) {
+      fmt::print("    the capture was refused\n");
+      return false;
+    }
+    gpu->copy(dio.x, x2.view());
+    graph->replay();
+    gpu->synchronize();
+    bool ok = compare("topk_ids", ids, dv.get(dio.ids), kBitwise);
+    ok &= compare("topk_weights", wts, dv.get(dio.wts), kBitwise);
+    ok &= compare("out", out, dv.get(dio.out), kBitwise);
+    return ok && dv.guards_ok;
+  });
+}
+
+void register_refnum_cases() {
+  for (int n : {1, 7}) rms_norm_case(n, 7168, n == 7, 0, 0, true, true);
+  rms_norm_case(5, 512, false, 576, 576, true, true, true);  // kv_a_layernorm: in place, the latent of a wider row
+  rms_norm_case(3, 256, false, 0, 0, true, true, true);      // q_a_layernorm: in place
+  rms_norm_case(3, 1536, false, 0, 2112, true, true);        // into a wider row
+  rms_norm_case(9, 100, true, 0, 0, true, true);
+  embedding_case(1, 1000, 7168, true);
+  embedding_case(5, 37, 33, true);
+  rope_case(1, 128, 192, 128, 64, 100, true);
+  rope_case(33, 16, 192, 128, 64, 163839, true);  // positions up to max_position_embeddings
+  rope_case(7, 1, 576, 512, 64, 4095, true);
+  rope_case(3, 3, 20, 4, 10, 500, true);
+  silu_add_case(5, 18432, true);
+  silu_add_case(3, 1001, true, 40.f);  // exp's overflow, subnormal and underflow ends
+  kv_store_case(1, 37, 64, 576, true);
+  kv_store_case(13, 9, 16, 40, true);
+  kv_gather_case({1, 130, 64}, 64, 512, 64, true);
+  kv_gather_case({5, 17, 3}, 16, 24, 8, true);
+  fill_token_ids_case(7, 3, 5, true);
+  fill_token_ids_case(1000, 333, 500, true);
+  linear_case(1, 1536, 7168, true, false, 0, false, 2, true);     // q_a_proj, one token
+  linear_case(17, 576, 7168, true, false, 0, true, 2, true);      // kv_a_proj_with_mqa, ue8m0
+  linear_case(3, 100, 200, true, false, 0, false, 2, true);       // partial blocks
+  linear_case(9, 1024, 1536, true, false, 2000, false, 2, true);  // x_stride
+  linear_case(2, 256, 1024, true, true, 0, false, 2, true);       // fp8 -> f32
+  linear_case(5, 129, 300, true, true, 0, true, 2, true);         // odd, f32, ue8m0
+  linear_case(17, 2048, 7168, false, false, 0, false, 2, false);  // bf16 weights
+  linear_case(3, 1000, 7168, false, true, 0, false, 2, true);     // lm_head-like, f32 logits
+  linear_case(4, 33, 70, false, false, 77, false, 2, true);       // odd bf16 with stride
+  linear_case(1, 33, 70, false, true, 0, false, 2, true);
+  absorb_case(1, 16, 128, 64, 128, 512, 2, true);
+  absorb_case(4, 3, 24, 8, 16, 40, 2, true);
+  absorb_case(9, 5, 32, 16, 64, 192, 2, true);
+  prefill_case({{1, 1}}, 4, 128, 64, 128, 4, true);
+  prefill_case({{77, 77}}, 2, 128, 64, 128, 4, true);
+  prefill_case({{37, 37}, {16, 100}, {1, 300}}, 4, 128, 64, 128, 4, true);  // chunks over cached keys
+  prefill_case({{0, 0}, {3, 3}, {0, 40}, {200, 200}, {2, 2}}, 3, 128, 64, 128, 4, true);
+  prefill_case({{300, 300}, {45, 600}}, 2, 128, 64, 128, 4, true, 4.f);  // peaky; > 256 keys: several key chunks
+  prefill_case({{20, 33}, {9, 9}}, 3, 24, 8, 40, 4, true);
+  decode_case({1, 63, 64, 65, 300, 1000}, 16, 512, 64, 64, DecodeWhich::kReference, true);
+  decode_case({17, 1}, 20, 512, 64, 64, DecodeWhich::kReference, true);
+  decode_case({1}, 4, 512, 64, 64, DecodeWhich::kReference, true);
+  decode_case({5, 200, 33}, 3, 64, 8, 16, DecodeWhich::kReference, true);
+  router_case({"noaux_tc/sigmoid", 1, 7168, 256, 8, 4, 8, RouterScoring::kSigmoid, RouterTopk::kNoauxTc, true, 2.5f, true}, true);
+  router_case({"noaux_tc/sigmoid", 33, 7168, 256, 8, 4, 8, RouterScoring::kSigmoid, RouterTopk::kNoauxTc, true, 2.5f, false}, true);
+  router_case({"greedy/softmax", 17, 2048, 64, 1, 1, 6, RouterScoring::kSoftmax, RouterTopk::kGreedy, false, 1.f, true}, true);
+  router_case({"group_limited/softmax", 9, 5120, 160, 8, 3, 6, RouterScoring::kSoftmax, RouterTopk::kGroupLimitedGreedy, false, 16.f, false}, true);
+  router_case({"noaux_tc/softmax-odd", 5, 100, 12, 3, 2, 3, RouterScoring::kSoftmax, RouterTopk::kNoauxTc, true, 1.f, true}, true);
+  router_case({"noaux_tc/sigmoid-E320", 3, 1024, 320, 8, 4, 8, RouterScoring::kSigmoid, RouterTopk::kNoauxTc, true, 2.5f, true}, true);
+  moe_case({.n = 1, .d = 1024, .f = 256, .E = 16, .top_k = 4, .path = MoePath::kReference});
+  moe_case({.n = 37, .d = 1024, .f = 512, .E = 16, .top_k = 4, .path = MoePath::kReference, .quick = false});
+  moe_case({.n = 11, .d = 256, .f = 96, .E = 8, .top_k = 3, .fp8 = false, .path = MoePath::kReference});
+  moe_case({.n = 5, .d = 144, .f = 80, .E = 8, .top_k = 3, .path = MoePath::kReference});
+  moe_case({.n = 3, .d = 200, .f = 100, .E = 6, .top_k = 2, .path = MoePath::kReference});
+  moe_case({.n = 9, .d = 1040, .f = 272, .E = 12, .top_k = 4, .ue8m0 = true, .path = MoePath::kReference});
+  moe_case({.n = 45, .d = 384, .f = 200, .E = 10, .top_k = 4, .ue8m0 = true, .path = MoePath::kReference,
+            .routing = MoeRouting::kHot});
+  const SampleRowParams greedy{.temperature = 0.f};
+  sample_case({.name = "greedy", .rows = 1, .vocab = 129280, .kinds = {greedy}, .quick = true, .refnum = true});
+  sample_case({.name = "greedy-ties", .rows = 4, .vocab = 129280, .kinds = {greedy}, .ties = true, .quick = true,
+               .refnum = true});
+  sample_case({.name = "greedy-quantized-ties", .rows = 7, .vocab = 1001, .kinds = {greedy}, .quantized = true,
+               .quick = true, .refnum = true});
+  refnum_model_case("micro", Numerics::kFp8, true);
+  refnum_model_case("micro", Numerics::kBf16, true);
+  refnum_model_case("tiny", Numerics::kFp8, false);
+  refnum_graph_case();
+}
+
 void register_cases() {
+  register_refnum_cases();
   register_sample_cases();
   graph_scratch_case();
   // Synthetic weights: DeepSeek-V3 shapes (kv_a_proj_with_mqa 576 x 7168: a partial row block), partial blocks in both
@@ -1640,26 +1854,26 @@ void register_cases() {
   // the 32-row tile, k not a multiple of 128 (k % 16 == 0), one or two K-blocks, strided x (16-byte rows and odd
   // strides: the bytewise x loads), f32 outputs, ue8m0 scales; k % 16 != 0 falls back to the v1 pair (gemv2->gemv).
   for (int n : {1, 2, 5, 8}) {
-    linear_case(n, 1536, 7168, true, false, 0, false, 2, n < 8);   // q_a_proj
-    linear_case(n, 576, 7168, true, n == 5, 0, false, 2, n < 8);   // kv_a_proj_with_mqa
-    linear_case(n, 32768, 512, true, false, 0, n == 2, 2, false);  // kv_b_proj
-    linear_case(n, 2048, 7168, true, false, 0, n == 8, 2, false);  // expert / shared expert gate, up
+    linear_case(n, 1536, 7168, true, false, 0, false, 3, n < 8);   // q_a_proj
+    linear_case(n, 576, 7168, true, n == 5, 0, false, 3, n < 8);   // kv_a_proj_with_mqa
+    linear_case(n, 32768, 512, true, false, 0, n == 2, 3, false);  // kv_b_proj
+    linear_case(n, 2048, 7168, true, false, 0, n == 8, 3, false);  // expert / shared expert gate, up
   }
-  linear_case(1, 7168, 16384, true, false, 0, false, 2, false);  // o_proj
-  linear_case(8, 7168, 16384, true, false, 0, true, 2, false);
-  linear_case(8, 18432, 7168, true, false, 0, false, 2, false);  // dense gate/up
-  linear_case(1, 7168, 18432, true, false, 0, false, 2, false);  // dense down
-  linear_case(5, 24576, 1536, true, false, 0, false, 2, false);  // q_b_proj
-  linear_case(2, 7168, 2048, true, true, 0, false, 2, false);    // expert down, f32
-  linear_case(3, 100, 1040, true, false, 0, false, 2, true);
-  linear_case(8, 4100, 1040, true, true, 0, false, 2, true);
-  linear_case(5, 33, 256, true, false, 0, false, 2, true);
-  linear_case(1, 129, 128, true, false, 0, true, 2, true);
-  linear_case(2, 300, 400, true, false, 0, true, 2, true);
-  linear_case(7, 1000, 2064, true, false, 2064 + 64, false, 2, true);
-  linear_case(6, 256, 1024, true, true, 1027, false, 2, true);
-  linear_case(4, 200, 1000, true, false, 1003, false, 2, true);   // k % 16 != 0: the v1 pair
-  linear_case(9, 1536, 7168, true, false, 0, false, 2, true);     // 9 rows: the v1 GEMV
+  linear_case(1, 7168, 16384, true, false, 0, false, 3, false);  // o_proj
+  linear_case(8, 7168, 16384, true, false, 0, true, 3, false);
+  linear_case(8, 18432, 7168, true, false, 0, false, 3, false);  // dense gate/up
+  linear_case(1, 7168, 18432, true, false, 0, false, 3, false);  // dense down
+  linear_case(5, 24576, 1536, true, false, 0, false, 3, false);  // q_b_proj
+  linear_case(2, 7168, 2048, true, true, 0, false, 3, false);    // expert down, f32
+  linear_case(3, 100, 1040, true, false, 0, false, 3, true);
+  linear_case(8, 4100, 1040, true, true, 0, false, 3, true);
+  linear_case(5, 33, 256, true, false, 0, false, 3, true);
+  linear_case(1, 129, 128, true, false, 0, true, 3, true);
+  linear_case(2, 300, 400, true, false, 0, true, 3, true);
+  linear_case(7, 1000, 2064, true, false, 2064 + 64, false, 3, true);
+  linear_case(6, 256, 1024, true, true, 1027, false, 3, true);
+  linear_case(4, 200, 1000, true, false, 1003, false, 3, true);   // k % 16 != 0: the v1 pair
+  linear_case(9, 1536, 7168, true, false, 0, false, 3, true);     // 9 rows: the v1 GEMV
   // Every K split (cluster size) forced, with the fused codes and scales checked bit for bit; the launcher's choice;
   // a split it must refuse (8 ranges of a 4-block K); the specials (inf, NaN, huge values) for the codes.
   for (int split : {1, 2, 4, 8}) {
@@ -2325,8 +2539,12 @@ int main(int argc, char** argv) {
   // DSV3_SAMPLE=v1: the sample cases and perf_sample run the former kernel (scripts/device/sample_v2.sh runs both)
   if (!self_check) o.sample_version = CudaBackendOptions::from_env().sample_version;
   std::unique_ptr<Backend> gpu, gpu_fb, gpu_simple, gpu_nogemv, gpu_wmma, gpu_moe_loop, gpu_moe_grouped, gpu_prefill64;
-  std::unique_ptr<Backend> gpu_p_bf16, gpu_wmma_p_bf16, gpu_gemv2, gpu_moe_decode;
+  std::unique_ptr<Backend> gpu_p_bf16, gpu_wmma_p_bf16, gpu_gemv2, gpu_moe_decode, gpu_ref;
   if (!self_check) {
+    CudaBackendOptions r;
+    r.sync_each_op = !perf;
+    r.reference_numerics = true;
+    gpu_ref = make_cuda_backend(r);
     gpu = make_cuda_backend(o);
     o.force_gemm_fallback = true;
     gpu_fb = make_cuda_backend(o);
@@ -2365,6 +2583,7 @@ int main(int argc, char** argv) {
                              gpu_nogemv.get(), gpu_wmma.get(), gpu_moe_loop.get(), gpu_moe_grouped.get(),
                              gpu_prefill64.get(), gpu_p_bf16.get(), gpu_wmma_p_bf16.get(), o.mla_p_bf16,
                              gpu_gemv2.get(), gpu_moe_decode.get()};
+  env.gpu_ref = self_check ? &cpu2 : gpu_ref.get();
   try {
     if (perf) {
       if (op_filter.empty() || op_filter == "linear") perf_linear(env);

@@ -277,8 +277,17 @@ void validate(const MoeExpertsParams& p);
 void validate(const SampleParams& p);
 void validate(const FillTokenIdsParams& p);
 
-// "cpu" always; "cuda" when built with DSV3_CUDA and a GPU is present.
-std::unique_ptr<Backend> make_backend(const std::string& name);
+// How a backend's ops compute. kFast: the CUDA backend's fast kernels (tensor cores, parallel reductions), within the
+// tolerances tests/ops states against the CPU. kReference: every CUDA op computes CpuBackend's outputs bit for bit
+// (backend/ref_math.h, backend/cuda/reference*.cu; slow, for numerics checks on tiny models; docs/numerics.md).
+// CpuBackend is the reference either way. kFromEnv: DSV3_NUMERICS (unset, empty or "fast": kFast; "reference").
+enum class OpNumerics { kFromEnv, kFast, kReference };
+// "fast" | "reference" (empty: kFromEnv); anything else is a dsv3::Error naming `what` (an option or variable).
+OpNumerics parse_op_numerics(const std::string& s, const char* what);
+
+// "cpu" always; "cuda" when built with DSV3_CUDA and a GPU is present. `numerics` reaches the CUDA backend's options
+// (CudaBackendOptions::reference_numerics); the CPU backend ignores it.
+std::unique_ptr<Backend> make_backend(const std::string& name, OpNumerics numerics = OpNumerics::kFromEnv);
 bool cuda_available();
 
 }  // namespace dsv3

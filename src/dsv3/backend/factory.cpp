@@ -15,13 +15,16 @@ bool cuda_available() {
 #endif
 }
 
-std::unique_ptr<Backend> make_backend(const std::string& name) {
-  if (name == "cpu") return std::make_unique<CpuBackend>();
+std::unique_ptr<Backend> make_backend(const std::string& name, OpNumerics numerics) {
+  if (name == "cpu") return std::make_unique<CpuBackend>();  // the reference in every mode
   if (name == "cuda") {
 #ifdef DSV3_HAVE_CUDA
     EXPECT(cuda_device_count() > 0, "--backend cuda: no CUDA device is visible");
-    return make_cuda_backend();
+    CudaBackendOptions o = CudaBackendOptions::from_env();
+    if (numerics != OpNumerics::kFromEnv) o.reference_numerics = numerics == OpNumerics::kReference;
+    return make_cuda_backend(o);
 #else
+    (void)numerics;
     FAIL("--backend cuda: this dsv3 was built without CUDA (configure with -DDSV3_CUDA=ON)");
 #endif
   }

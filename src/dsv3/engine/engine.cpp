@@ -27,7 +27,7 @@ struct Engine::Live {
   Live(const SamplingParams& p) : params(p), stop(p) {}
 };
 
-Engine::Engine(const EngineConfig& config) : Engine(config, make_backend(config.backend)) {}
+Engine::Engine(const EngineConfig& config) : Engine(config, make_backend(config.backend, config.op_numerics)) {}
 
 Engine::Engine(const EngineConfig& config, std::unique_ptr<Backend> backend)
     : config_(config), backend_(std::move(backend)) {

@@ -25,6 +25,9 @@ struct EngineConfig {
   uint64_t dummy_seed = 0;
   std::string backend = "cpu";                // "cpu" | "cuda"
   Numerics numerics = Numerics::kFp8;
+  // The CUDA backend's op numerics (backend.h OpNumerics): kFromEnv follows DSV3_NUMERICS; kReference makes every
+  // op bit for bit the CPU's (slow). The CPU backend ignores it.
+  OpNumerics op_numerics = OpNumerics::kFromEnv;
 
   int max_batch_size = 2048;                  // requests per step
   int max_num_tokens = 8192;                  // tokens per step

@@ -1,5 +1,7 @@
 // cpu_attention.cpp: paged MLA cache store/gather, naive prefill attention, absorbed decode (backend/cpu).
-// Scores, softmax and P·V accumulate in fp32; outputs round once to bf16 (model-spec §3.5, §3.8).
+// Scores, softmax and P·V accumulate in fp32; outputs round once to bf16 (model-spec §3.5, §3.8). The arithmetic is
+// backend/ref_math.h's (shared with the CUDA reference numerics, backend/cuda/reference_attention.cu): scores are
+// sequential dot products, max / sum / P·V run over the keys in order; threads split (query, head) jobs only.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -7,6 +9,7 @@
 #include <vector>
 
 #include "dsv3/backend/cpu/cpu_backend.h"
+#include "dsv3/backend/ref_math.h"
 #include "dsv3/base/thread_pool.h"
 
 namespace dsv3 {
@@ -59,27 +62,24 @@ void CpuBackend::mla_prefill(const MlaPrefillParams& p) {
       for (int64_t job = b; job < e; ++job) {
         const int64_t i = job / H, h = job % H;
         const int64_t last = nk - nq + i;  // absolute position of this query
-        const bf16* qr = q + ((q0 + i) * H + h) * qd;
+        const uint16_t* qr = &q[((q0 + i) * H + h) * qd].bits;
         float mx = -std::numeric_limits<float>::infinity();
         for (int64_t t = 0; t <= last; ++t) {
-          const bf16* kr = kv + ((k0 + t) * H + h) * kvd;
-          const bf16* pr = kpe + (k0 + t) * rope;
-          float d = 0.f;
-          for (int64_t c = 0; c < nope; ++c) d += bf16_to_f32(qr[c]) * bf16_to_f32(kr[c]);
-          for (int64_t c = 0; c < rope; ++c) d += bf16_to_f32(qr[nope + c]) * bf16_to_f32(pr[c]);
-          sc[t] = d * p.softmax_scale;
-          mx = std::max(mx, sc[t]);
+          const uint16_t* kr = &kv[((k0 + t) * H + h) * kvd].bits;
+          const uint16_t* pr = &kpe[(k0 + t) * rope].bits;
+          sc[t] = ref::mul(ref::dot(qr + nope, pr, rope, ref::dot(qr, kr, nope)), p.softmax_scale);
+          mx = ref::max_f(mx, sc[t]);
         }
         float sum = 0.f;
-        for (int64_t t = 0; t <= last; ++t) sum += (sc[t] = std::exp(sc[t] - mx));
+        for (int64_t t = 0; t <= last; ++t) sum = ref::add(sum, sc[t] = ref::exp_shifted(sc[t], mx));
         std::fill(acc.begin(), acc.end(), 0.f);
         for (int64_t t = 0; t <= last; ++t) {
-          const float w = sc[t] / sum;
-          const bf16* vr = kv + ((k0 + t) * H + h) * kvd + nope;
-          for (int64_t c = 0; c < vd; ++c) acc[c] += w * bf16_to_f32(vr[c]);
+          const float w = ref::div(sc[t], sum);
+          const uint16_t* vr = &kv[((k0 + t) * H + h) * kvd + nope].bits;
+          for (int64_t c = 0; c < vd; ++c) acc[c] = ref::mac(acc[c], w, ref::bf16_to_f32(vr[c]));
         }
         bf16* o = out + ((q0 + i) * H + h) * vd;
-        for (int64_t c = 0; c < vd; ++c) o[c] = f32_to_bf16(acc[c]);
+        for (int64_t c = 0; c < vd; ++c) o[c].bits = ref::f32_to_bf16(acc[c]);
       }
     });
   }
@@ -97,13 +97,13 @@ void CpuBackend::mla_absorb_q(const MlaAbsorbQParams& p) {
       const int64_t t = job / H, h = job % H;
       const bf16* qr = p.q.as<const bf16>() + (t * H + h) * qd;
       std::fill(acc.begin(), acc.end(), 0.f);
-      for (int64_t d = 0; d < nope; ++d) {  // q̃_c = Σ_d q_nope_d · W_UK[d, c]
+      for (int64_t d = 0; d < nope; ++d) {  // q̃_c = Σ_d q_nope_d · W_UK[d, c], d ascending
         const float qv = bf16_to_f32(qr[d]);
         const bf16* wr = w + (h * per_head + d) * rank;
-        for (int64_t c = 0; c < rank; ++c) acc[c] += qv * bf16_to_f32(wr[c]);
+        for (int64_t c = 0; c < rank; ++c) acc[c] = ref::mac(acc[c], qv, bf16_to_f32(wr[c]));
       }
       bf16* o = p.q_abs.as<bf16>() + (t * H + h) * (rank + rope);
-      for (int64_t c = 0; c < rank; ++c) o[c] = f32_to_bf16(acc[c]);
+      for (int64_t c = 0; c < rank; ++c) o[c].bits = ref::f32_to_bf16(acc[c]);
       std::memcpy(o + rank, qr + nope, rope * 2);
     }
   });
@@ -125,22 +125,20 @@ void CpuBackend::mla_decode(const MlaDecodeParams& p) {
       sc.resize(static_cast<size_t>(len));
       float mx = -std::numeric_limits<float>::infinity();
       for (int64_t k = 0; k < len; ++k) {
-        const bf16* kr = p.cache.as<const bf16>() + (bt[t * max_blocks + k / bs] * bs + k % bs) * entry;
-        float d = 0.f;
-        for (int64_t c = 0; c < entry; ++c) d += qf[c] * bf16_to_f32(kr[c]);
-        sc[k] = d * p.softmax_scale;
-        mx = std::max(mx, sc[k]);
+        const uint16_t* kr = &p.cache.as<const bf16>()[(bt[t * max_blocks + k / bs] * bs + k % bs) * entry].bits;
+        sc[k] = ref::mul(ref::dot(qf.data(), kr, entry), p.softmax_scale);
+        mx = ref::max_f(mx, sc[k]);
       }
       float sum = 0.f;
-      for (int64_t k = 0; k < len; ++k) sum += (sc[k] = std::exp(sc[k] - mx));
+      for (int64_t k = 0; k < len; ++k) sum = ref::add(sum, sc[k] = ref::exp_shifted(sc[k], mx));
       std::fill(acc.begin(), acc.end(), 0.f);
       for (int64_t k = 0; k < len; ++k) {
-        const float w = sc[k] / sum;
+        const float w = ref::div(sc[k], sum);
         const bf16* kr = p.cache.as<const bf16>() + (bt[t * max_blocks + k / bs] * bs + k % bs) * entry;
-        for (int64_t c = 0; c < rank; ++c) acc[c] += w * bf16_to_f32(kr[c]);
+        for (int64_t c = 0; c < rank; ++c) acc[c] = ref::mac(acc[c], w, bf16_to_f32(kr[c]));
       }
       bf16* o = p.out.as<bf16>() + (t * H + h) * rank;
-      for (int64_t c = 0; c < rank; ++c) o[c] = f32_to_bf16(acc[c]);
+      for (int64_t c = 0; c < rank; ++c) o[c].bits = ref::f32_to_bf16(acc[c]);
     }
   });
 }
@@ -159,9 +157,7 @@ void CpuBackend::mla_absorb_v(const MlaAbsorbVParams& p) {
       bf16* o = p.out.as<bf16>() + (t * H + h) * vd;
       for (int64_t d = 0; d < vd; ++d) {
         const bf16* wr = w + (h * per_head + nope + d) * rank;
-        float acc = 0.f;
-        for (int64_t c = 0; c < rank; ++c) acc += bf16_to_f32(wr[c]) * of[c];
-        o[d] = f32_to_bf16(acc);
+        o[d].bits = ref::f32_to_bf16(ref::dot(&wr[0].bits, of.data(), rank));
       }
     }
   });

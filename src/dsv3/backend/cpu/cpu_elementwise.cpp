@@ -1,8 +1,11 @@
 // cpu_elementwise.cpp: RMSNorm (+ fused residual add), embedding, RoPE, SwiGLU, add (backend/cpu).
+// The arithmetic is backend/ref_math.h's (exp, sin/cos, every multiply and add, the bf16 rounding), which the CUDA
+// backend's reference numerics run too (backend/cuda/reference.cu); threads split rows or elements, never a sum.
 #include <cmath>
 #include <cstring>
 
 #include "dsv3/backend/cpu/cpu_backend.h"
+#include "dsv3/backend/ref_math.h"
 #include "dsv3/base/thread_pool.h"
 
 namespace dsv3 {
@@ -23,20 +26,15 @@ void CpuBackend::rms_norm(const RmsNormParams& p) {
   bf16* res = p.residual ? p.residual.as<bf16>() : nullptr;
   parallel_for(n, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
-      const bf16* xr = x + t * xs;
+      const uint16_t* xr = &x[t * xs].bits;
       if (res) {  // residual <- bf16(residual + x); the norm reads the new residual
-        bf16* rr = res + t * dim;
-        for (int64_t i = 0; i < dim; ++i) rr[i] = f32_to_bf16(bf16_to_f32(rr[i]) + bf16_to_f32(xr[i]));
+        uint16_t* rr = &res[t * dim].bits;
+        for (int64_t i = 0; i < dim; ++i) rr[i] = ref::add_bf16(rr[i], xr[i]);
         xr = rr;
       }
-      float ss = 0.f;
-      for (int64_t i = 0; i < dim; ++i) {
-        float v = bf16_to_f32(xr[i]);
-        ss += v * v;
-      }
-      const float r = 1.0f / std::sqrt(ss / static_cast<float>(dim) + p.eps);
+      const float r = ref::inv_rms(ref::sum_squares(xr, dim), dim, p.eps);
       bf16* o = out + t * os;
-      for (int64_t i = 0; i < dim; ++i) o[i] = f32_to_bf16(bf16_to_f32(xr[i]) * r * bf16_to_f32(w[i]));
+      for (int64_t i = 0; i < dim; ++i) o[i].bits = ref::rms_out(xr[i], r, w[i].bits);
     }
   });
 }
@@ -61,13 +59,11 @@ void CpuBackend::rope(const RopeParams& p) {
   parallel_for(n, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
       for (int64_t i = 0; i < half; ++i) {
-        const float theta = static_cast<float>(pos[t]) * f[i];  // fp32(p · f_i), §3.6 step 5
-        const float c = std::cos(theta), s = std::sin(theta);
+        float sn, cs;
+        ref::sincos(ref::rope_theta(pos[t], f[i]), &sn, &cs);  // θ = fp32(p · f_i), §3.6 step 5
         for (int64_t h = 0; h < heads; ++h) {
           bf16* v = x + (t * heads + h) * stride + p.offset + 2 * i;
-          const float x0 = bf16_to_f32(v[0]), x1 = bf16_to_f32(v[1]);
-          v[0] = f32_to_bf16(x0 * c - x1 * s);
-          v[1] = f32_to_bf16(x0 * s + x1 * c);
+          ref::rope_pair(&v[0].bits, &v[1].bits, cs, sn);
         }
       }
     }
@@ -80,14 +76,14 @@ void CpuBackend::silu_mul(const SiluMulParams& p) {
   const bf16* u = p.up.as<const bf16>();
   bf16* o = p.out.as<bf16>();
   parallel_for(n, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) o[i] = f32_to_bf16(silu(bf16_to_f32(g[i])) * bf16_to_f32(u[i]));
+    for (int64_t i = b; i < e; ++i) o[i].bits = ref::silu_mul(g[i].bits, u[i].bits);
   }, 4096);
 }
 
 void CpuBackend::add(const AddParams& p) {
   const int64_t n = p.a.numel();
   for (int64_t i = 0; i < n; ++i)
-    p.out.as<bf16>()[i] = f32_to_bf16(bf16_to_f32(p.a.as<const bf16>()[i]) + bf16_to_f32(p.b.as<const bf16>()[i]));
+    p.out.as<bf16>()[i].bits = ref::add_bf16(p.a.as<const bf16>()[i].bits, p.b.as<const bf16>()[i].bits);
 }
 
 }  // namespace dsv3

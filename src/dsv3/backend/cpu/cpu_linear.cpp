@@ -1,12 +1,15 @@
 // cpu_linear.cpp: linear layers on the CPU — bf16 GEMM and the exact FP8 block-scaled emulation (backend/cpu).
 // FP8: activations quantized per token per 128 channels (model-spec §5.3), then for every output
-// C[m,n] = Σ_kb (Σ_{k∈kb} qa·qw) · sa[m,kb] · sw[n/128,kb] in fp32, cast once (§5.4).
+// C[m,n] = Σ_kb (Σ_{k∈kb} qa·qw) · sa[m,kb] · sw[n/128,kb] in fp32, cast once (§5.4). The per-output arithmetic is
+// backend/ref_math.h's (ref::dot, ref::linear_fp8, ref::quantize_group), shared with the CUDA reference numerics;
+// threads split the outputs (or rows), so no sum depends on the split.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
 
 #include "dsv3/backend/cpu/cpu_backend.h"
+#include "dsv3/backend/ref_math.h"
 #include "dsv3/base/thread_pool.h"
 
 namespace dsv3 {
@@ -15,7 +18,7 @@ namespace {
 const float* fp8_lut() {
   static float lut[256];
   static bool init = [] {
-    for (int i = 0; i < 256; ++i) lut[i] = fp8e4m3_to_f32(static_cast<uint8_t>(i));
+    for (int i = 0; i < 256; ++i) lut[i] = ref::e4m3_to_f32(static_cast<uint8_t>(i));
     return true;
   }();
   (void)init;
@@ -24,7 +27,7 @@ const float* fp8_lut() {
 
 void store(const TensorView& out, int64_t i, float v) {
   if (out.dtype == DType::kF32) out.as<float>()[i] = v;
-  else out.as<bf16>()[i] = f32_to_bf16(v);
+  else out.as<bf16>()[i].bits = ref::f32_to_bf16(v);
 }
 
 }  // namespace
@@ -32,17 +35,7 @@ void store(const TensorView& out, int64_t i, float v) {
 void quantize_row_fp8(const float* x, int64_t k, bool ue8m0, uint8_t* codes, float* scales) {
   for (int64_t g = 0; g * 128 < k; ++g) {
     const int64_t b = g * 128, e = std::min(k, b + 128);
-    float amax = 0.f;
-    for (int64_t i = b; i < e; ++i) amax = std::max(amax, std::fabs(x[i]));
-    amax = std::max(amax, 1e-4f);
-    float s = amax / 448.0f;
-    if (ue8m0) {  // next power of two >= s, from the fp32 bits (model-spec §5.3 step 4)
-      uint32_t u = f32_to_bits(s);
-      int exp = static_cast<int>((u >> 23) & 0xff) - 127 + ((u & 0x7fffff) != 0);
-      s = std::ldexp(1.0f, exp);
-    }
-    scales[g] = s;
-    for (int64_t i = b; i < e; ++i) codes[i] = f32_to_fp8e4m3(x[i] / s);
+    scales[g] = ref::quantize_group(x + b, e - b, ue8m0, codes + b);
   }
 }
 
@@ -74,17 +67,8 @@ void CpuBackend::linear(const LinearParams& p) {
       for (int64_t j = b; j < e; ++j) {
         for (int64_t i = 0; i < k; ++i) wrow[i] = lut[w[j * k + i]];
         const float* swr = sw + (j / 128) * kb;
-        for (int64_t t = 0; t < n; ++t) {
-          const float* a = &xq[t * k];
-          float acc = 0.f;
-          for (int64_t g = 0; g < kb; ++g) {
-            const int64_t lo = g * 128, hi = std::min(k, lo + 128);
-            float blk = 0.f;
-            for (int64_t i = lo; i < hi; ++i) blk += a[i] * wrow[i];
-            acc += blk * (sa[t * kb + g] * swr[g]);
-          }
-          store(p.out, t * m + j, acc);
-        }
+        for (int64_t t = 0; t < n; ++t)
+          store(p.out, t * m + j, ref::linear_fp8(&xq[t * k], wrow.data(), &sa[t * kb], swr, k));
       }
     });
     return;
@@ -97,12 +81,7 @@ void CpuBackend::linear(const LinearParams& p) {
     std::vector<float> wrow(static_cast<size_t>(k));
     for (int64_t j = b; j < e; ++j) {
       for (int64_t i = 0; i < k; ++i) wrow[i] = bf16_to_f32(w[j * k + i]);
-      for (int64_t t = 0; t < n; ++t) {
-        const float* a = &xf[t * k];
-        float acc = 0.f;
-        for (int64_t i = 0; i < k; ++i) acc += a[i] * wrow[i];
-        store(p.out, t * m + j, acc);
-      }
+      for (int64_t t = 0; t < n; ++t) store(p.out, t * m + j, ref::dot(&xf[t * k], wrow.data(), k));
     }
   }, 16);
 }

@@ -2,13 +2,14 @@
 // Router in fp32 (model-spec §4.2): sigmoid or softmax scores; the correction bias only selects; masked groups get
 // −∞; ties go to the lower expert index. Experts: tokens grouped per expert, SwiGLU through the linear op (so FP8
 // numerics match the dense path), weighted outputs summed in fp32 in expert-index order, one bf16 rounding (§4.3).
+// The arithmetic, and the router's whole selection, is backend/ref_math.h's (shared with the CUDA reference numerics,
+// backend/cuda/reference_moe.cu).
 #include <algorithm>
 #include <cmath>
-#include <limits>
-#include <numeric>
 #include <vector>
 
 #include "dsv3/backend/cpu/cpu_backend.h"
+#include "dsv3/backend/ref_math.h"
 #include "dsv3/base/thread_pool.h"
 
 namespace dsv3 {
@@ -16,62 +17,20 @@ namespace dsv3 {
 void CpuBackend::router(const RouterParams& p) {
   validate(p);
   const int64_t n = p.x.dim(0), d = p.x.dim(1), E = p.gate.dim(0);
-  const int64_t per_group = E / p.n_group;
-  const float kNegInf = -std::numeric_limits<float>::infinity();
+  const int method = p.method == RouterTopk::kNoauxTc ? 0 : p.method == RouterTopk::kGreedy ? 1 : 2;
   parallel_for(n, [&](int64_t b, int64_t e) {
     std::vector<float> xf(static_cast<size_t>(d)), score(static_cast<size_t>(E)), sel(static_cast<size_t>(E));
     std::vector<float> gscore(static_cast<size_t>(p.n_group));
-    std::vector<int64_t> order(static_cast<size_t>(E));
+    std::vector<int32_t> used(static_cast<size_t>(std::max(E, p.n_group)));
     for (int64_t t = b; t < e; ++t) {
       for (int64_t i = 0; i < d; ++i) xf[i] = bf16_to_f32(p.x.as<const bf16>()[t * d + i]);
-      for (int64_t j = 0; j < E; ++j) {
-        const bf16* w = p.gate.as<const bf16>() + j * d;
-        float z = 0.f;  // block sums in block order (kRouterSumBlock)
-        for (int64_t i0 = 0; i0 < d; i0 += kRouterSumBlock) {
-          float s = 0.f;
-          for (int64_t i = i0; i < std::min(d, i0 + kRouterSumBlock); ++i) s += xf[i] * bf16_to_f32(w[i]);
-          z += s;
-        }
-        score[j] = z;
-      }
-      if (p.scoring == RouterScoring::kSigmoid) {
-        for (auto& s : score) s = 1.0f / (1.0f + std::exp(-s));
-      } else {
-        const float mx = *std::max_element(score.begin(), score.end());
-        float sum = 0.f;
-        for (auto& s : score) sum += (s = std::exp(s - mx));
-        for (auto& s : score) s /= sum;
-      }
-      for (int64_t j = 0; j < E; ++j) sel[j] = score[j] + (p.bias ? p.bias.as<const float>()[j] : 0.f);
-      if (p.method != RouterTopk::kGreedy && p.n_group > 1) {
-        for (int64_t g = 0; g < p.n_group; ++g) {
-          const float* s = &sel[g * per_group];
-          if (p.method == RouterTopk::kNoauxTc) {  // sum of the two largest
-            float a = kNegInf, c = kNegInf;
-            for (int64_t j = 0; j < per_group; ++j) {
-              if (s[j] > a) { c = a; a = s[j]; } else if (s[j] > c) { c = s[j]; }
-            }
-            gscore[g] = a + c;
-          } else {
-            gscore[g] = *std::max_element(s, s + per_group);
-          }
-        }
-        std::vector<int64_t> gorder(static_cast<size_t>(p.n_group));
-        std::iota(gorder.begin(), gorder.end(), 0);
-        std::stable_sort(gorder.begin(), gorder.end(), [&](int64_t a, int64_t c) { return gscore[a] > gscore[c]; });
-        for (int64_t gi = p.topk_group; gi < p.n_group; ++gi)
-          for (int64_t j = 0; j < per_group; ++j) sel[gorder[gi] * per_group + j] = kNegInf;
-      }
-      std::iota(order.begin(), order.end(), 0);
-      std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t c) { return sel[a] > sel[c]; });
-      float wsum = 0.f;
-      for (int64_t k = 0; k < p.top_k; ++k) wsum += score[order[k]];
-      for (int64_t k = 0; k < p.top_k; ++k) {
-        float w = score[order[k]];
-        if (p.norm_topk_prob) w /= wsum;
-        p.topk_ids.as<int32_t>()[t * p.top_k + k] = static_cast<int32_t>(order[k]);
-        p.topk_weights.as<float>()[t * p.top_k + k] = w * p.routed_scaling_factor;
-      }
+      for (int64_t j = 0; j < E; ++j) score[j] = ref::router_logit(xf.data(), &p.gate.as<const bf16>()[j * d].bits, d);
+      ref::router_select(score.data(), sel.data(), gscore.data(), used.data(),
+                         p.bias ? p.bias.as<const float>() : nullptr, static_cast<int>(E),
+                         p.scoring == RouterScoring::kSigmoid, method, static_cast<int>(p.n_group),
+                         static_cast<int>(p.topk_group), static_cast<int>(p.top_k), p.norm_topk_prob,
+                         p.routed_scaling_factor, p.topk_ids.as<int32_t>() + t * p.top_k,
+                         p.topk_weights.as<float>() + t * p.top_k);
     }
   });
 }
@@ -105,10 +64,10 @@ void CpuBackend::moe_experts(const MoeExpertsParams& p) {
     for (int64_t i = 0; i < m; ++i) {
       float* a = &acc[list[i].first * d];
       const bf16* yr = y.as<const bf16>() + i * d;
-      for (int64_t c = 0; c < d; ++c) a[c] += list[i].second * bf16_to_f32(yr[c]);
+      for (int64_t c = 0; c < d; ++c) a[c] = ref::mac(a[c], list[i].second, bf16_to_f32(yr[c]));
     }
   }
-  for (int64_t i = 0; i < n * d; ++i) p.out.as<bf16>()[i] = f32_to_bf16(acc[i]);
+  for (int64_t i = 0; i < n * d; ++i) p.out.as<bf16>()[i].bits = ref::f32_to_bf16(acc[i]);
 }
 
 }  // namespace dsv3

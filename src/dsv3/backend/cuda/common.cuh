@@ -8,18 +8,16 @@
 #include <cuda_bf16.h>
 
 #include "dsv3/backend/cuda/kernels.h"
+#include "dsv3/backend/ref_math.h"
 
 namespace dsv3::cuda {
 
 __device__ __forceinline__ float ld_bf16(const bf16_t* p) { return __bfloat162float(*p); }
 __device__ __forceinline__ bf16_t to_bf16(float v) { return __float2bfloat16_rn(v); }
 
-// silu(g)·u in fp32 as CpuBackend::silu_mul computes it before its bf16 rounding: exp in double rounded to fp32
-// (agrees with glibc's correctly rounded expf), then g / (1 + e) and the product, each rounded once.
-__device__ __forceinline__ float silu_mul_f32(float g, float u) {
-  const float e = static_cast<float>(exp(-static_cast<double>(g)));
-  return __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, e)), u);
-}
+// silu(g)·u in fp32 as CpuBackend::silu_mul computes it before its bf16 rounding: the shared ref::silu (ref::exp,
+// then g / (1 + e)) and the product, each rounded once.
+__device__ __forceinline__ float silu_mul_f32(float g, float u) { return ref::mul(ref::silu(g), u); }
 
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll

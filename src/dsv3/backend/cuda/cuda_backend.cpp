@@ -85,6 +85,7 @@ CudaBackendOptions CudaBackendOptions::from_env() {
   const std::string sample = env("DSV3_SAMPLE");
   EXPECT(sample.empty() || sample == "v1" || sample == "v2", "DSV3_SAMPLE={}: expected v1 or v2 (the default)", sample);
   o.sample_version = sample == "v1" ? 1 : 2;
+  o.reference_numerics = parse_op_numerics(env("DSV3_NUMERICS"), "DSV3_NUMERICS") == OpNumerics::kReference;
   return o;
 }
 
@@ -147,6 +148,7 @@ class CudaBackend final : public Backend {
     CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
     if (opt_.profile) profiler_ = std::make_unique<OpProfiler>(stream_.get());
     if (opt_.gemv_v2) prepare_linear_fp8_gemv_v2();  // its one-time device queries, never inside a graph capture
+    if (opt_.reference_numerics) log_info("numerics: reference (slow; every op in the CPU reference's order)");
   }
   ~CudaBackend() override {
     (void)cudaStreamSynchronize(stream_.get());
@@ -213,6 +215,7 @@ class CudaBackend final : public Backend {
   std::unique_ptr<BackendGraph> capture(const std::function<void()>& body) override;
 
   void linear(const LinearParams& p) override;
+  void linear_reference(const LinearParams& p, int n, int m, int k, int64_t xs);
   void rms_norm(const RmsNormParams& p) override;
   void embedding(const EmbeddingParams& p) override;
   void rope(const RopeParams& p) override;
@@ -350,6 +353,16 @@ class CudaBackend final : public Backend {
   };
   const MoeTable& moe_table(const MoeExpertsParams& p, int d);
   void moe_experts_loop(const MoeExpertsParams& p, int n, int d, int top_k, int E);
+  // Reference numerics: the device table of RefMoeExpert per expert list, built once and checked like MoeTable.
+  struct RefMoeTable {
+    std::vector<RefMoeExpert> host;  // [n_experts] what dev holds
+    DeviceBuffer dev;                // [n_experts] RefMoeExpert
+    int64_t d = 0;
+    int f_max = 0;
+    bool any_fp8 = false;
+  };
+  const RefMoeTable& ref_moe_table(const MoeExpertsParams& p, int d);
+  void moe_experts_reference(const MoeExpertsParams& p, int n, int d, int top_k, int E);
   void moe_experts_grouped(const MoeExpertsParams& p, const MoeTable& t, int n, int d, int top_k, int E);
   void moe_experts_decode(const MoeExpertsParams& p, const MoeTable& t, int n, int d, int top_k, int E);
 
@@ -385,6 +398,7 @@ class CudaBackend final : public Backend {
   Event sample_uploaded_[2];  // the last upload from sample_host_[i] has been read
   int sample_buf_ = 0;
   std::map<std::pair<const ExpertWeights*, int64_t>, MoeTable> moe_tables_;  // key: (p.experts, n_experts)
+  std::map<std::pair<const ExpertWeights*, int64_t>, RefMoeTable> ref_moe_tables_;
 };
 
 // ----------------------------------------------------------------------------------------------- CUDA graphs
@@ -438,6 +452,24 @@ std::unique_ptr<BackendGraph> CudaBackend::capture(const std::function<void()>& 
 
 // ---------------------------------------------------------------------------------------------------- linear
 
+// Reference numerics: x quantized per row (scales [n, kb], the CPU's layout), then one thread per output.
+void CudaBackend::linear_reference(const LinearParams& p, int n, int m, int k, int64_t xs) {
+  const bool out_f32 = p.out.dtype == DType::kF32;
+  if (p.w.fp8()) {
+    const int kb = (k + 127) / 128;
+    auto* codes = static_cast<uint8_t*>(scratch(kScratchCodes, static_cast<size_t>(n) * k));
+    auto* scales = static_cast<float*>(scratch(kScratchScales, static_cast<size_t>(kb) * n * sizeof(float)));
+    launch_ref_quantize_fp8({cbf(p.x), codes, scales, xs, n, k, p.ue8m0}, stream());
+    launched("linear (reference fp8 quantization)");
+    launch_ref_linear({codes, scales, p.w.weight.data, p.w.scale_inv.as<const float>(), p.out.data, k, n, m, k, true,
+                       out_f32},
+                      stream());
+  } else {
+    launch_ref_linear({p.x.data, nullptr, p.w.weight.data, nullptr, p.out.data, xs, n, m, k, false, out_f32}, stream());
+  }
+  launched("linear (reference)");
+}
+
 void CudaBackend::linear(const LinearParams& p) {
   auto prof = profile("linear");
   validate(p);
@@ -450,8 +482,12 @@ void CudaBackend::linear(const LinearParams& p) {
   const int64_t xs = p.x_stride ? p.x_stride : k;
   if (n == 0 || m == 0) return;
   const bool out_f32 = p.out.dtype == DType::kF32;
+  if (p.w.fp8()) expect_tensor(p.w.scale_inv, DType::kF32, op, "scale_inv");
+  if (opt_.reference_numerics) {
+    linear_reference(p, n, m, k, xs);
+    return;
+  }
   if (p.w.fp8()) {
-    expect_tensor(p.w.scale_inv, DType::kF32, op, "scale_inv");
     const bool gemv_ok = !opt_.no_fp8_gemv && !opt_.force_gemm_fallback && !opt_.fp8_gemm_fallback;
     // gemv v2 (the default; DSV3_GEMV=v1 turns it off): 1..8 rows in one launch that quantizes x itself (gemv_fp8_v2.cu); a shape it does not take
     // (k % 16 != 0, unaligned operands) runs the quantize kernel + GEMV below. Not inside the MoE loop's side
@@ -551,9 +587,15 @@ void CudaBackend::rms_norm(const RmsNormParams& p) {
   if (n == 0) return;
   EXPECT((n - 1) * os + dim <= p.out.numel(), "rms_norm: out {} too small for {} rows of stride {}",
          p.out.shape.str(), n, os);
+  const RmsNormArgs args{cbf(p.x), p.residual ? bf(p.residual) : nullptr, cbf(p.weight), bf(p.out), xs, os, n, dim,
+                        p.eps};
+  if (opt_.reference_numerics) {
+    launch_ref_rms_norm(args, stream());
+    launched("rms_norm (reference)");
+    return;
+  }
   EXPECT(static_cast<size_t>(dim) * 4 <= 200 * 1024, "rms_norm: dim {} too large", dim);
-  launch_rms_norm({cbf(p.x), p.residual ? bf(p.residual) : nullptr, cbf(p.weight), bf(p.out), xs, os, n, dim, p.eps},
-                  stream());
+  launch_rms_norm(args, stream());
   launched(op);
 }
 
@@ -582,10 +624,11 @@ void CudaBackend::rope(const RopeParams& p) {
   EXPECT(p.offset + 2 * half <= stride, "rope: dims [{}, {}) outside head width {}", p.offset, p.offset + 2 * half,
          stride);
   EXPECT(p.positions.numel() >= n, "rope: {} positions for {} rows", p.positions.numel(), n);
-  launch_rope({bf(p.x), ci32(p.positions), p.inv_freq.as<const float>(), n, heads, stride, half,
-               static_cast<int>(p.offset)},
-              stream());
-  launched(op);
+  const RopeArgs args{bf(p.x), ci32(p.positions), p.inv_freq.as<const float>(), n, heads, stride, half,
+                     static_cast<int>(p.offset)};
+  if (opt_.reference_numerics) launch_ref_rope(args, stream());
+  else launch_rope(args, stream());
+  launched(opt_.reference_numerics ? "rope (reference)" : op);
 }
 
 void CudaBackend::silu_mul(const SiluMulParams& p) {
@@ -596,8 +639,10 @@ void CudaBackend::silu_mul(const SiluMulParams& p) {
   expect_tensor(p.out, DType::kBF16, op, "out");
   EXPECT(p.up.numel() == p.gate.numel() && p.out.numel() == p.gate.numel(), "silu_mul: gate {} up {} out {}",
          p.gate.shape.str(), p.up.shape.str(), p.out.shape.str());
-  launch_silu_mul({cbf(p.gate), cbf(p.up), bf(p.out), p.gate.numel()}, stream());
-  launched(op);
+  const SiluMulArgs args{cbf(p.gate), cbf(p.up), bf(p.out), p.gate.numel()};
+  if (opt_.reference_numerics) launch_ref_silu_mul(args, stream());
+  else launch_silu_mul(args, stream());
+  launched(opt_.reference_numerics ? "silu_mul (reference)" : op);
 }
 
 void CudaBackend::add(const AddParams& p) {
@@ -608,8 +653,10 @@ void CudaBackend::add(const AddParams& p) {
   expect_tensor(p.out, DType::kBF16, op, "out");
   EXPECT(p.b.numel() == p.a.numel() && p.out.numel() == p.a.numel(), "add: a {} b {} out {}", p.a.shape.str(),
          p.b.shape.str(), p.out.shape.str());
-  launch_add({cbf(p.a), cbf(p.b), bf(p.out), p.a.numel()}, stream());
-  launched(op);
+  const AddArgs args{cbf(p.a), cbf(p.b), bf(p.out), p.a.numel()};
+  if (opt_.reference_numerics) launch_ref_add(args, stream());
+  else launch_add(args, stream());
+  launched(opt_.reference_numerics ? "add (reference)" : op);
 }
 
 // ------------------------------------------------------------------------------------------------- KV cache
@@ -672,6 +719,12 @@ void CudaBackend::mla_prefill(const MlaPrefillParams& p) {
   const MlaPrefillArgs a{cbf(p.q), cbf(p.kv), cbf(p.k_pe), ci32(p.cu_q), ci32(p.cu_kv), bf(p.out),
                          to_int(p.cu_q.numel() - 1, op, "n_seqs"), to_int(p.q.dim(0), op, "n_q"),
                          to_int(p.kv.dim(0), op, "n_kv"), heads, nope, rope, v, p.softmax_scale, err()};
+  if (opt_.reference_numerics) {
+    EXPECT(v <= kRefAttnMaxCols, "mla_prefill: v_head_dim {} > {} (reference numerics)", v, kRefAttnMaxCols);
+    launch_ref_mla_prefill(a, stream());
+    launched("mla_prefill (reference)");
+    return;
+  }
   // The tensor-core kernel: DeepSeek-V3 dims, 16-byte rows for cp.async, bf16x2 output stores, and a positive scale
   // (its running max is taken on the raw scores). Anything else runs the CUDA-core kernel.
   const bool mma = !opt_.simple_mla_prefill && mla_prefill_mma_supported(nope, rope, v) && aligned(p.q.data, 16) &&
@@ -705,6 +758,11 @@ void CudaBackend::mla_absorb_q(const MlaAbsorbQParams& p) {
              p.q_abs.dim(0) == n && p.q_abs.dim(1) == H,
          "mla_absorb_q: kv_b {} q_abs {}", p.kv_b.shape.str(), p.q_abs.shape.str());
   if (n == 0) return;
+  if (opt_.reference_numerics) {
+    launch_ref_absorb_q({cbf(p.q), cbf(p.kv_b), bf(p.q_abs), n, H, nope, rope, rank, per_head}, stream());
+    launched("mla_absorb_q (reference)");
+    return;
+  }
   // The own kernel (mla_absorb.cu): bitwise equal to the reference, and at decode sizes 50x faster than the
   // strided-batched cuBLASLt GEMM (which remains for DSV3_CUDA_GEMM=fallback's comparison path below).
   if (!opt_.force_gemm_fallback && absorb_q_kernel_supported(rank, nope, rope) && aligned(p.kv_b.data, 8) &&
@@ -747,6 +805,11 @@ void CudaBackend::mla_absorb_v(const MlaAbsorbVParams& p) {
          p.kv_b.shape.str());
   EXPECT(p.out.dim(0) == n && p.out.dim(1) == H && p.out.dim(2) == vd, "mla_absorb_v: out {}", p.out.shape.str());
   if (n == 0) return;
+  if (opt_.reference_numerics) {
+    launch_ref_absorb_v({cbf(p.o_latent), cbf(p.kv_b), bf(p.out), n, H, nope, vd, rank, per_head}, stream());
+    launched("mla_absorb_v (reference)");
+    return;
+  }
   // The own kernel (mla_absorb.cu): bitwise equal to the reference; the cuBLASLt path stays for
   // DSV3_CUDA_GEMM=fallback's comparison path and for shapes the kernel does not take.
   if (!opt_.force_gemm_fallback && absorb_v_kernel_supported(rank, vd) && aligned(p.kv_b.data, 16) &&
@@ -803,6 +866,17 @@ void CudaBackend::mla_decode(const MlaDecodeParams& p) {
   const int entry = to_int(p.q_abs.dim(2), op, "entry"), rank = to_int(p.kv_lora_rank, op, "kv_lora_rank");
   EXPECT(p.out.dim(0) == n && p.out.dim(1) == H, "mla_decode: out {} for q_abs {}", p.out.shape.str(),
          p.q_abs.shape.str());
+  if (opt_.reference_numerics) {
+    EXPECT(rank <= kRefAttnMaxCols, "mla_decode: kv_lora_rank {} > {} (reference numerics)", rank, kRefAttnMaxCols);
+    if (n == 0) return;
+    launch_ref_mla_decode({cbf(p.q_abs), cbf(p.cache), ci32(p.block_table), ci32(p.seq_lens), bf(p.out), nullptr,
+                           nullptr, n, H, entry, rank, to_int(p.cache.dim(1), op, "block_size"),
+                           to_int(p.block_table.dim(1), op, "max_blocks"), 1, 0, p.cache.dim(0), p.softmax_scale,
+                           err()},
+                          stream());
+    launched("mla_decode (reference)");
+    return;
+  }
   EXPECT(entry % 2 == 0 && rank <= 512, "mla_decode: entry {} must be even and kv_lora_rank {} <= 512", entry, rank);
   EXPECT(entry <= 2048, "mla_decode: entry {} too large", entry);
   if (n == 0) return;
@@ -851,12 +925,24 @@ void CudaBackend::router(const RouterParams& p) {
   EXPECT(p.topk_weights.numel() == p.topk_ids.numel(), "router: topk_weights {} vs topk_ids {}",
          p.topk_weights.shape.str(), p.topk_ids.shape.str());
   if (p.bias) EXPECT(p.bias.numel() == E, "router: bias {} for {} experts", p.bias.shape.str(), E);
-  const size_t smem = router_smem_bytes(d, E, static_cast<int>(p.n_group));
-  EXPECT(smem <= 200 * 1024, "router: d {} with {} experts needs {} bytes of shared memory", d, E, smem);
   const int method = p.method == RouterTopk::kNoauxTc ? 0 : p.method == RouterTopk::kGreedy ? 1 : 2;
   if (n == 0) return;
   EXPECT(p.n_group >= 1 && E % p.n_group == 0 && p.top_k >= 1 && p.top_k <= E,
          "router: {} experts in {} groups, top_k {}", E, p.n_group, p.top_k);
+  if (opt_.reference_numerics) {
+    const size_t smem = ref_router_smem_bytes(E, static_cast<int>(p.n_group));
+    EXPECT(smem <= 200 * 1024, "router: {} experts need {} bytes of shared memory (reference numerics)", E, smem);
+    launch_ref_router({cbf(p.x), cbf(p.gate), p.bias ? p.bias.as<const float>() : nullptr, p.topk_ids.as<int32_t>(),
+                       p.topk_weights.as<float>(), nullptr, n, d, E, static_cast<int>(p.n_group),
+                       static_cast<int>(p.topk_group), static_cast<int>(p.top_k),
+                       p.scoring == RouterScoring::kSigmoid ? 0 : 1, method, p.norm_topk_prob,
+                       p.routed_scaling_factor},
+                      stream());
+    launched("router (reference)");
+    return;
+  }
+  const size_t smem = router_smem_bytes(d, E, static_cast<int>(p.n_group));
+  EXPECT(smem <= 200 * 1024, "router: d {} with {} experts needs {} bytes of shared memory", d, E, smem);
   auto* logits = static_cast<float*>(scratch(kScratchRouter, static_cast<size_t>(n) * E * sizeof(float)));
   launch_router({cbf(p.x), cbf(p.gate), p.bias ? p.bias.as<const float>() : nullptr, p.topk_ids.as<int32_t>(),
                  p.topk_weights.as<float>(), logits, n, d, E, static_cast<int>(p.n_group), static_cast<int>(p.topk_group),
@@ -957,6 +1043,10 @@ void CudaBackend::moe_experts(const MoeExpertsParams& p) {
          p.topk_weights.shape.str(), p.topk_ids.shape.str());
   if (n == 0) return;
   const int entries = to_int(static_cast<int64_t>(n) * top_k, op, "n * top_k");
+  if (opt_.reference_numerics) {
+    moe_experts_reference(p, n, d, top_k, E);
+    return;
+  }
   const MoeTable& t = moe_table(p, d);
   // The forced GEMM options keep their kernels (bitwise equal to the CPU) unless DSV3_MOE=grouped asks otherwise.
   const bool gemm_forced = opt_.force_gemm_fallback || opt_.fp8_gemm_fallback || opt_.no_fp8_gemv;
@@ -1122,6 +1212,80 @@ void CudaBackend::moe_experts_loop(const MoeExpertsParams& p, int n, int d, int 
   launch_moe_combine({ci32(p.topk_ids), p.topk_weights.as<const float>(), row_of, y_perm, bf(p.out), n, top_k, d, E},
                      stream());
   launched("moe_experts (combine)");
+}
+
+// Reference numerics: every (token, k) entry through its expert on the device (reference_moe.cu); no read-back.
+const CudaBackend::RefMoeTable& CudaBackend::ref_moe_table(const MoeExpertsParams& p, int d) {
+  const int64_t E = p.n_experts;
+  auto row = [](const ExpertWeights& ew) {
+    auto sc = [](const LinearWeight& w) { return w.fp8() ? w.scale_inv.as<const float>() : nullptr; };
+    return RefMoeExpert{ew.gate.weight.data, sc(ew.gate), ew.up.weight.data, sc(ew.up), ew.down.weight.data,
+                        sc(ew.down), static_cast<int>(ew.gate.weight.dim(0))};
+  };
+  auto same = [](const RefMoeExpert& a, const RefMoeExpert& b) {
+    return a.gate == b.gate && a.gate_sc == b.gate_sc && a.up == b.up && a.up_sc == b.up_sc && a.down == b.down &&
+           a.down_sc == b.down_sc && a.f == b.f;
+  };
+  RefMoeTable& slot = ref_moe_tables_[{p.experts, E}];
+  bool hit = slot.d == d && static_cast<int64_t>(slot.host.size()) == E;
+  for (int64_t e = 0; hit && e < E; ++e) hit = same(slot.host[e], row(p.experts[e]));
+  if (hit) return slot;
+
+  const char* op = "moe_experts";
+  RefMoeTable t;  // built aside: bad input (EXPECT) leaves no half-built table
+  t.d = d;
+  for (int64_t e = 0; e < E; ++e) {
+    const ExpertWeights& ew = p.experts[e];
+    const int64_t f = ew.gate.weight.dim(0);
+    EXPECT(f >= 1 && f < (int64_t{1} << 24), "moe_experts: expert {} gate {}", e, ew.gate.weight.shape.str());
+    const LinearWeight* lw[3] = {&ew.gate, &ew.up, &ew.down};
+    const Shape want[3] = {Shape{f, d}, Shape{f, d}, Shape{d, f}};
+    const char* names[3] = {"gate", "up", "down"};
+    for (int i = 0; i < 3; ++i) {
+      EXPECT(lw[i]->weight.shape == want[i], "moe_experts: expert {} {} is {}, expected {}", e, names[i],
+             lw[i]->weight.shape.str(), want[i].str());
+      expect_device(lw[i]->weight, op, names[i]);
+      EXPECT(lw[i]->fp8() || lw[i]->weight.dtype == DType::kBF16, "moe_experts: expert {} {} weight dtype {}", e,
+             names[i], dtype_name(lw[i]->weight.dtype));
+      if (!lw[i]->fp8()) continue;
+      expect_tensor(lw[i]->scale_inv, DType::kF32, op, "scale_inv");
+      const Shape sc{(want[i][0] + 127) / 128, (want[i][1] + 127) / 128};
+      EXPECT(lw[i]->scale_inv.shape == sc, "moe_experts: expert {} {} scale_inv is {}, expected {}", e, names[i],
+             lw[i]->scale_inv.shape.str(), sc.str());
+      t.any_fp8 = true;
+    }
+    t.host.push_back(row(ew));
+    t.f_max = std::max(t.f_max, static_cast<int>(f));
+  }
+  not_while_capturing("building the reference MoE expert table");
+  const size_t bytes = t.host.size() * sizeof(RefMoeExpert);
+  t.dev = DeviceBuffer(bytes);
+  CUDA_CHECK(cudaMemcpyAsync(t.dev.data(), t.host.data(), bytes, cudaMemcpyHostToDevice, stream()));
+  // Once per expert list: the upload has finished before t.host moves, and queued kernels are done with the table
+  // this one replaces.
+  CUDA_CHECK(cudaStreamSynchronize(stream()));
+  slot = std::move(t);
+  return slot;
+}
+
+void CudaBackend::moe_experts_reference(const MoeExpertsParams& p, int n, int d, int top_k, int E) {
+  const RefMoeTable& t = ref_moe_table(p, d);
+  const size_t entries = static_cast<size_t>(n) * top_k, fm = static_cast<size_t>(t.f_max), nt = n;
+  const size_t kbd = (static_cast<size_t>(d) + 127) / 128, kbf = (fm + 127) / 128;
+  // Scratch: x codes [n, d] | x scales [n, kbd] | h [entries, f_max] bf16 | h codes [entries, f_max] |
+  // h scales [entries, kbf] | y [entries, d] bf16 (the FP8 parts empty without FP8 experts).
+  const size_t xc = t.any_fp8 ? round_up(nt * d, 256) : 0, xs = t.any_fp8 ? round_up(nt * kbd * 4, 256) : 0;
+  const size_t hb = round_up(entries * fm * 2, 256), hc = t.any_fp8 ? round_up(entries * fm, 256) : 0;
+  const size_t hs = t.any_fp8 ? round_up(entries * kbf * 4, 256) : 0, yb = round_up(entries * d * 2, 256);
+  char* base = static_cast<char*>(scratch(kScratchMoe, xc + xs + hb + hc + hs + yb));
+  const RefMoeArgs a{t.dev.as<const RefMoeExpert>(), ci32(p.topk_ids), p.topk_weights.as<const float>(), cbf(p.x),
+                     reinterpret_cast<uint8_t*>(base), reinterpret_cast<float*>(base + xc),
+                     reinterpret_cast<bf16_t*>(base + xc + xs), reinterpret_cast<uint8_t*>(base + xc + xs + hb),
+                     reinterpret_cast<float*>(base + xc + xs + hb + hc),
+                     reinterpret_cast<bf16_t*>(base + xc + xs + hb + hc + hs), bf(p.out), n, d, top_k, E, t.f_max,
+                     p.ue8m0, t.any_fp8, err()};
+  launch_ref_moe(a, stream());
+  launched("moe_experts (reference)");
 }
 
 // ---------------------------------------------------------------------------------------------------- sample

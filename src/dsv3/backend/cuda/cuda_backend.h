@@ -55,6 +55,11 @@ struct CudaBackendOptions {
   // DSV3_SAMPLE=v1: the sample op's former kernel, one CTA per row recomputing z and e on every pass (comparisons);
   // v2 (the default) splits a row over several CTAs and computes e once per radix level (sample.cu).
   int sample_version = 2;
+  // DSV3_NUMERICS=reference (or make_backend's OpNumerics::kReference, `--cuda_numerics reference`): every op runs
+  // the reference-numerics kernels (reference*.cu) and equals CpuBackend bit for bit; slow, tiny models. The
+  // kernel-choice options above then have no effect, except that sample, embedding, the KV cache ops and
+  // fill_token_ids keep their kernels (bitwise equal to the CPU already: tests/ops "refnum").
+  bool reference_numerics = false;
   static CudaBackendOptions from_env();
 };
 

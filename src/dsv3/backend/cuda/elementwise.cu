@@ -5,7 +5,7 @@
 // shared-memory kernel); embedding one block per token; rope one thread per (token, head, pair); silu_mul/add
 // grid-stride over elements.
 // Precision: fp32 math with the CPU reference's operation order and rounding points (explicit _rn intrinsics;
-// RoPE's sin/cos and SiLU's exp in double, rounded to fp32, to agree with glibc's correctly rounded float functions).
+// RoPE's sin/cos and SiLU's exp are backend/ref_math.h's, the functions the CPU reference calls).
 // Reference: CpuBackend (cpu_elementwise.cpp); checked by tests/ops cases rms_norm, embedding, rope, silu_mul, add.
 #include "dsv3/backend/cuda/common.cuh"
 
@@ -116,10 +116,8 @@ __global__ void rope_kernel(const RopeArgs a) {
   const int t = static_cast<int>(th / a.heads);
   bf16_t* v = a.x + th * a.head_stride + a.offset + 2 * i;
   const float x0 = ld_bf16(v), x1 = ld_bf16(v + 1);
-  const float theta = __fmul_rn(static_cast<float>(a.positions[t]), a.inv_freq[i]);  // fp32(p · f_i), §3.6
-  double sd, cd;
-  sincos(static_cast<double>(theta), &sd, &cd);
-  const float c = static_cast<float>(cd), s = static_cast<float>(sd);
+  float c, s;  // the reference's sin/cos (backend/ref_math.h) of θ = fp32(p · f_i), §3.6
+  ref::sincos(ref::rope_theta(a.positions[t], a.inv_freq[i]), &s, &c);
   v[0] = to_bf16(__fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s)));
   v[1] = to_bf16(__fadd_rn(__fmul_rn(x0, s), __fmul_rn(x1, c)));
 }

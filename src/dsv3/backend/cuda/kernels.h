@@ -436,7 +436,80 @@ struct FillTokenIdsArgs {
 };
 void launch_fill_token_ids(const FillTokenIdsArgs& a, cudaStream_t s);
 
+// ---- reference.cu, reference_attention.cu, reference_moe.cu: reference numerics (DSV3_NUMERICS=reference) ----
+// Every op's outputs computed by backend/ref_math.h's functions in CpuBackend's order: bitwise CpuBackend's for any
+// input. One thread per output element (or per row / (query, head) where the reference reduces over it); slow by
+// design, for tiny models. The elementwise ops, rope, absorb_q/v, mla_prefill, mla_decode and the router take the
+// fast kernels' Args (mla_decode ignores the split fields, the router its logits scratch).
+void launch_ref_rms_norm(const RmsNormArgs& a, cudaStream_t s);
+void launch_ref_rope(const RopeArgs& a, cudaStream_t s);
+void launch_ref_silu_mul(const SiluMulArgs& a, cudaStream_t s);
+void launch_ref_add(const AddArgs& a, cudaStream_t s);
+void launch_ref_absorb_q(const AbsorbQArgs& a, cudaStream_t s);
+void launch_ref_absorb_v(const AbsorbVArgs& a, cudaStream_t s);
+
+// The 1x128 activation quantization of quantize_row_fp8, scales in the CPU's row-major layout.
+struct RefQuantArgs {
+  const bf16_t* x;  // [n, x_stride]
+  uint8_t* codes;   // [n, k] e4m3
+  float* scales;    // [n, kb], kb = ceil(k/128)
+  int64_t x_stride;
+  int n, k;
+  bool ue8m0;
+};
+void launch_ref_quantize_fp8(const RefQuantArgs& a, cudaStream_t s);
+
+// out[t, j] = CpuBackend::linear's output: fp8 from RefQuantArgs' codes and scales, bf16 from x.
+struct RefLinearArgs {
+  const void* a;    // fp8: [n, k] codes; bf16: [n, a_stride] bf16
+  const float* sa;  // fp8 only: [n, kb]
+  const void* w;    // [m, k] e4m3 or bf16
+  const float* sw;  // fp8 only: [ceil(m/128), kb]
+  void* out;        // [n, m] bf16 or f32
+  int64_t a_stride;
+  int n, m, k;
+  bool fp8, out_f32;
+};
+void launch_ref_linear(const RefLinearArgs& a, cudaStream_t s);
+
+// Attention: v_head_dim (prefill) and kv_lora_rank (decode) up to this many output columns.
+constexpr int kRefAttnMaxCols = 512;
+void launch_ref_mla_prefill(const MlaPrefillArgs& a, cudaStream_t s);  // sets kErrPrefillLen as the fast kernels
+void launch_ref_mla_decode(const MlaDecodeArgs& a, cudaStream_t s);    // sets kErrDecodeLen as the fast kernels
+
+void launch_ref_router(const RouterArgs& a, cudaStream_t s);
+size_t ref_router_smem_bytes(int n_experts, int n_group);
+
+struct RefMoeExpert {    // one expert in device memory; *_sc == nullptr: that projection has bf16 weights
+  const void* gate;      // [f, d] e4m3 or bf16
+  const float* gate_sc;  // [ceil(f/128), ceil(d/128)] or nullptr
+  const void* up;        // [f, d]
+  const float* up_sc;
+  const void* down;      // [d, f]
+  const float* down_sc;  // [ceil(d/128), ceil(f/128)] or nullptr
+  int f;                 // this expert's moe_intermediate_size
+};
+struct RefMoeArgs {
+  const RefMoeExpert* experts;  // [n_experts] in device memory
+  const int32_t* ids;           // [n, top_k]
+  const float* weights;         // [n, top_k]
+  const bf16_t* x;              // [n, d]
+  uint8_t* x_codes;             // [n, d]        (any_fp8)
+  float* x_scales;              // [n, ceil(d/128)]
+  bf16_t* h;                    // [n * top_k, f_max] bf16(silu(gate)·up) per entry
+  uint8_t* h_codes;             // [n * top_k, f_max]   (any_fp8)
+  float* h_scales;              // [n * top_k, ceil(f_max/128)]
+  bf16_t* y;                    // [n * top_k, d] the down projection per entry
+  bf16_t* out;                  // [n, d]
+  int n, d, top_k, n_experts, f_max;  // top_k <= 32
+  bool ue8m0, any_fp8;
+  uint32_t* err;                // kErrExpertId for an id outside [0, n_experts)
+};
+void launch_ref_moe(const RefMoeArgs& a, cudaStream_t s);
+
 static_assert(std::is_trivially_copyable_v<RmsNormArgs> && std::is_trivially_copyable_v<MlaDecodeArgs> &&
+              std::is_trivially_copyable_v<RefQuantArgs> && std::is_trivially_copyable_v<RefLinearArgs> &&
+              std::is_trivially_copyable_v<RefMoeArgs> &&
               std::is_trivially_copyable_v<RouterArgs> && std::is_trivially_copyable_v<GemmFallbackArgs> &&
               std::is_trivially_copyable_v<LinearFp8GemvArgs> && std::is_trivially_copyable_v<SynthArgs> &&
               std::is_trivially_copyable_v<LinearFp8GemvV2Args> &&

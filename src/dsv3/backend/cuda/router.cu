@@ -6,7 +6,7 @@
 // staged gate), then a selection kernel. Selection: one block per token; sigmoid scores per thread, softmax sums in
 // the reference's order, group scores a warp per group (the top-2 of a multiset does not depend on the scan order),
 // group and expert top-k as warp argmaxes over registers (value desc, index asc: the reference's stable order).
-// Precision: fp32 throughout; exp in double rounded to fp32 (agrees with glibc's expf); ties go to the lower index.
+// Precision: fp32 throughout; exp is the reference's (ref::exp, backend/ref_math.h); ties go to the lower index.
 // Reference: CpuBackend::router (model-spec §4.2, §9.3); checked by tests/ops case "router" (every variant, ties).
 #include <atomic>
 #include <cfloat>
@@ -20,7 +20,8 @@ constexpr int kThreads = 256, kBlock = 128;  // kBlock == kRouterSumBlock (backe
 constexpr int kTiledFrom = kRouterFusedMaxTokens;  // tokens: from here the tiled logit kernel, below the chain kernel
 constexpr int kTopkPerLane = 16;                  // expert top-k in registers up to 32 x 16 = 512 experts
 
-__device__ __forceinline__ float exp_f(float x) { return static_cast<float>(exp(static_cast<double>(x))); }
+// The CPU's exp (backend/ref_math.h), so that scores, weights and ties are the reference's bit for bit.
+__device__ __forceinline__ float exp_f(float x) { return ref::exp(x); }
 
 // NOTE on exactness: x and the gate are bf16, so each product x·w has at most 16 significant bits and is exact in
 // fp32 (unless it falls below ~2^-134); fmaf(x, w, s) therefore rounds exactly once, like the reference's
