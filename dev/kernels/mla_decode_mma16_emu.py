@@ -96,9 +96,11 @@ def run_cta(q, cache, bt_row, bs, begin, end, scale, split_p=True):
                     r = j // kGroupChunks; c = grp * kGroupChunks + j % kGroupChunks
                     cp(kSmemQ + swz(r, c, kRowBytes), q_b[r, 16*c:16*c+16])
     any_ = begin < end
+    for grp in range(kGroups):  # Q's 4 groups are committed before K's: the first wait already covers all of Q
+        group_now[0] = 0; issue_q(grp)
     src = resolve(begin) if any_ else None
     for grp in range(kGroups):
-        group_now[0] = grp; issue_q(grp)
+        group_now[0] = grp
         if any_: issue_k(src, grp)
     # every Q chunk (and, with keys, every K chunk) written exactly once per tile
     assert (sm.writes[kSmemQ // 16:kSmemK // 16] == 1).all()

@@ -3,9 +3,9 @@
 // KV splits: ~16 CTAs on 132 SMs, each loading 144 KB and running a 5k-cycle tile. Here a CTA is (16 heads, one
 // split of >= 64 keys, row): at batch 1 and 1024 keys 8 x 16 = 128 CTAs, 2 per SM fit (94 KB of shared memory).
 // Parallelisation: grid = (H/16, KV splits, rows); 4 warps. Q (16 x 576) and each 64-key tile (latent ‖ rope,
-// 64 x 576) go through the block table into shared memory by 16-byte cp.async in 4 commit groups of 144 columns,
-// so S = Q·Kᵀ starts on the first quarter while the rest lands. Rows of Q, K, P are XOR-swizzled by 16-byte chunk
-// (chunk ^ row % 8, mma_sm80.cuh swz): ldmatrix and cp.async stay free of bank conflicts.
+// 64 x 576) go through the block table into shared memory by 16-byte cp.async in 4 commit groups of 144 columns
+// each (Q's groups first), so S = Q·Kᵀ starts on the first quarter while the rest lands. Rows of Q, K, P are
+// XOR-swizzled by 16-byte chunk (chunk ^ row % 8, mma_sm80.cuh swz): ldmatrix and cp.async free of bank conflicts.
 //   S: warp w = 16 heads x keys [16w, 16w + 16) over all 576 columns (two accumulator sets, even / odd k-steps).
 //   Online softmax in fp32 (log2 domain): the 4 warps exchange their per-head maxima through shared memory, so every
 //   thread holds the running max and rescale factor of its own two heads (g, g + 8: the same rows in S and in O).
@@ -103,11 +103,17 @@ __global__ void __launch_bounds__(kThreads, 2) mla_decode_mma16_kernel(const Mla
       }
     }
   };
+  // Q first (it needs no block-table lookup), as 4 groups, then the first tile's 4 groups: the loop's wait for
+  // "at most 3 - g groups pending" then covers all of Q and K groups 0..g here, and K groups 0..g on later tiles.
+#pragma unroll
+  for (int grp = 0; grp < kGroups; ++grp) {
+    issue_q(grp);
+    cp_async_commit();
+  }
   const bool any = row.begin < row.end;
   if (any) resolve_tile(row.begin);
 #pragma unroll
   for (int grp = 0; grp < kGroups; ++grp) {
-    issue_q(grp);
     if (any) issue_k(grp);
     cp_async_commit();
   }
