@@ -3,7 +3,7 @@
 # mla_absorb_q / mla_absorb_v (bitwise vs the CPU) and mla_decode (mma16, forced splits, graph-wide tables), the perf
 # tables of the three ops, then a short v3-slice decode at batch 1 (context 1024) with the new kernels (default) and
 # with the former ones (DSV3_MLA_DECODE=mma DSV3_MLA_ABSORB=tile); table last. About 5 minutes on one H200.
-# Carry: .devdeps (pcre2.h) and models/tokenizers/deepseek-v3. Env: BUDGET_S=300, OSL_B1=48, OPS_REGEX.
+# Carry: .devdeps (pcre2.h) and models/tokenizers/deepseek-v3. Env: BUDGET_S=300, OSL_B1=48, OPS_REGEX, SANITIZE=1.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/device/common.sh
@@ -17,6 +17,16 @@ T=$BUILD/tests/ops/test_ops
 rc=0; timeout 150 $T -p "${OPS_REGEX:-mla_absorb|mla_decode}" >"$OUT/test_ops.log" 2>&1 || rc=$?
 row "test_ops ${OPS_REGEX:-mla_absorb|mla_decode}" "rc=$rc: $(grep -E 'cases passed' "$OUT/test_ops.log" | tail -1) ($(elapsed))"
 while IFS= read -r l; do row "  failed" "$l"; done < <(grep -E '^ *FAIL' "$OUT/test_ops.log" | cut -c1-130 | head -12)
+
+# SANITIZE=1 (outside the 5 minutes): memcheck, racecheck (the slice kernels' and mma16's shared-memory phases) and
+# synccheck on the small cases of the new kernels.
+if [ -n "${SANITIZE:-}" ] && command -v compute-sanitizer >/dev/null; then
+  re='mla_absorb.*(H=5|H=3|H=16),|mla_decode.*(H=16|H=48|kernel=mma16-split)'
+  for tool in memcheck racecheck synccheck; do
+    rc=0; timeout 200 compute-sanitizer --tool $tool --error-exitcode 3 $T --quick -p "$re" >"$OUT/sanitize-$tool.log" 2>&1 || rc=$?
+    row "$tool (small absorb / mma16 cases)" "rc=$rc: $(grep -E 'cases passed' "$OUT/sanitize-$tool.log" | tail -1); $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitize-$tool.log" | tail -1)"
+  done
+fi
 
 for op in mla_absorb mla_decode_small; do
   [ "$(left)" -gt 60 ] || { row "perf $op" "skipped (budget)"; continue; }
