@@ -18,7 +18,7 @@ rc=0; timeout 150 $T -p "${OPS_REGEX:-mla_absorb|mla_decode}" >"$OUT/test_ops.lo
 row "test_ops ${OPS_REGEX:-mla_absorb|mla_decode}" "rc=$rc: $(grep -E 'cases passed' "$OUT/test_ops.log" | tail -1) ($(elapsed))"
 while IFS= read -r l; do row "  failed" "$l"; done < <(grep -E '^ *FAIL' "$OUT/test_ops.log" | cut -c1-130 | head -12)
 
-# SANITIZE=1 (outside the 5 minutes): memcheck, racecheck (the slice kernels' and mma16's shared-memory phases) and
+# SANITIZE=1 (a few minutes more: raise BUDGET_S, e.g. 700): memcheck, racecheck (the slice kernels' and mma16's shared-memory phases) and
 # synccheck on the small cases of the new kernels.
 if [ -n "${SANITIZE:-}" ] && command -v compute-sanitizer >/dev/null; then
   re='mla_absorb.*(H=5|H=3|H=16),|mla_decode.*(H=16|H=48|kernel=mma16-split)'
