@@ -51,12 +51,19 @@ struct Env {
   Backend* gpu_moe_loop = nullptr;     // production with DSV3_MOE=loop (per-expert linear() calls)
   Backend* gpu_moe_grouped = nullptr;  // production with DSV3_MOE=grouped (moe_grouped.cu at every batch size)
   Backend* gpu_prefill64 = nullptr;  // tensor-core mla_prefill with 64 query rows per CTA (DSV3_MLA_PREFILL=mma64)
-  Backend* gpu_p_bf16 = nullptr;       // production with P in bf16 in the tensor-core MLA kernels (DSV3_MLA_P_BF16=1)
+  Backend* gpu_p_bf16 = nullptr;       // P in bf16 in the tensor-core MLA kernels (DSV3_MLA_P_BF16=1), 64-head decode
   Backend* gpu_wmma_p_bf16 = nullptr;  // WMMA mla_decode with P in bf16
   bool p_bf16 = false;                 // DSV3_MLA_P_BF16=1 was set: every backend above rounds P to bf16
   Backend* gpu_gemv2 = nullptr;        // production (DSV3_GEMV=v2, the default: gemv_fp8_v2.cu for FP8 linears of 1..8 rows)
   Backend* gpu_moe_decode = nullptr;   // production with DSV3_MOE=decode (moe_decode.cu up to 128 entries)
   Backend* gpu_ref = nullptr;          // reference numerics (DSV3_NUMERICS=reference): bitwise the CPU's
+  Backend* gpu_mma16 = nullptr;        // mla_decode: the 16-head kernel at every batch size (DSV3_MLA_DECODE=mma16)
+  Backend* gpu_mma64 = nullptr;        // mla_decode: the 64-head kernel at every batch size (DSV3_MLA_DECODE=mma)
+  Backend* gpu_mma16_split64 = nullptr;   // mma16 with pieces of 64 keys (DSV3_MLA_DECODE_SPLIT=64)
+  Backend* gpu_mma16_split192 = nullptr;  // mma16 with pieces of 192 keys (3 tiles per CTA)
+  Backend* gpu_mma16_p_bf16 = nullptr;    // mma16 with P rounded to bf16 (DSV3_MLA_P_BF16=1)
+  Backend* gpu_absorb_slice = nullptr;    // mla_absorb_q/v: the slice kernels at every token count (DSV3_MLA_ABSORB=slice)
+  Backend* gpu_absorb_tile = nullptr;     // ... the token-tile kernels at every token count (DSV3_MLA_ABSORB=tile)
 };
 
 // One case's device tensors; a deque keeps references stable.
@@ -540,13 +547,32 @@ void gemv2_graph_case() {
   });
 }
 
-// which: 0 production, 1 the fallback kernels, 2 reference numerics (refnum); all bitwise.
+// which: 0 the default backend (slice kernels up to kAbsorbSliceMaxTokens tokens, token tiles beyond), 1 the fallback
+// GEMM (DSV3_CUDA_GEMM=fallback), 2 the slice kernels forced (DSV3_MLA_ABSORB=slice: > 8 tokens in tiles of 8 inside
+// one CTA), 3 the token-tile kernels forced (=tile), 4 reference numerics (refnum). The case name says which kernel
+// runs; every one sums in the reference's order, so all are bitwise (cuBLASLt runs only shapes no kernel takes:
+// absorb_v's kTolGemmBf16).
 void absorb_case(int n, int H, int nope, int rope, int vd, int rank, int which, bool quick) {
-  const std::string vars =
-      fmt::format("{}n={},H={},nope={},rope={},v={},rank={},path={}", refnum_tag(which == 2), n, H, nope, rope, vd, rank,
-                  which == 2 ? "reference" : which ? "fallback" : "default (kernels)");
-  add_case("mla_absorb_q", vars, quick, [=](Env& env) {
-    Backend& gpu = which == 2 ? *env.gpu_ref : which ? *env.gpu_fb : *env.gpu;
+  const bool q_slice = cuda::absorb_q_slice_supported(rank, nope, rope), v_slice = cuda::absorb_v_slice_supported(rank, vd);
+  const bool v_tile = cuda::absorb_v_kernel_supported(rank, vd), q_tile = cuda::absorb_q_kernel_supported(rank, nope, rope);
+  auto path = [&](bool slice_ok, bool tile_ok) -> std::string {
+    if (which == 1) return "fallback";
+    if (which == 4) return "reference";
+    const bool slice = slice_ok && (which == 2 || (which == 0 && n <= cuda::kAbsorbSliceMaxTokens));
+    return fmt::format("{}{}", which == 0 ? "default, " : which == 2 ? "forced slice, " : "forced tile, ",
+                       slice ? "slice kernel" : tile_ok ? "tile kernel" : "cuBLASLt");
+  };
+  auto backend = [which](Env& env) -> Backend& {
+    return which == 1   ? *env.gpu_fb
+           : which == 2 ? *env.gpu_absorb_slice
+           : which == 3 ? *env.gpu_absorb_tile
+           : which == 4 ? *env.gpu_ref
+                        : *env.gpu;
+  };
+  const std::string dims =
+      fmt::format("{}n={},H={},nope={},rope={},v={},rank={}", refnum_tag(which == 4), n, H, nope, rope, vd, rank);
+  add_case("mla_absorb_q", fmt::format("{},path={}", dims, path(q_slice, q_tile)), quick, [=](Env& env) {
+    Backend& gpu = backend(env);
     Rng rng(8000 + n + H);
     Tensor q = rand_bf16(rng, {n, H, nope + rope}), kvb = rand_bf16(rng, {H * (nope + vd), rank}, 0.05f);
     Tensor qa(DType::kBF16, {n, H, rank + rope});
@@ -554,11 +580,11 @@ void absorb_case(int n, int H, int nope, int rope, int vd, int rank, int which, 
     TensorView dqa = d.out(DType::kBF16, {n, H, rank + rope}, "q_abs");
     env.cpu->mla_absorb_q({.q = q, .kv_b = kvb, .q_abs = qa, .qk_nope_head_dim = nope, .v_head_dim = vd});
     gpu.mla_absorb_q({.q = d.up(q, "q"), .kv_b = d.up(kvb, "kv_b"), .q_abs = dqa, .qk_nope_head_dim = nope, .v_head_dim = vd});
-    // Both paths sum in the reference's order: the own kernel (default; mla_absorb.cu) and the fallback GEMM.
+    // Every path sums in the reference's order: the slice and token-tile kernels (mla_absorb.cu) and the fallback GEMM.
     return compare("q_abs", qa, d.get(dqa), kBitwise) && d.guards_ok;
   });
-  add_case("mla_absorb_v", vars, quick, [=](Env& env) {
-    Backend& gpu = which == 2 ? *env.gpu_ref : which ? *env.gpu_fb : *env.gpu;
+  add_case("mla_absorb_v", fmt::format("{},path={}", dims, path(v_slice, v_tile)), quick, [=](Env& env) {
+    Backend& gpu = backend(env);
     Rng rng(8500 + n + H);
     Tensor o = rand_bf16(rng, {n, H, rank}), kvb = rand_bf16(rng, {H * (nope + vd), rank}, 0.05f);
     Tensor out(DType::kBF16, {n, H, vd});
@@ -567,10 +593,8 @@ void absorb_case(int n, int H, int nope, int rope, int vd, int rank, int which, 
     env.cpu->mla_absorb_v({.o_latent = o, .kv_b = kvb, .out = out, .qk_nope_head_dim = nope, .v_head_dim = vd});
     gpu.mla_absorb_v({.o_latent = d.up(o, "o_latent"), .kv_b = d.up(kvb, "kv_b"), .out = dout, .qk_nope_head_dim = nope,
                       .v_head_dim = vd});
-    // The own kernel (rank % 64 == 0, vd a multiple of 32) and the fallback sum in the reference's order: bitwise;
-    // other shapes run cuBLASLt.
-    const bool kernel = rank % 64 == 0 && vd % 32 == 0 && vd >= 32;
-    return compare("out", out, d.get(dout), which || kernel ? kBitwise : kTolGemmBf16) && d.guards_ok;
+    const bool slice = v_slice && which != 1 && which != 3 && (which == 2 || n <= cuda::kAbsorbSliceMaxTokens);
+    return compare("out", out, d.get(dout), which == 1 || slice || v_tile ? kBitwise : kTolGemmBf16) && d.guards_ok;
   });
 }
 
@@ -797,38 +821,59 @@ std::vector<float> decode_abs_wv(const Tensor& q, const Tensor& cache, const std
 }
 
 // Rows with their own context lengths over one shuffled pool of cache blocks, on the backend that selects `kernel`
-// (DSV3_MLA_DECODE). The case name says which kernel runs: mma needs entry 576, rank 512 and H % 64 == 0, wmma entry
-// 576 and rank 512; anything else falls back (mma -> wmma -> simple), as CudaBackend::mla_decode does. The
-// tensor-core kernels split P into bf16 hi + lo (kTolAttnSplit); "-pbf16" marks them with P rounded to bf16
-// (DSV3_MLA_P_BF16=1, kTolDecodePBf16). With DSV3_MLA_P_BF16=1 set, the split cases with more than a few keys fail.
-enum class DecodeWhich { kDefault, kSimple, kWmma, kPBf16, kWmmaPBf16, kReference };
-void decode_case(std::vector<int> lens, int H, int rank, int rope, int bs, DecodeWhich which, bool quick) {
+// (DSV3_MLA_DECODE). The case name says which kernel runs, as CudaBackend::mla_decode picks it: auto (the default)
+// takes mma16 (entry 576, rank 512, H % 16 == 0) while rows x H <= 1024, then mma (H % 64 == 0), then wmma (entry 576,
+// rank 512), then simple; a forced kernel falls back the same way. The tensor-core kernels split P into bf16 hi + lo
+// (kTolAttnSplit); "-pbf16" marks them with P rounded to bf16 (DSV3_MLA_P_BF16=1, kTolDecodePBf16). With
+// DSV3_MLA_P_BF16=1 set, the split cases with more than a few keys fail. extra_blocks widens the block table beyond
+// the longest row (unused entries -1), as a captured CUDA graph's table is max_seq_len wide: the host then sizes the
+// splits for that width and each row cuts its own length into them (mla_decode_common.cuh decode_row).
+enum class DecodeWhich { kDefault, kSimple, kWmma, kPBf16, kWmmaPBf16, kMma64, kMma16, kMma16Split64, kMma16Split192,
+                         kMma16PBf16, kReference };
+void decode_case(std::vector<int> lens, int H, int rank, int rope, int bs, DecodeWhich which, bool quick,
+                 int extra_blocks = 0) {
   std::string v;
   for (int l : lens) v += fmt::format("{}{}", v.empty() ? "" : "/", l);
   if (v.size() > 60) v = fmt::format("{} rows of {}..{}", lens.size(), *std::min_element(lens.begin(), lens.end()),
                                      *std::max_element(lens.begin(), lens.end()));
-  const int entry = rank + rope;
-  const bool wmma_ok = entry == 576 && rank == 512, mma_ok = wmma_ok && H % 64 == 0;
-  const bool p_bf16 = which == DecodeWhich::kPBf16 || which == DecodeWhich::kWmmaPBf16;
-  const char* kernel = [&] {
+  const int entry = rank + rope, n_rows = static_cast<int>(lens.size());
+  const bool wmma_ok = entry == 576 && rank == 512, mma_ok = wmma_ok && H % 64 == 0, mma16_ok = wmma_ok && H % 16 == 0;
+  const bool p_bf16 = which == DecodeWhich::kPBf16 || which == DecodeWhich::kWmmaPBf16 || which == DecodeWhich::kMma16PBf16;
+  const std::string kernel = [&]() -> std::string {
+    const std::string pb = p_bf16 ? "-pbf16" : "";
     if (which == DecodeWhich::kReference) return "reference";
     if (which == DecodeWhich::kSimple || !wmma_ok) return "simple";
-    if (mma_ok && (which == DecodeWhich::kDefault || which == DecodeWhich::kPBf16)) return p_bf16 ? "mma-pbf16" : "mma";
-    return p_bf16 ? "wmma-pbf16" : "wmma";
+    if (which == DecodeWhich::kWmma || which == DecodeWhich::kWmmaPBf16) return "wmma" + pb;
+    const bool want16 = which == DecodeWhich::kMma16 || which == DecodeWhich::kMma16Split64 ||
+                        which == DecodeWhich::kMma16Split192 || which == DecodeWhich::kMma16PBf16 ||
+                        (which == DecodeWhich::kDefault && static_cast<int64_t>(n_rows) * H <= 1024);
+    if (want16 && mma16_ok) {
+      return "mma16" + pb + (which == DecodeWhich::kMma16Split64    ? "-split64"
+                             : which == DecodeWhich::kMma16Split192 ? "-split192"
+                                                                    : "");
+    }
+    return (mma_ok ? "mma" : "wmma") + pb;
   }();
-  add_case("mla_decode", fmt::format("{}lens={},H={},rank={},rope={},block_size={},kernel={}",
-                                     refnum_tag(which == DecodeWhich::kReference), v, H, rank, rope, bs, kernel),
+  add_case("mla_decode", fmt::format("{}lens={},H={},rank={},rope={},block_size={},kernel={}{}",
+                                     refnum_tag(which == DecodeWhich::kReference), v, H, rank, rope, bs, kernel,
+                                     extra_blocks ? fmt::format(",table+{}", extra_blocks) : ""),
            quick, [=](Env& env) {
-             Backend& gpu = which == DecodeWhich::kReference   ? *env.gpu_ref
-                            : which == DecodeWhich::kSimple    ? *env.gpu_simple
-                            : which == DecodeWhich::kWmma      ? *env.gpu_wmma
-                            : which == DecodeWhich::kPBf16     ? *env.gpu_p_bf16
-                            : which == DecodeWhich::kWmmaPBf16 ? *env.gpu_wmma_p_bf16
-                                                               : *env.gpu;
+             Backend& gpu = which == DecodeWhich::kReference       ? *env.gpu_ref
+                            : which == DecodeWhich::kSimple        ? *env.gpu_simple
+                            : which == DecodeWhich::kWmma          ? *env.gpu_wmma
+                            : which == DecodeWhich::kPBf16         ? *env.gpu_p_bf16
+                            : which == DecodeWhich::kWmmaPBf16     ? *env.gpu_wmma_p_bf16
+                            : which == DecodeWhich::kMma64         ? *env.gpu_mma64
+                            : which == DecodeWhich::kMma16         ? *env.gpu_mma16
+                            : which == DecodeWhich::kMma16Split64  ? *env.gpu_mma16_split64
+                            : which == DecodeWhich::kMma16Split192 ? *env.gpu_mma16_split192
+                            : which == DecodeWhich::kMma16PBf16    ? *env.gpu_mma16_p_bf16
+                                                                   : *env.gpu;
              Rng rng(10000 + H + rank);
              const int n = static_cast<int>(lens.size());
              int max_blocks = 0, total = 0;
              for (int l : lens) max_blocks = std::max(max_blocks, (l + bs - 1) / bs), total += (l + bs - 1) / bs;
+             max_blocks += extra_blocks;
              const int n_blocks = total + 5;
              std::vector<int32_t> pool = shuffled(rng, n_blocks), table(static_cast<size_t>(n * max_blocks), -1);
              int next = 0;
@@ -845,7 +890,7 @@ void decode_case(std::vector<int> lens, int H, int rank, int rope, int bs, Decod
                                   .kv_lora_rank = rank, .softmax_scale = scale});
              gpu.mla_decode({.q_abs = d.up(q, "q_abs"), .cache = d.up(cache, "cache"), .block_table = d.up(bt, "block_table"),
                              .seq_lens = d.up(tl, "seq_lens"), .out = dout, .kv_lora_rank = rank, .softmax_scale = scale});
-             const std::string k = kernel;
+             const std::string& k = kernel;
              if (k == "reference") return compare("out", out, d.get(dout), kBitwise) && d.guards_ok;
              if (k == "simple") return compare("out", out, d.get(dout), kTolAttn) && d.guards_ok;
              if (p_bf16) {
@@ -1708,9 +1753,9 @@ void register_refnum_cases() {
   linear_case(3, 1000, 7168, false, true, 0, false, 2, true);     // lm_head-like, f32 logits
   linear_case(4, 33, 70, false, false, 77, false, 2, true);       // odd bf16 with stride
   linear_case(1, 33, 70, false, true, 0, false, 2, true);
-  absorb_case(1, 16, 128, 64, 128, 512, 2, true);
-  absorb_case(4, 3, 24, 8, 16, 40, 2, true);
-  absorb_case(9, 5, 32, 16, 64, 192, 2, true);
+  absorb_case(1, 16, 128, 64, 128, 512, 4, true);
+  absorb_case(4, 3, 24, 8, 16, 40, 4, true);
+  absorb_case(9, 5, 32, 16, 64, 192, 4, true);
   prefill_case({{1, 1}}, 4, 128, 64, 128, 4, true);
   prefill_case({{77, 77}}, 2, 128, 64, 128, 4, true);
   prefill_case({{37, 37}, {16, 100}, {1, 300}}, 4, 128, 64, 128, 4, true);  // chunks over cached keys
@@ -1897,7 +1942,17 @@ void register_cases() {
   }
   absorb_case(17, 128, 128, 64, 128, 512, 0, true);   // a partial token tile, all 128 heads
   absorb_case(128, 128, 128, 64, 128, 512, 0, false);  // decode batch 128
-  absorb_case(3, 5, 32, 16, 64, 192, 0, true);         // the absorb_v kernel at other dims (3 chunks, 64 rows)
+  absorb_case(3, 5, 32, 16, 64, 192, 0, true);         // absorb_v at other dims: the slice kernel (rank 192)
+  absorb_case(3, 5, 32, 16, 64, 192, 3, true);         // ... and the token-tile kernel (3 chunks, 64 rows)
+  // The slice kernels at DeepSeek-V3 dims, every token-tile width (1, 2, 4, 8) and the auto switch around 8 tokens;
+  // forced beyond 8 (tiles of 8 inside one CTA, a partial last tile) and the token-tile kernels forced below.
+  for (int n : {1, 2, 3, 7, 8, 9, 33}) absorb_case(n, 128, 128, 64, 128, 512, 0, n <= 8);
+  for (int n : {9, 33, 128}) absorb_case(n, 128, 128, 64, 128, 512, 2, n == 9);
+  for (int n : {1, 8}) absorb_case(n, 128, 128, 64, 128, 512, 3, true);
+  // Other dims the slice kernels take: nope 32 (row groups of 8), rank 256 (2 column slices, column groups of 64),
+  // vd 64 (2 row slices), an odd head count; and rank 384 with nope 48 and rope 0.
+  for (int n : {1, 5, 11}) absorb_case(n, 5, 32, 16, 64, 256, 2, true);
+  absorb_case(6, 3, 48, 0, 32, 384, 0, true);
   // mla_prefill: every kernel on the same shapes. Tile edges: 1..5 queries, odd lengths, 64/128 +- 1 (the query
   // tile and the key tile), ragged batches with empty sequences, chunks (q_len < kv_len: the diagonal at an offset
   // that is not a multiple of 64), a peaky softmax, many sequences (the tile map's search), and H = 128 at 1024 and
@@ -1939,20 +1994,51 @@ void register_cases() {
     decode_case({17, 1}, 20, 512, 64, 64, which, true);  // 20 heads: a partial head group
     decode_case({5, 200, 33}, 3, 64, 8, 16, which, true);  // odd dims: the CUDA-core kernel
   }
-  // The mma kernel (64 heads per block). With H/64 x rows < the SM count the sequence is split (64 splits at most,
-  // >= 128 keys each) and mla_decode_combine merges; with >= 132 rows x head halves (an H200's SMs) it is not.
-  for (int len : {1, 63, 64, 65, 1000}) decode_case({len}, 128, 512, 64, 64, DecodeWhich::kDefault, true);  // batch 1
-  decode_case({8192}, 128, 512, 64, 64, DecodeWhich::kDefault, false);            // 64 splits of 128 keys
-  decode_case({1, 63, 64, 65, 1000, 8192}, 64, 512, 64, 64, DecodeWhich::kDefault, false);  // 22 splits, mixed rows
-  decode_case({3000, 129, 1, 700}, 128, 512, 64, 64, DecodeWhich::kDefault, true);
-  decode_case({700, 33, 64, 129}, 64, 512, 64, 16, DecodeWhich::kDefault, true);  // tiles straddle 16-key blocks
-  decode_case({300, 5}, 192, 512, 64, 128, DecodeWhich::kDefault, true);          // 3 head groups, 128-key blocks
+  // The mma kernel (64 heads per block), forced (auto takes mma16 for these small batches). With H/64 x rows < the
+  // SM count the sequence is split (64 splits at most, >= 128 keys each) and mla_decode_combine merges; with >= 132
+  // rows x head halves (an H200's SMs) it is not.
+  for (int len : {1, 63, 64, 65, 1000}) decode_case({len}, 128, 512, 64, 64, DecodeWhich::kMma64, true);  // batch 1
+  decode_case({8192}, 128, 512, 64, 64, DecodeWhich::kMma64, false);            // 64 splits of 128 keys
+  decode_case({1, 63, 64, 65, 1000, 8192}, 64, 512, 64, 64, DecodeWhich::kMma64, false);  // 22 splits, mixed rows
+  decode_case({3000, 129, 1, 700}, 128, 512, 64, 64, DecodeWhich::kMma64, true);
+  decode_case({700, 33, 64, 129}, 64, 512, 64, 16, DecodeWhich::kMma64, true);  // tiles straddle 16-key blocks
+  decode_case({300, 5}, 192, 512, 64, 128, DecodeWhich::kMma64, true);          // 3 head groups, 128-key blocks
   // Long contexts, many heads, P split and P in bf16 on the same inputs (the latter fails kTolAttnSplit:
-  // split_tol_rejects): mma at 128 heads, wmma at 96 (not a multiple of 64).
+  // split_tol_rejects): auto (mma16 for these 2 rows) and the 64-head kernel with P in bf16 at 128 heads, at 96
+  // heads (not a multiple of 64) mma16 and wmma.
   for (DecodeWhich which : {DecodeWhich::kDefault, DecodeWhich::kPBf16}) {
     decode_case({4096, 8192}, 128, 512, 64, 64, which, false);
     decode_case({6000, 8192}, 96, 512, 64, 64, which, false);
   }
+  decode_case({1000}, 128, 512, 64, 64, DecodeWhich::kMma64, true, 2560 - 16);  // a graph-wide table: per-row pieces
+  // mma16 (16 heads per CTA, 64-key tiles, one buffer): auto at 1..8 rows of 128 heads, forced beyond; odd lengths
+  // (tiles with 1..63 valid keys), block sizes 16 / 64 / 128 (tiles straddle blocks or share one), 16 / 48 heads.
+  for (int len : {1, 2, 63, 64, 65, 1000, 1023}) decode_case({len}, 128, 512, 64, 64, DecodeWhich::kDefault, true);
+  decode_case({3000, 129, 1, 700}, 128, 512, 64, 64, DecodeWhich::kDefault, true);
+  decode_case({700, 33}, 128, 512, 64, 64, DecodeWhich::kDefault, true);
+  decode_case({5, 1000, 64, 129, 2047, 1, 300}, 128, 512, 64, 64, DecodeWhich::kDefault, true);  // 7 rows
+  decode_case({5, 1000, 64, 129, 2047, 1, 300, 77}, 128, 512, 64, 16, DecodeWhich::kDefault, true);  // 8 rows
+  decode_case({5, 1000, 64, 129, 2047, 1, 300, 77, 640}, 128, 512, 64, 128, DecodeWhich::kMma16, true);  // 9 rows
+  decode_case({5, 1000, 64, 129, 2047, 1, 300, 77, 640}, 128, 512, 64, 64, DecodeWhich::kDefault, true);  // auto: mma
+  {
+    std::vector<int> l33, l128;
+    for (int r = 0; r < 33; ++r) l33.push_back(1 + (r * 97) % 700);
+    for (int r = 0; r < 128; ++r) l128.push_back(1 + (r * 37) % 300);
+    decode_case(l33, 128, 512, 64, 64, DecodeWhich::kMma16, true);
+    decode_case(l128, 128, 512, 64, 64, DecodeWhich::kMma16, false);
+  }
+  decode_case({4096, 8192}, 128, 512, 64, 64, DecodeWhich::kMma16, false);  // 64 splits of up to 128 keys
+  decode_case({300, 5}, 16, 512, 64, 64, DecodeWhich::kDefault, true);       // one head group
+  decode_case({300, 5, 900}, 48, 512, 64, 64, DecodeWhich::kDefault, true);  // 3 head groups, H % 64 != 0
+  // Graph-wide tables (163840 / 64 = 2560 blocks): the host sizes 33 splits for the width, each row its own pieces.
+  decode_case({1000}, 128, 512, 64, 64, DecodeWhich::kDefault, true, 2560 - 16);
+  decode_case({1, 64, 1100, 3000, 65, 5, 700, 2}, 128, 512, 64, 64, DecodeWhich::kDefault, true, 2560 - 47);
+  // Split sizes forced: one tile per CTA (the most splits and partials), three tiles per CTA (the tile loop, the
+  // next tile's copies behind P·V), and pieces beyond the 64-split cap.
+  decode_case({1000, 1, 190, 64}, 128, 512, 64, 64, DecodeWhich::kMma16Split64, true);
+  decode_case({1000, 1, 190, 193, 577}, 128, 512, 64, 16, DecodeWhich::kMma16Split192, true);
+  decode_case({8192}, 128, 512, 64, 64, DecodeWhich::kMma16Split64, false);  // 128 tiles, 64 splits of 2
+  decode_case({3000, 129, 1, 700}, 128, 512, 64, 64, DecodeWhich::kMma16PBf16, true);
   // P in bf16 (DSV3_MLA_P_BF16=1): the former numerics against their own Tol.
   decode_case({3000, 129, 1, 700}, 128, 512, 64, 64, DecodeWhich::kPBf16, true);
   decode_case({1, 63, 64, 65, 1000, 8192}, 16, 512, 64, 64, DecodeWhich::kWmmaPBf16, false);
@@ -2181,12 +2267,16 @@ void perf_linear(Env& env) {
   }
 }
 
-void perf_decode(Env& env, Backend& gpu, const char* label, const std::vector<int>& ctxs, const std::vector<int>& batches) {
+// table_blocks > 0: block tables that many blocks wide (the rest unused), as a captured CUDA graph's table is
+// max_seq_len / block_size wide (163840 / 64 = 2560 for DeepSeek-V3): the launcher sizes the splits for that width.
+void perf_decode(Env& env, Backend& gpu, const char* label, const std::vector<int>& ctxs, const std::vector<int>& batches,
+                 int table_blocks = 0) {
   const int H = 128, entry = 576, rank = 512, bs = 64;
   const int max_ctx = *std::max_element(ctxs.begin(), ctxs.end()), max_b = *std::max_element(batches.begin(), batches.end());
   const int64_t n_blocks = static_cast<int64_t>(max_b) * max_ctx / bs;
-  fmt::print("\n== perf: mla_decode ({}), H={}, entry={}, block_size={}, {} ==\n", label, H, entry, bs,
-             env.p_bf16 ? "P in bf16 (DSV3_MLA_P_BF16=1)" : "P split into bf16 hi + lo");
+  fmt::print("\n== perf: mla_decode ({}), H={}, entry={}, block_size={}, {}{} ==\n", label, H, entry, bs,
+             env.p_bf16 ? "P in bf16 (DSV3_MLA_P_BF16=1)" : "P split into bf16 hi + lo",
+             table_blocks ? fmt::format(", block tables {} wide", table_blocks) : "");
   // At H=128 every KV byte meets 2 * 128 * (576 + 512) / 1152 = 242 FLOPs: the tensor cores' bf16 peak (~989
   // TFLOPS dense, less for mma.sync) caps the KV rate near 4.1 TB/s, so TFLOPS is printed next to the HBM share.
   fmt::print("{:>7} {:>6} {:>10} {:>10} {:>8} {:>8}\n", "context", "batch", "time_us", "KV_GB/s", "%4540", "TFLOPS");
@@ -2204,11 +2294,12 @@ void perf_decode(Env& env, Backend& gpu, const char* label, const std::vector<in
   gpu.synchronize();
   for (int ctx : ctxs) {
     for (int B : batches) {
-      const int mb = ctx / bs;
+      const int mb = ctx / bs, width = std::max(mb, table_blocks);
       std::vector<int32_t> perm = shuffled(rng, static_cast<int>(std::min<int64_t>(n_blocks, INT32_MAX)));
-      std::vector<int32_t> table(static_cast<size_t>(B) * mb);
-      for (size_t i = 0; i < table.size(); ++i) table[i] = perm[i];
-      Tensor bt = host_i32({B, mb}, table), lens = host_i32({B}, std::vector<int32_t>(static_cast<size_t>(B), ctx));
+      std::vector<int32_t> table(static_cast<size_t>(B) * width, 0);
+      for (int b = 0; b < B; ++b)
+        for (int k = 0; k < mb; ++k) table[static_cast<size_t>(b) * width + k] = perm[static_cast<size_t>(b) * mb + k];
+      Tensor bt = host_i32({B, width}, table), lens = host_i32({B}, std::vector<int32_t>(static_cast<size_t>(B), ctx));
       Tensor q = rand_bf16(rng, {B, H, entry}, 0.5f);
       Dev io(gpu);
       MlaDecodeParams p{.q_abs = io.up(q, "q"), .cache = cache, .block_table = io.up(bt, "bt"), .seq_lens = io.up(lens, "lens"),
@@ -2353,29 +2444,52 @@ void perf_router(Env& env) {
   }
 }
 
-// mla_absorb_q / mla_absorb_v at DeepSeek-V3 dims: per decode step each reads its 16.8 MB half of kv_b once.
+// mla_absorb_q / mla_absorb_v at DeepSeek-V3 dims: per decode step each reads its 16.8 MB half of kv_b once. kv_b
+// rotates over 5 device copies (168 MB, past the 50 MB L2), as a model's layers do; µs per call of back-to-back
+// launches and the weight read as % of 4540 GB/s, for the launcher's choice (auto: slice kernels up to 8 tokens),
+// the slice kernels and the token-tile kernels forced (DSV3_MLA_ABSORB=slice|tile).
 void perf_absorb(Env& env) {
-  const int H = 128, nope = 128, rope = 64, vd = 128, rank = 512;
-  fmt::print("\n== perf: mla_absorb_q / mla_absorb_v, H={}, rank={} (weight {:.1f} MB each) ==\n", H, rank,
-             H * 128.0 * rank * 2 / 1e6);
+  const int H = 128, nope = 128, rope = 64, vd = 128, rank = 512, copies = 5;
+  const double bytes = H * 128.0 * rank * 2;
+  fmt::print("\n== perf: mla_absorb_q / mla_absorb_v, H={}, rank={} (weight {:.1f} MB each, {} copies rotating) ==\n",
+             H, rank, bytes / 1e6, copies);
   Rng rng(46);
   Tensor kvb = rand_bf16(rng, {H * (nope + vd), rank}, 0.05f);
   Dev dw(*env.gpu);
-  TensorView dkvb = dw.up(kvb, "kv_b");
-  for (int n : {1, 8, 128}) {
-    Tensor q = rand_bf16(rng, {n, H, nope + rope}), o = rand_bf16(rng, {n, H, rank});
-    Dev d(*env.gpu);
-    TensorView dq = d.up(q, "q"), dout_q = d.out(DType::kBF16, {n, H, rank + rope}, "q_abs");
-    TensorView dlat = d.up(o, "o"), dout_v = d.out(DType::kBF16, {n, H, vd}, "out");
-    const double tq = time_it(*env.gpu, [&](int) {
-      env.gpu->mla_absorb_q({.q = dq, .kv_b = dkvb, .q_abs = dout_q, .qk_nope_head_dim = nope, .v_head_dim = vd});
-    });
-    const double tv = time_it(*env.gpu, [&](int) {
-      env.gpu->mla_absorb_v({.o_latent = dlat, .kv_b = dkvb, .out = dout_v, .qk_nope_head_dim = nope, .v_head_dim = vd});
-    });
-    const double bytes = H * 128.0 * rank * 2;
-    fmt::print("n={:<4} absorb_q {:>8.1f} us ({:>5.1f}% of HBM)   absorb_v {:>8.1f} us ({:>5.1f}% of HBM)\n", n, tq * 1e6,
-               100 * bytes / tq / kHbmRead, tv * 1e6, 100 * bytes / tv / kHbmRead);
+  std::vector<TensorView> dkvb{dw.up(kvb, "kv_b")};
+  for (int c = 1; c < copies; ++c) {
+    dkvb.push_back(dw.out(DType::kBF16, {H * (nope + vd), rank}, "kv_b copy"));
+    env.gpu->copy(dkvb.back(), dkvb[0]);
+  }
+  env.gpu->synchronize();
+  struct Variant {
+    const char* name;
+    Backend* gpu;
+  };
+  const Variant variants[] = {{"auto", env.gpu}, {"slice", env.gpu_absorb_slice}, {"tile", env.gpu_absorb_tile}};
+  for (const char* op : {"mla_absorb_q", "mla_absorb_v"}) {
+    fmt::print("{:<13} {:>5}", op, "n");
+    for (const Variant& v : variants) fmt::print(" {:>9} {:>7}", fmt::format("{}_us", v.name), "%4540");
+    fmt::print("\n");
+    for (int n : {1, 2, 4, 8, 16, 32, 128}) {
+      Tensor q = rand_bf16(rng, {n, H, nope + rope}), o = rand_bf16(rng, {n, H, rank});
+      Dev d(*env.gpu);
+      TensorView dq = d.up(q, "q"), dout_q = d.out(DType::kBF16, {n, H, rank + rope}, "q_abs");
+      TensorView dlat = d.up(o, "o"), dout_v = d.out(DType::kBF16, {n, H, vd}, "out");
+      fmt::print("{:<13} {:>5}", "", n);
+      for (const Variant& v : variants) {
+        Backend& gpu = *v.gpu;
+        const double t = time_it(gpu, [&](int i) {
+          const TensorView& w = dkvb[static_cast<size_t>(i % copies)];
+          if (std::string(op) == "mla_absorb_q")
+            gpu.mla_absorb_q({.q = dq, .kv_b = w, .q_abs = dout_q, .qk_nope_head_dim = nope, .v_head_dim = vd});
+          else
+            gpu.mla_absorb_v({.o_latent = dlat, .kv_b = w, .out = dout_v, .qk_nope_head_dim = nope, .v_head_dim = vd});
+        });
+        fmt::print(" {:>9.1f} {:>6.1f}%", t * 1e6, 100 * bytes / t / kHbmRead);
+      }
+      fmt::print("\n");
+    }
   }
 }
 
@@ -2540,6 +2654,8 @@ int main(int argc, char** argv) {
   if (!self_check) o.sample_version = CudaBackendOptions::from_env().sample_version;
   std::unique_ptr<Backend> gpu, gpu_fb, gpu_simple, gpu_nogemv, gpu_wmma, gpu_moe_loop, gpu_moe_grouped, gpu_prefill64;
   std::unique_ptr<Backend> gpu_p_bf16, gpu_wmma_p_bf16, gpu_gemv2, gpu_moe_decode, gpu_ref;
+  std::unique_ptr<Backend> gpu_mma16, gpu_mma64, gpu_mma16_split64, gpu_mma16_split192, gpu_mma16_p_bf16;
+  std::unique_ptr<Backend> gpu_absorb_slice, gpu_absorb_tile;
   if (!self_check) {
     CudaBackendOptions r;
     r.sync_each_op = !perf;
@@ -2560,6 +2676,7 @@ int main(int argc, char** argv) {
     gpu_wmma_p_bf16 = make_cuda_backend(o);
     o.mla_decode = MlaDecodeImpl::kMma;
     gpu_p_bf16 = make_cuda_backend(o);
+    o.mla_decode = MlaDecodeImpl::kAuto;
     o.mla_p_bf16 = p_bf16;
     o.mla_prefill_q_rows = 64;
     gpu_prefill64 = make_cuda_backend(o);
@@ -2576,6 +2693,25 @@ int main(int argc, char** argv) {
     o.moe_path = CudaMoePath::kAuto;
     o.gemv_v2 = true;
     gpu_gemv2 = make_cuda_backend(o);
+    o.gemv_v2 = false;
+    o.mla_decode = MlaDecodeImpl::kMma;
+    gpu_mma64 = make_cuda_backend(o);
+    o.mla_decode = MlaDecodeImpl::kMma16;
+    gpu_mma16 = make_cuda_backend(o);
+    o.mla_decode_split_keys = 64;
+    gpu_mma16_split64 = make_cuda_backend(o);
+    o.mla_decode_split_keys = 192;
+    gpu_mma16_split192 = make_cuda_backend(o);
+    o.mla_decode_split_keys = 0;
+    o.mla_p_bf16 = true;
+    gpu_mma16_p_bf16 = make_cuda_backend(o);
+    o.mla_p_bf16 = p_bf16;
+    o.mla_decode = MlaDecodeImpl::kAuto;
+    o.mla_absorb = MlaAbsorbImpl::kSlice;
+    gpu_absorb_slice = make_cuda_backend(o);
+    o.mla_absorb = MlaAbsorbImpl::kTile;
+    gpu_absorb_tile = make_cuda_backend(o);
+    o.mla_absorb = MlaAbsorbImpl::kAuto;
   }
   Env env = self_check ? Env{&cpu, &cpu2, &cpu2, &cpu2, nullptr, &cpu2, &cpu2, &cpu2, &cpu2, &cpu2, &cpu2, false, &cpu2,
                              &cpu2}
@@ -2584,17 +2720,42 @@ int main(int argc, char** argv) {
                              gpu_prefill64.get(), gpu_p_bf16.get(), gpu_wmma_p_bf16.get(), o.mla_p_bf16,
                              gpu_gemv2.get(), gpu_moe_decode.get()};
   env.gpu_ref = self_check ? &cpu2 : gpu_ref.get();
+  {
+    auto pick = [&](const std::unique_ptr<Backend>& b) { return self_check ? static_cast<Backend*>(&cpu2) : b.get(); };
+    env.gpu_mma16 = pick(gpu_mma16);
+    env.gpu_mma64 = pick(gpu_mma64);
+    env.gpu_mma16_split64 = pick(gpu_mma16_split64);
+    env.gpu_mma16_split192 = pick(gpu_mma16_split192);
+    env.gpu_mma16_p_bf16 = pick(gpu_mma16_p_bf16);
+    env.gpu_absorb_slice = pick(gpu_absorb_slice);
+    env.gpu_absorb_tile = pick(gpu_absorb_tile);
+  }
   try {
     if (perf) {
       if (op_filter.empty() || op_filter == "linear") perf_linear(env);
       if (op_filter.empty() || op_filter == "mla_decode") {
-        perf_decode(env, *env.gpu, "mma.sync, 64 heads per block (default)", {1024, 4096, 16384, 32768}, {1, 8, 32, 64, 128});
+        perf_decode(env, *env.gpu, "auto: mma16 up to 8 rows of 128 heads, mma beyond (default)",
+                    {1024, 4096, 16384, 32768}, {1, 8, 32, 64, 128});
+      }
+      // Small batches: each kernel forced, the split size forced, and graph-wide block tables (the engine's).
+      if (op_filter.empty() || op_filter == "mla_decode" || op_filter == "mla_decode_small") {
+        if (op_filter == "mla_decode_small") perf_decode(env, *env.gpu, "auto (default)", {1024, 4096}, {1, 8, 32, 128});
+        for (int ctx : {1024, 4096}) {
+          perf_decode(env, *env.gpu_mma16, "mma16, DSV3_MLA_DECODE=mma16", {ctx}, {1, 2, 4, 8, 16});
+          perf_decode(env, *env.gpu_mma64, "mma, 64 heads per block, DSV3_MLA_DECODE=mma", {ctx}, {1, 2, 4, 8, 16});
+          perf_decode(env, *env.gpu_mma16_split64, "mma16, 64-key pieces (DSV3_MLA_DECODE_SPLIT=64)", {ctx}, {1, 8});
+          perf_decode(env, *env.gpu_mma16_split192, "mma16, 192-key pieces (DSV3_MLA_DECODE_SPLIT=192)", {ctx}, {1, 8});
+        }
+        perf_decode(env, *env.gpu, "auto", {1024}, {1, 8}, 2560);
+        perf_decode(env, *env.gpu_mma64, "mma, 64 heads per block", {1024}, {1, 8}, 2560);
+      }
+      if (op_filter.empty() || op_filter == "mla_decode") {
         perf_decode(env, *env.gpu_wmma, "WMMA (DSV3_MLA_DECODE=wmma)", {1024, 4096, 32768}, {1, 32, 128});
         perf_decode(env, *env.gpu_simple, "CUDA cores (DSV3_MLA_DECODE=simple)", {4096, 32768}, {1, 32});
       }
       if (op_filter.empty() || op_filter == "mla_prefill") perf_prefill(env);
       if (op_filter.empty() || op_filter == "router") perf_router(env);
-      if (op_filter.empty() || op_filter == "mla_absorb") perf_absorb(env);
+      if (op_filter.empty() || op_filter.starts_with("mla_absorb")) perf_absorb(env);  // _q, _v: the same table
       if (op_filter.empty() || op_filter == "staged_upload") perf_staged_upload(env);
       if (op_filter.empty() || op_filter == "sample") perf_sample(env);
       if (op_filter.empty() || op_filter == "moe_experts") perf_moe(env);

@@ -42,9 +42,22 @@ CudaBackendOptions CudaBackendOptions::from_env() {
   EXPECT(gemv.empty() || gemv == "v1" || gemv == "v2", "DSV3_GEMV={}: expected v2 (the default) or v1", gemv);
   o.gemv_v2 = gemv != "v1";
   const std::string dec = env("DSV3_MLA_DECODE");
-  EXPECT(dec.empty() || dec == "mma" || dec == "wmma" || dec == "simple",
-         "DSV3_MLA_DECODE={}: expected mma, wmma or simple", dec);
-  o.mla_decode = dec == "simple" ? MlaDecodeImpl::kSimple : dec == "wmma" ? MlaDecodeImpl::kWmma : MlaDecodeImpl::kMma;
+  EXPECT(dec.empty() || dec == "auto" || dec == "mma" || dec == "mma16" || dec == "wmma" || dec == "simple",
+         "DSV3_MLA_DECODE={}: expected auto (the default), mma, mma16, wmma or simple", dec);
+  o.mla_decode = dec == "simple" ? MlaDecodeImpl::kSimple
+                 : dec == "wmma" ? MlaDecodeImpl::kWmma
+                 : dec == "mma"  ? MlaDecodeImpl::kMma
+                 : dec == "mma16" ? MlaDecodeImpl::kMma16
+                                  : MlaDecodeImpl::kAuto;
+  if (const std::string sk = env("DSV3_MLA_DECODE_SPLIT"); !sk.empty()) {
+    o.mla_decode_split_keys = std::atoi(sk.c_str());
+    EXPECT(o.mla_decode_split_keys >= 64 && o.mla_decode_split_keys % 64 == 0,
+           "DSV3_MLA_DECODE_SPLIT={}: expected a multiple of 64 keys", sk);
+  }
+  const std::string absorb = env("DSV3_MLA_ABSORB");
+  EXPECT(absorb.empty() || absorb == "auto" || absorb == "slice" || absorb == "tile",
+         "DSV3_MLA_ABSORB={}: expected auto (the default), slice or tile", absorb);
+  o.mla_absorb = absorb == "slice" ? MlaAbsorbImpl::kSlice : absorb == "tile" ? MlaAbsorbImpl::kTile : MlaAbsorbImpl::kAuto;
   o.profile = env("DSV3_PROFILE") == "1";
   // DSV3_MOE=loop|grouped|decode forces one moe_experts path (tests/ops "moe_experts", --perf -o moe_experts).
   const std::string moe = env("DSV3_MOE");
@@ -330,7 +343,8 @@ class CudaBackend final : public Backend {
     return b.data();
   }
 
-  int mla_decode_splits(int n, int head_groups, int max_len, bool one_wave, int* split_len) const;
+  int mla_decode_splits(int n, int head_groups, int max_len, int target, bool below, int chunk, int* split_len,
+                        int* split_align) const;
 
   // Thrown (and caught by capture()) when an op inside a capture needs the host; what == nullptr: allowed.
   struct NotCapturable {
@@ -765,6 +779,16 @@ void CudaBackend::mla_absorb_q(const MlaAbsorbQParams& p) {
   }
   // The own kernel (mla_absorb.cu): bitwise equal to the reference, and at decode sizes 50x faster than the
   // strided-batched cuBLASLt GEMM (which remains for DSV3_CUDA_GEMM=fallback's comparison path below).
+  // Up to kAbsorbSliceMaxTokens tokens the slice kernel (512 CTAs at DeepSeek-V3 dims, the weight in flight at once);
+  // beyond, the token-tile kernel (one CTA per head and 8 tokens), which reads the weight once per 8 tokens.
+  const bool slice_ok = absorb_q_slice_supported(rank, nope, rope) && aligned(p.kv_b.data, 16) &&
+                        aligned(p.q_abs.data, 4);
+  if (!opt_.force_gemm_fallback && slice_ok && opt_.mla_absorb != MlaAbsorbImpl::kTile &&
+      (n <= kAbsorbSliceMaxTokens || opt_.mla_absorb == MlaAbsorbImpl::kSlice)) {
+    launch_absorb_q_slice({cbf(p.q), cbf(p.kv_b), bf(p.q_abs), n, H, nope, rope, rank, per_head}, stream());
+    launched("mla_absorb_q (slice kernel)");
+    return;
+  }
   if (!opt_.force_gemm_fallback && absorb_q_kernel_supported(rank, nope, rope) && aligned(p.kv_b.data, 8) &&
       aligned(p.q_abs.data, 8) && (rank + rope) % 4 == 0) {
     launch_absorb_q({cbf(p.q), cbf(p.kv_b), bf(p.q_abs), n, H, nope, rope, rank, per_head}, stream());
@@ -812,6 +836,12 @@ void CudaBackend::mla_absorb_v(const MlaAbsorbVParams& p) {
   }
   // The own kernel (mla_absorb.cu): bitwise equal to the reference; the cuBLASLt path stays for
   // DSV3_CUDA_GEMM=fallback's comparison path and for shapes the kernel does not take.
+  if (!opt_.force_gemm_fallback && absorb_v_slice_supported(rank, vd) && aligned(p.kv_b.data, 16) &&
+      opt_.mla_absorb != MlaAbsorbImpl::kTile && (n <= kAbsorbSliceMaxTokens || opt_.mla_absorb == MlaAbsorbImpl::kSlice)) {
+    launch_absorb_v_slice({cbf(p.o_latent), cbf(p.kv_b), bf(p.out), n, H, nope, vd, rank, per_head}, stream());
+    launched("mla_absorb_v (slice kernel)");
+    return;
+  }
   if (!opt_.force_gemm_fallback && absorb_v_kernel_supported(rank, vd) && aligned(p.kv_b.data, 16) &&
       absorb_v_smem_bytes(rank, vd) <= 200 * 1024) {
     launch_absorb_v({cbf(p.o_latent), cbf(p.kv_b), bf(p.out), n, H, nope, vd, rank, per_head}, stream());
@@ -837,19 +867,24 @@ void CudaBackend::mla_absorb_v(const MlaAbsorbVParams& p) {
   launched(done ? "mla_absorb_v (cuBLASLt)" : "mla_absorb_v (fallback kernel)");
 }
 
-// Splits along the sequence so that rows x head groups x splits comes close to the SM count from below (one_wave:
-// the mma kernel, one block per SM) or to twice the SM count from above (the others), each split a whole number of
-// 128-key chunks (whole 64-key tiles of the mma kernel; a split of >= 2 tiles keeps the partial traffic small);
-// at most 64 splits (the combine's limit). Depends only on host-known sizes (max_len: the block table's width), so a
-// decode step stays capturable in a CUDA graph.
-int CudaBackend::mla_decode_splits(int n, int head_groups, int max_len, bool one_wave, int* split_len) const {
-  constexpr int kChunk = 128, kMaxSplits = 64;
-  const int chunks = std::max(1, (max_len + kChunk - 1) / kChunk);
+// Splits along the sequence so that rows x head groups x splits comes close to `target` CTAs, from below (`below`:
+// the kernels whose CTAs all fit at once) or from above (the others), each split a whole number of `chunk` keys; at
+// most 64 splits (the combine's limit). Depends only on host-known sizes (max_len: the block table's width), so a
+// decode step stays capturable in a CUDA graph; each row then cuts its own length into the n_splits pieces
+// (mla_decode_common.cuh decode_row). DSV3_MLA_DECODE_SPLIT forces pieces of that many keys.
+int CudaBackend::mla_decode_splits(int n, int head_groups, int max_len, int target, bool below, int chunk,
+                                   int* split_len, int* split_align) const {
+  constexpr int kMaxSplits = 64;
+  if (opt_.mla_decode_split_keys > 0) chunk = opt_.mla_decode_split_keys;
+  const int chunks = std::max(1, (max_len + chunk - 1) / chunk);
   const int per_split_unit = std::max(1, n * head_groups);
-  const int want = one_wave ? n_sms_ / per_split_unit : (2 * n_sms_ + per_split_unit - 1) / per_split_unit;
+  const int want = opt_.mla_decode_split_keys > 0 ? chunks
+                   : below                        ? target / per_split_unit
+                                                  : (target + per_split_unit - 1) / per_split_unit;
   const int splits = std::clamp(want, 1, std::min(chunks, kMaxSplits));
   const int chunks_per_split = (chunks + splits - 1) / splits;
-  *split_len = chunks_per_split * kChunk;
+  *split_len = chunks_per_split * chunk;
+  *split_align = chunk;
   return (chunks + chunks_per_split - 1) / chunks_per_split;
 }
 
@@ -871,8 +906,8 @@ void CudaBackend::mla_decode(const MlaDecodeParams& p) {
     if (n == 0) return;
     launch_ref_mla_decode({cbf(p.q_abs), cbf(p.cache), ci32(p.block_table), ci32(p.seq_lens), bf(p.out), nullptr,
                            nullptr, n, H, entry, rank, to_int(p.cache.dim(1), op, "block_size"),
-                           to_int(p.block_table.dim(1), op, "max_blocks"), 1, 0, p.cache.dim(0), p.softmax_scale,
-                           err()},
+                           to_int(p.block_table.dim(1), op, "max_blocks"), 1, 0, 0, p.cache.dim(0),
+                           p.softmax_scale, err()},
                           stream());
     launched("mla_decode (reference)");
     return;
@@ -881,22 +916,38 @@ void CudaBackend::mla_decode(const MlaDecodeParams& p) {
   EXPECT(entry <= 2048, "mla_decode: entry {} too large", entry);
   if (n == 0) return;
   const int bs = to_int(p.cache.dim(1), op, "block_size"), max_blocks = to_int(p.block_table.dim(1), op, "max_blocks");
-  // The tensor-core kernels copy 16-byte pieces of q and the cache; mma also stores bf16 pairs of out.
+  // The tensor-core kernels copy 16-byte pieces of q and the cache; mma and mma16 also store bf16 pairs of out.
   const bool tc_aligned = aligned(p.q_abs.data, 16) && aligned(p.cache.data, 16);
+  const bool mma_ok = tc_aligned && aligned(p.out.data, 4);
+  const MlaDecodeImpl impl = opt_.mla_decode;
+  // kAuto: 16 heads per CTA while rows x heads <= kMma16MaxRowHeads (8 rows at H = 128: the 64-head kernel would
+  // run 2 head groups per row on a handful of SMs); beyond, 64 heads per CTA read each KV tile from L2 4x less often.
+  constexpr int64_t kMma16MaxRowHeads = 1024;
   MlaDecodeKernel kernel = MlaDecodeKernel::kSimple;
-  if (opt_.mla_decode == MlaDecodeImpl::kMma && tc_aligned && aligned(p.out.data, 4) &&
-      mla_decode_mma_supported(entry, rank, H)) {
+  if (mma_ok && mla_decode_mma16_supported(entry, rank, H) &&
+      (impl == MlaDecodeImpl::kMma16 ||
+       (impl == MlaDecodeImpl::kAuto && static_cast<int64_t>(n) * H <= kMma16MaxRowHeads))) {
+    kernel = MlaDecodeKernel::kMma16;
+  } else if ((impl == MlaDecodeImpl::kAuto || impl == MlaDecodeImpl::kMma || impl == MlaDecodeImpl::kMma16) &&
+             mma_ok && mla_decode_mma_supported(entry, rank, H)) {
     kernel = MlaDecodeKernel::kMma;
-  } else if (opt_.mla_decode != MlaDecodeImpl::kSimple && tc_aligned && mla_decode_wmma_supported(entry, rank)) {
+  } else if (impl != MlaDecodeImpl::kSimple && tc_aligned && mla_decode_wmma_supported(entry, rank)) {
     kernel = MlaDecodeKernel::kWmma;
   }
   const int head_group = mla_decode_head_group(kernel);
-  int split_len = 0;
+  int split_len = 0, split_align = 0;
   const int max_len = to_int(static_cast<int64_t>(bs) * max_blocks, op, "max context");
-  const int splits =
-      mla_decode_splits(n, (H + head_group - 1) / head_group, max_len, kernel == MlaDecodeKernel::kMma, &split_len);
+  const int head_groups = (H + head_group - 1) / head_group;
+  // mma: one 230 KB CTA per SM (target: the SM count, from below); mma16: two 94 KB CTAs per SM, whole 64-key tiles;
+  // the others: about two waves.
+  const int splits = kernel == MlaDecodeKernel::kMma
+                         ? mla_decode_splits(n, head_groups, max_len, n_sms_, true, 128, &split_len, &split_align)
+                     : kernel == MlaDecodeKernel::kMma16
+                         ? mla_decode_splits(n, head_groups, max_len, 2 * n_sms_, true, 64, &split_len, &split_align)
+                         : mla_decode_splits(n, head_groups, max_len, 2 * n_sms_, false, 128, &split_len, &split_align);
   MlaDecodeArgs a{cbf(p.q_abs), cbf(p.cache), ci32(p.block_table), ci32(p.seq_lens), bf(p.out), nullptr, nullptr,
-                  n, H, entry, rank, bs, max_blocks, splits, split_len, p.cache.dim(0), p.softmax_scale, err()};
+                  n, H, entry, rank, bs, max_blocks, splits, split_len, split_align, p.cache.dim(0), p.softmax_scale,
+                  err()};
   if (splits > 1) {
     const size_t o_bytes = round_up(mla_decode_part_o_floats(n, H, rank, splits) * sizeof(float), 256);
     const size_t ml_bytes = mla_decode_part_ml_floats(n, H, splits) * sizeof(float);
@@ -905,9 +956,10 @@ void CudaBackend::mla_decode(const MlaDecodeParams& p) {
     a.part_ml = reinterpret_cast<float*>(base + o_bytes);
   }
   launch_mla_decode(a, kernel, opt_.mla_p_bf16, stream());
-  launched(kernel == MlaDecodeKernel::kMma    ? "mla_decode (mma)"
-           : kernel == MlaDecodeKernel::kWmma ? "mla_decode (wmma)"
-                                              : "mla_decode (simple)");
+  launched(kernel == MlaDecodeKernel::kMma     ? "mla_decode (mma)"
+           : kernel == MlaDecodeKernel::kMma16 ? "mla_decode (mma16)"
+           : kernel == MlaDecodeKernel::kWmma  ? "mla_decode (wmma)"
+                                               : "mla_decode (simple)");
 }
 
 // ------------------------------------------------------------------------------------------------------ MoE

@@ -12,8 +12,13 @@ namespace dsv3 {
 // Number of visible CUDA devices; 0 when there is no driver or no device (never throws).
 int cuda_device_count();
 
-// The mla_decode kernel the backend prefers; a shape it does not support falls back mma -> wmma -> simple.
-enum class MlaDecodeImpl { kMma, kWmma, kSimple };
+// The mla_decode kernel the backend prefers; a shape it does not support falls back (mma16 ->) mma -> wmma -> simple.
+// kAuto: mma16 (16 heads per block) for small batches, mma (64 heads per block) beyond (CudaBackend::mla_decode).
+enum class MlaDecodeImpl { kAuto, kMma, kMma16, kWmma, kSimple };
+
+// The mla_absorb_q / mla_absorb_v kernels (mla_absorb.cu): kAuto runs the slice kernels up to kAbsorbSliceMaxTokens
+// tokens and the token-tile kernels beyond; kSlice / kTile force one of them at every token count (comparisons).
+enum class MlaAbsorbImpl { kAuto, kSlice, kTile };
 
 // How moe_experts runs FP8 experts: kAuto picks by batch size (cuda_backend.cpp, CudaBackend::moe_experts).
 enum class CudaMoePath {
@@ -31,7 +36,11 @@ struct CudaBackendOptions {
   // FP8 linears with 1..8 rows run gemv_fp8_v2.cu (activation quantization fused into a pipelined, persistent GEMV;
   // one launch; ~1.3% faster decode at batch 1, docs/benchmarks.md); DSV3_GEMV=v1: the quantize kernel + gemv_fp8.cu.
   bool gemv_v2 = true;
-  MlaDecodeImpl mla_decode = MlaDecodeImpl::kMma;  // DSV3_MLA_DECODE=mma|wmma|simple (tests, comparisons)
+  MlaDecodeImpl mla_decode = MlaDecodeImpl::kAuto;  // DSV3_MLA_DECODE=auto|mma|mma16|wmma|simple (tests, comparisons)
+  // DSV3_MLA_DECODE_SPLIT=N (a multiple of 64): every mla_decode row split into pieces of at most N keys, instead of
+  // the launcher's choice (0); for sweeps of the split size.
+  int mla_decode_split_keys = 0;
+  MlaAbsorbImpl mla_absorb = MlaAbsorbImpl::kAuto;  // DSV3_MLA_ABSORB=auto|slice|tile (tests, comparisons)
   bool profile = false;             // DSV3_PROFILE=1: time every op with events, print a table when the backend dies
   CudaMoePath moe_path = CudaMoePath::kAuto;  // DSV3_MOE=loop|grouped|decode (tests, benchmarks)
   // The decode MoE kernels (moe_decode.cu): DSV3_MOE_SPLIT=1..8 forces the K ranges per gate/up tile (0: the

@@ -207,6 +207,15 @@ struct AbsorbVArgs {
 bool absorb_v_kernel_supported(int rank, int vd);
 size_t absorb_v_smem_bytes(int rank, int vd);
 void launch_absorb_v(const AbsorbVArgs& a, cudaStream_t s);
+// The slice kernels (decode sizes; any n, in token tiles of 8): one CTA per head and 128 output columns (absorb_q)
+// or 32 output rows (absorb_v), the slice's weight block staged whole in shared memory; bitwise equal to the CPU
+// reference like the kernels above. They need kv_b 16-byte aligned, q_abs 4-byte aligned (absorb_q), and the dims
+// that absorb_*_slice_supported accept (DeepSeek-V3: rank 512, nope 128, vd 128).
+constexpr int kAbsorbSliceMaxTokens = 8;  // CudaBackend's default: slice kernels up to here, token tiles beyond
+bool absorb_q_slice_supported(int rank, int nope, int rope);
+bool absorb_v_slice_supported(int rank, int vd);
+void launch_absorb_q_slice(const AbsorbQArgs& a, cudaStream_t s);
+void launch_absorb_v_slice(const AbsorbVArgs& a, cudaStream_t s);
 
 // ---- mla_prefill.cu ----
 struct MlaPrefillArgs {
@@ -241,6 +250,7 @@ struct MlaDecodeArgs {
   float* part_o;               // [n, n_splits, H, rank] fp32 partial outputs (n_splits > 1)
   float* part_ml;              // [n, n_splits, H, 2] running max and sum (n_splits > 1)
   int n, heads, entry, rank, block_size, max_blocks, n_splits, split_len;
+  int split_align;             // n_splits > 1: a row's split covers whole split_align keys (mla_decode_common.cuh)
   int64_t n_blocks;
   float softmax_scale;
   uint32_t* err;
@@ -252,8 +262,11 @@ size_t mla_decode_part_ml_floats(int n, int heads, int n_splits);
 // (mla_decode_wmma.cu, 32 heads per block), kSimple (mla_decode.cu, CUDA cores, any shape). The caller picks a
 // supported one (DSV3_MLA_DECODE=mma|wmma|simple) and sizes the splits for its head group. p_bf16 (the tensor-core
 // kernels; DSV3_MLA_P_BF16=1): P rounded to bf16 for P·V, one mma, instead of the hi + lo split (two mma).
-enum class MlaDecodeKernel { kMma, kWmma, kSimple };
+// kMma16 (mla_decode_mma16.cu, mma.sync, 16 heads per block, 2 blocks per SM) is the small-batch kernel: more CTAs
+// over the heads and the sequence when rows x H/64 would leave most SMs idle.
+enum class MlaDecodeKernel { kMma, kWmma, kSimple, kMma16 };
 bool mla_decode_mma_supported(int entry, int rank, int heads);
+bool mla_decode_mma16_supported(int entry, int rank, int heads);
 bool mla_decode_wmma_supported(int entry, int rank);
 int mla_decode_head_group(MlaDecodeKernel kernel);
 void launch_mla_decode(const MlaDecodeArgs& a, MlaDecodeKernel kernel, bool p_bf16, cudaStream_t s);

@@ -5,7 +5,8 @@
 // mla_decode_combine merges them (one block per (row, head)).
 // Precision: bf16 q/cache in, fp32 scores, softmax and accumulators, one bf16 rounding of the output.
 // Reference: CpuBackend::mla_decode (model-spec §3.8); checked by tests/ops case "mla_decode".
-// NOTE: the simple CUDA-core path; mla_decode_mma.cu (default) and mla_decode_wmma.cu are the tensor-core paths.
+// NOTE: the simple CUDA-core path; mla_decode_mma.cu and mla_decode_mma16.cu (the defaults, by batch size) and
+// mla_decode_wmma.cu are the tensor-core paths.
 #include <cfloat>
 
 #include "dsv3/backend/cuda/common.cuh"
@@ -137,13 +138,18 @@ void launch_mla_decode_combine(const MlaDecodeArgs& a, cudaStream_t s) {
 }
 
 int mla_decode_head_group(MlaDecodeKernel kernel) {
-  return kernel == MlaDecodeKernel::kMma ? 64 : kernel == MlaDecodeKernel::kWmma ? 32 : kHeads;
+  return kernel == MlaDecodeKernel::kMma     ? 64
+         : kernel == MlaDecodeKernel::kWmma  ? 32
+         : kernel == MlaDecodeKernel::kMma16 ? 16
+                                             : kHeads;
 }
 
 void launch_mla_decode(const MlaDecodeArgs& a, MlaDecodeKernel kernel, bool p_bf16, cudaStream_t s) {
   if (a.n == 0 || a.heads == 0) return;
   if (kernel == MlaDecodeKernel::kMma) {  // the caller checked mla_decode_mma_supported
     launch_mla_decode_mma(a, p_bf16, s);
+  } else if (kernel == MlaDecodeKernel::kMma16) {  // ... or mla_decode_mma16_supported
+    launch_mla_decode_mma16(a, p_bf16, s);
   } else if (kernel == MlaDecodeKernel::kWmma) {  // ... and mla_decode_wmma_supported
     launch_mla_decode_wmma(a, p_bf16, s);
   } else {

@@ -13,7 +13,10 @@ struct DecodeRow {
 };
 
 // Keys of row t that split sp covers. A bad seq_len (< 1 or beyond the block table) flags kErrDecodeLen and gives
-// an empty range (the output becomes zeros).
+// an empty range (the output becomes zeros). NOTE: the host fixes n_splits and a split_len that covers the block
+// table's width (all it knows in a captured graph, where the width is max_seq_len / block_size); each row then cuts
+// its own length into n_splits pieces of whole split_align keys, so a 1K-token row in a 160K-wide table still spreads
+// over all its splits instead of filling the first one. n_splits x piece >= len, and piece <= split_len.
 __device__ __forceinline__ DecodeRow decode_row(const MlaDecodeArgs& a, int t, int sp) {
   const int len = a.seq_lens[t];
   DecodeRow r{0, 0};
@@ -21,8 +24,13 @@ __device__ __forceinline__ DecodeRow decode_row(const MlaDecodeArgs& a, int t, i
     if (threadIdx.x == 0 && sp == 0 && blockIdx.x == 0) set_error(a.err, kErrDecodeLen);
     return r;
   }
-  r.begin = sp * a.split_len;
-  r.end = min(len, r.begin + a.split_len);
+  int piece = a.split_len;
+  if (a.n_splits > 1) {
+    const int per = (len + a.n_splits - 1) / a.n_splits;
+    piece = min(piece, (per + a.split_align - 1) / a.split_align * a.split_align);
+  }
+  r.begin = sp * piece;
+  r.end = min(len, r.begin + piece);
   return r;
 }
 
@@ -57,5 +65,6 @@ __device__ __forceinline__ void store_decode_ml(const MlaDecodeArgs& a, int t, i
 // p_bf16: P rounded to bf16 for P·V (one mma) instead of the hi + lo split (two mma); kernels.h.
 void launch_mla_decode_wmma(const MlaDecodeArgs& a, bool p_bf16, cudaStream_t s);
 void launch_mla_decode_mma(const MlaDecodeArgs& a, bool p_bf16, cudaStream_t s);
+void launch_mla_decode_mma16(const MlaDecodeArgs& a, bool p_bf16, cudaStream_t s);
 
 }  // namespace dsv3::cuda
