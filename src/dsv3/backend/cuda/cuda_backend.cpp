@@ -1013,9 +1013,11 @@ void CudaBackend::router(const RouterParams& p) {
 // Beyond that (prefill) most experts would need 2+ passes while cuBLASLt reads the weights once at tensor-core
 // rates, and one sync per layer costs nothing next to a multi-ms step.
 constexpr int kMoeGroupedMaxRowsPerExpert = 16;
-// The decode kernels (moe_decode.cu: prep + one persistent kernel) serve the smallest batches: there the grouped
-// path's gate/up launch has about one block per SM and its five launches each start and drain the GPU.
-constexpr int kMoeDecodeAutoEntries = 64;  // n·top_k: 8 tokens at DeepSeek-V3's top-8
+// The decode kernels (moe_decode.cu: prep + one persistent kernel) were written for the smallest batches, where the
+// grouped path's gate/up launch has about one block per SM. Measured on the v3-slice at batch 1 they lose (1.775 vs
+// 1.700 ms per step with the grouped kernels, docs/benchmarks.md 02:43): auto does not pick them; DSV3_MOE=decode
+// does (n·top_k <= kMoeDecodeMaxEntries).
+constexpr int kMoeDecodeAutoEntries = 0;
 
 const CudaBackend::MoeTable& CudaBackend::moe_table(const MoeExpertsParams& p, int d) {
   const int64_t E = p.n_experts;
