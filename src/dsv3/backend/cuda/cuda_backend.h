@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "dsv3/backend/backend.h"
+#include "dsv3/backend/cuda/gemv_v2_config.h"
 
 namespace dsv3 {
 
@@ -30,6 +31,10 @@ struct CudaBackendOptions {
   // FP8 linears with 1..8 rows run gemv_fp8_v2.cu (activation quantization fused into a pipelined, persistent GEMV;
   // one launch; ~1.3% faster decode at batch 1, docs/benchmarks.md); DSV3_GEMV=v1: the quantize kernel + gemv_fp8.cu.
   bool gemv_v2 = true;
+  // DSV3_GEMV_V2_CFG="rows=16,stage_kb=16,stages=4,ctas=1,copy=bulk,split=auto" (gemv_v2_config.h): the v2 GEMV's
+  // tile, stage, ring, CTAs per SM, copy engine and K split for every shape; unset or "auto": the per-shape default
+  // (gemv_v2_default_config). For sweeps (scripts/device/gemv3.sh).
+  cuda::GemvV2Config gemv_v2_cfg;
   MlaDecodeImpl mla_decode = MlaDecodeImpl::kMma;  // DSV3_MLA_DECODE=mma|wmma|simple (tests, comparisons)
   bool profile = false;             // DSV3_PROFILE=1: time every op with events, print a table when the backend dies
   CudaMoePath moe_path = CudaMoePath::kAuto;  // DSV3_MOE=loop|grouped (tests, benchmarks)
