@@ -3,7 +3,8 @@
 # test_ops -p gemv2 (every sweep configuration on shapes that reach its paths: outputs vs the CPU reference, the
 # fused codes and scales bit for bit, graphs); test_ops --perf -o gemv2_sweep (each configuration on the ncu decode
 # shapes at M = 1 and o_proj at M = 8, the best per shape with its forced splits, the ranking by a V3 decode step);
-# then v3-slice decode at batch 1 with the default and with the sweep's best single configuration (DSV3_GEMV_V2_CFG).
+# then v3-slice decode at batch 1 with the default, the sweep's best single configuration (DSV3_GEMV_V2_CFG) and its
+# best big- and small-weight configurations together (DSV3_GEMV_V2_CFG + DSV3_GEMV_V2_CFG_SMALL).
 # Table last. Carry .devdeps and models/tokenizers/deepseek-v3. ~4 minutes on one H200 with a warm build
 # (BUDGET_S=240; a bench that no longer fits is skipped). Usage: scripts/device/gemv3.sh  (CFG='...' adds a bench
 # with that configuration; SKIP_TESTS=1 skips test_ops -p gemv2). Per kernel: DSV3_GEMV_V2_CFG=... ncu_decode.sh.
@@ -24,6 +25,8 @@ fi
 rc=0; timeout 120 "$T" --perf -o gemv2_sweep >"$OUT/sweep.log" 2>&1 || rc=$?
 row "perf gemv2_sweep" "rc=$rc ($(elapsed))"
 best=$(sed -n 's/^best single config: //p' "$OUT/sweep.log" | tail -1)
+big=$(sed -n 's/^best big config: \([^ ]*\).*/\1/p' "$OUT/sweep.log" | tail -1)
+small=$(sed -n 's/^best small config: \([^ ]*\).*/\1/p' "$OUT/sweep.log" | tail -1)
 
 M=/tmp/v3-slice; rm -rf $M
 $DSV3 make-tiny-model --preset v3-slice --config_only --out "$M" --tokenizer "$TOK" >"$OUT/make_model.log" 2>&1
@@ -53,9 +56,11 @@ P
 }
 bench default X=1
 [ -z "$best" ] || bench best DSV3_GEMV_V2_CFG="$best"
+[ -z "$big" ] || [ -z "$small" ] || bench big+small DSV3_GEMV_V2_CFG="$big" DSV3_GEMV_V2_CFG_SMALL="$small"
 [ -z "${CFG:-}" ] || bench cfg DSV3_GEMV_V2_CFG="$CFG"
 [ -z "$best" ] || bench default2 X=2
 [ -n "$best" ] && row "  best single config" "$best"
+[ -n "$big" ] && row "  best big / small config" "$big / $small"
 # The sweep's summary: the table, the best per shape with its splits, the ranking.
 if [ -f "$OUT/sweep.log" ]; then
   while IFS= read -r l; do table+=("$l"); done < <(sed -n '/^== perf: gemv_fp8_v2 configuration sweep/,$p' "$OUT/sweep.log")

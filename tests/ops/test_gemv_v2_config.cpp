@@ -85,6 +85,19 @@ TEST(GemvV2Config, FromEnv) {
   EXPECT_THROW(CudaBackendOptions::from_env(), Error);
   ::unsetenv("DSV3_GEMV_V2_CFG");
   EXPECT_EQ(CudaBackendOptions::from_env().gemv_v2_cfg.tile_rows, 0);
+  ::setenv("DSV3_GEMV_V2_CFG_SMALL", "stages=3,ctas=2", 1);
+  const CudaBackendOptions o = CudaBackendOptions::from_env();
+  EXPECT_EQ(o.gemv_v2_cfg.tile_rows, 0);
+  EXPECT_EQ(o.gemv_v2_cfg_small.stages, 3);
+  EXPECT_EQ(o.gemv_v2_cfg_small.ctas_per_sm, 2);
+  ::setenv("DSV3_GEMV_V2_CFG_SMALL", "copy=dma", 1);
+  try {
+    (void)CudaBackendOptions::from_env();
+    ADD_FAILURE() << "copy=dma accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("DSV3_GEMV_V2_CFG_SMALL='copy=dma': copy=dma"), std::string::npos) << e.what();
+  }
+  ::unsetenv("DSV3_GEMV_V2_CFG_SMALL");
 }
 
 }  // namespace

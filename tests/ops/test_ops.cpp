@@ -1972,6 +1972,33 @@ void perf_gemv2_sweep(Env& env) {
   for (const auto& [sum, ci] : totals) fmt::print("  c{:<2} {:>8.1f} us  {}\n", ci, sum * 1e6, cuda::format_gemv_v2_config(cfgs[ci]));
   fmt::print("  the best configuration of each shape together: {:.1f} us\n", best_each * 1e6);
   if (!totals.empty()) fmt::print("best single config: {}\n", cuda::format_gemv_v2_config(cfgs[totals.front().second]));
+  // The best per weight class (m·k below kGemvV2SmallWeightBytes or not; DSV3_GEMV_V2_CFG_SMALL / DSV3_GEMV_V2_CFG),
+  // each over its class's shapes weighted as above, and the gemv_v2_default_config body that would pick them.
+  size_t best_class[2] = {0, 0};
+  double best_class_t[2] = {0, 0};
+  for (int small = 0; small < 2; ++small) {
+    bool found = false;
+    for (size_t ci = 0; ci < C; ++ci) {
+      double sum = 0;
+      bool all = true;
+      for (size_t si = 0; si < N; ++si) {
+        const bool is_small = static_cast<long long>(shapes[si].m) * shapes[si].k < cuda::kGemvV2SmallWeightBytes;
+        if (shapes[si].calls == 0 || is_small != (small == 1)) continue;
+        all &= t[ci][si] > 0;
+        sum += shapes[si].calls * t[ci][si];
+      }
+      if (all && (!found || sum < best_class_t[small])) found = true, best_class[small] = ci, best_class_t[small] = sum;
+    }
+    if (found)
+      fmt::print("best {} config: {}  ({:.1f} us per V3 decode step)\n", small ? "small" : "big",
+                 cuda::format_gemv_v2_config(cfgs[best_class[small]]), best_class_t[small] * 1e6);
+  }
+  auto cxx = [](const cuda::GemvV2Config& c) {
+    return fmt::format("GemvV2Config{{{}, {}, {}, {}, {}, {}}}", c.tile_rows, c.stage_kb, c.stages, c.ctas_per_sm,
+                       c.bulk ? "true" : "false", c.split);
+  };
+  fmt::print("suggested gemv_v2_default_config body: return static_cast<long long>(m) * k < kGemvV2SmallWeightBytes ? {} : {};\n",
+             cxx(cfgs[best_class[1]]), cxx(cfgs[best_class[0]]));
 }
 
 void perf_linear(Env& env) {

@@ -35,6 +35,9 @@ struct CudaBackendOptions {
   // tile, stage, ring, CTAs per SM, copy engine and K split for every shape; unset or "auto": the per-shape default
   // (gemv_v2_default_config). For sweeps (scripts/device/gemv3.sh).
   cuda::GemvV2Config gemv_v2_cfg;
+  // DSV3_GEMV_V2_CFG_SMALL (same syntax): for weights under cuda::kGemvV2SmallWeightBytes (32 MiB) instead of
+  // gemv_v2_cfg, so that a sweep's best small-shape and big-shape configurations can run together.
+  cuda::GemvV2Config gemv_v2_cfg_small;
   MlaDecodeImpl mla_decode = MlaDecodeImpl::kMma;  // DSV3_MLA_DECODE=mma|wmma|simple (tests, comparisons)
   bool profile = false;             // DSV3_PROFILE=1: time every op with events, print a table when the backend dies
   CudaMoePath moe_path = CudaMoePath::kAuto;  // DSV3_MOE=loop|grouped (tests, benchmarks)

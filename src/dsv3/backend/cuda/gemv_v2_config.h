@@ -31,6 +31,10 @@ constexpr bool gemv_v2_geometry_ok(int tile_rows, int stage_kb) {
   return (tile_rows == 32 && (stage_kb == 4 || stage_kb == 8)) || (tile_rows == 16 && (stage_kb == 8 || stage_kb == 16));
 }
 
+// Weights below this many bytes (m·k) count as small: q_a, kv_a, the experts (4-15 MB, latency-bound) against
+// o_proj, q_b and the dense MLP (38-132 MB, bandwidth-bound). DSV3_GEMV_V2_CFG_SMALL applies below it.
+constexpr long long kGemvV2SmallWeightBytes = 32ll << 20;
+
 // The configuration for an [m, k] weight when none is requested (DSV3_GEMV_V2_CFG unset or "auto"): the one place to
 // change the default after a sweep (scripts/device/gemv3.sh prints the best per shape). Today: the original design
 // (32-row tiles, 16 KB stages, 5 of them, 1 CTA per SM, cp.async, split by the cost model) for every shape.
