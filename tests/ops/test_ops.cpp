@@ -1842,8 +1842,9 @@ void perf_gemv2_splits(Env& env) {
 // forced split, and the configurations ranked by the GEMV time of one DeepSeek-V3 decode step (61 layers: o_proj,
 // q_a, q_b, kv_a 61 times; the dense MLP 3; the shared expert 58). A '~' marks a cell where the configuration did
 // not fit the shape and the launcher's fallback ran (linear_fp8_gemv_v2_plan). The lines "best single config:" and
-// "best <shape>:" are read by scripts/device/gemv3.sh.
-void perf_gemv2_sweep(Env& env) {
+// "best <shape>:" are read by scripts/device/gemv3.sh. `pattern` (-p) keeps the configurations whose string matches
+// (the default, c0, always runs), e.g. -p 'copy=cp' should a bulk configuration fail its cases.
+void perf_gemv2_sweep(Env& env, const std::string& pattern) {
   if (!env.gpu_gemv2 || env.gpu_gemv2->host_visible()) return;
   Backend& gpu = *env.gpu_gemv2;
   struct SweepShape {
@@ -1857,7 +1858,12 @@ void perf_gemv2_sweep(Env& env) {
                                {"shexp_gate_up", 1, 2048, 7168, 58}, {"shexp_down", 1, 7168, 2048, 58},
                                {"o_proj_M8", 8, 7168, 16384, 0}};
   constexpr size_t N = std::size(shapes);
-  const std::vector<cuda::GemvV2Config> cfgs = gemv2_sweep_configs();
+  std::vector<cuda::GemvV2Config> cfgs;
+  {
+    const std::regex re(pattern.empty() ? ".*" : pattern);
+    for (const cuda::GemvV2Config& c : gemv2_sweep_configs())
+      if (cfgs.empty() || std::regex_search(cuda::format_gemv_v2_config(c), re)) cfgs.push_back(c);
+  }
   const size_t C = cfgs.size();
   auto same_variant = [](const cuda::GemvV2Config& a, const cuda::GemvV2Config& b) {
     return a.tile_rows == b.tile_rows && a.stage_kb == b.stage_kb && a.stages == b.stages &&
@@ -2406,7 +2412,7 @@ int main(int argc, char** argv) {
   try {
     if (perf) {
       if (op_filter.empty() || op_filter == "linear") perf_linear(env);
-      if (op_filter.empty() || op_filter == "gemv2_sweep") perf_gemv2_sweep(env);
+      if (op_filter.empty() || op_filter == "gemv2_sweep") perf_gemv2_sweep(env, pattern);
       if (op_filter.empty() || op_filter == "mla_decode") {
         perf_decode(env, *env.gpu, "mma.sync, 64 heads per block (default)", {1024, 4096, 16384, 32768}, {1, 8, 32, 64, 128});
         perf_decode(env, *env.gpu_wmma, "WMMA (DSV3_MLA_DECODE=wmma)", {1024, 4096, 32768}, {1, 32, 128});
