@@ -4,6 +4,7 @@
 // Each case states its tolerance and why; outputs are poisoned (NaN) and guarded (sentinels) on the device.
 // Without a GPU the binary prints SKIP and exits 77 (CTest's skip code).
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -410,10 +411,13 @@ void linear_case(int n, int m, int k, bool fp8, bool out_f32, int x_stride, bool
 // `specials` also a group whose one huge value drives the rest far below e4m3's smallest step, ±inf and
 // ±NaN (then the GEMV output is not compared: NaN or dominated by one row; NaN codes compare equal whatever their
 // sign bit). split 0: the launcher's choice; taken = false: the launcher must refuse the forced split.
+// cfg (tile_rows != 0): a GemvV2Config of the sweep, which must then run as given (a bulk one with k % 128 != 0 as
+// its cp twin, the documented fallback), not fall back to the default.
 void gemv2_direct_case(int n, int m, int k, int split, bool ue8m0, bool out_f32, int x_stride, bool specials,
-                       bool taken, bool quick) {
-  add_case("linear_gemv2", fmt::format("n={},m={},k={},split={},ue8m0={},out={},x_stride={}{}", n, m, k, split, ue8m0,
-                                       out_f32 ? "f32" : "bf16", x_stride, specials ? ",inf+nan" : ""),
+                       bool taken, bool quick, const cuda::GemvV2Config& cfg = {}) {
+  add_case("linear_gemv2", fmt::format("n={},m={},k={},split={},ue8m0={},out={},x_stride={}{}{}", n, m, k, split, ue8m0,
+                                       out_f32 ? "f32" : "bf16", x_stride, specials ? ",inf+nan" : "",
+                                       cfg.tile_rows ? ",cfg=" + cuda::format_gemv_v2_config(cfg) : std::string()),
            quick, [=](Env& env) {
              if (env.gpu->host_visible()) {
                fmt::print("    skipped: backend {} is host-visible\n", env.gpu->name());
@@ -472,7 +476,7 @@ void gemv2_direct_case(int n, int m, int k, int split, bool ue8m0, bool out_f32,
              const bool launched = cuda::launch_linear_fp8_gemv_v2(
                  {.x = dxp, .w = dw.weight.as<const uint8_t>(), .sw = dw.scale_inv.as<const float>(), .out = dout.data,
                   .x_stride = xs, .n = n, .m = m, .k = k, .ue8m0 = ue8m0, .out_f32 = out_f32, .split = split,
-                  .dbg_codes = dcodes.as<uint8_t>(), .dbg_scales = dscales.as<float>()},
+                  .dbg_codes = dcodes.as<uint8_t>(), .dbg_scales = dscales.as<float>(), .cfg = cfg},
                  nullptr);
              const cudaError_t e = cudaDeviceSynchronize();
              if (e != cudaSuccess || cudaGetLastError() != cudaSuccess) {
@@ -490,7 +494,17 @@ void gemv2_direct_case(int n, int m, int k, int split, bool ue8m0, bool out_f32,
                fmt::print("    the launcher refused the shape (split {})\n", split);
                return false;
              }
-             if (split == 0) fmt::print("    split chosen: {}\n", cuda::linear_fp8_gemv_v2_split(n, m, k));
+             const cuda::GemvV2Config used = cuda::linear_fp8_gemv_v2_plan(n, m, k, cfg, split);
+             fmt::print("    ran as: {}\n", cuda::format_gemv_v2_config(used));
+             if (cfg.tile_rows) {  // the requested variant, not a fallback (the split may be the cost model's)
+               cuda::GemvV2Config want = cfg;
+               want.bulk = cfg.bulk && k % 128 == 0;
+               want.split = used.split;
+               if (used != want) {
+                 fmt::print("    expected to run as {}\n", cuda::format_gemv_v2_config(want));
+                 return false;
+               }
+             }
              // Codes: bitwise, except that any two NaN codes (0x7f / 0xff) count as equal.
              auto same_codes = [&](const char* what, const Tensor& ref, const Tensor& got) {
                int64_t bad = 0, first = -1;
@@ -515,16 +529,40 @@ void gemv2_direct_case(int n, int m, int k, int split, bool ue8m0, bool out_f32,
            });
 }
 
-// The v2 GEMV inside a CUDA graph: captured at one row, replayed with new input (a fresh backend with DSV3_GEMV=v2
-// and no per-op synchronization, which would refuse the capture).
-void gemv2_graph_case() {
-  add_case("linear_gemv2", "graph: captured at 2 rows, replayed with new x", true, [](Env& env) {
+// The candidate configurations of the v2 GEMV sweep (--perf -o gemv2_sweep, scripts/device/gemv3.sh), the current
+// default first. Each one is also a set of linear_gemv2 cases (register_cases), so a candidate is checked before it is
+// timed. They span the suspected limits: bytes in flight (stages x stage size), barriers per byte (16 vs 32 KB
+// stages), run length per row and stage (512 B .. 2 KB), 2 CTAs per SM (one CTA's barrier hidden by the other),
+// and the copy engine (cp.async by every thread vs one bulk copy per row from a producer warp, no CTA barrier).
+std::vector<cuda::GemvV2Config> gemv2_sweep_configs() {
+  static const char* const kConfigs[] = {
+      "rows=32,stage_kb=4,stages=5,ctas=1,copy=cp",  // the default of 2026-11-30
+      "rows=32,stage_kb=4,stages=8,ctas=1,copy=cp",   "rows=32,stage_kb=4,stages=4,ctas=2,copy=cp",
+      "rows=32,stage_kb=8,stages=4,ctas=1,copy=cp",   "rows=32,stage_kb=8,stages=2,ctas=2,copy=cp",
+      "rows=16,stage_kb=8,stages=6,ctas=1,copy=cp",   "rows=16,stage_kb=8,stages=4,ctas=2,copy=cp",
+      "rows=16,stage_kb=16,stages=4,ctas=1,copy=cp",  "rows=16,stage_kb=16,stages=2,ctas=2,copy=cp",
+      "rows=32,stage_kb=4,stages=6,ctas=1,copy=bulk", "rows=32,stage_kb=4,stages=4,ctas=2,copy=bulk",
+      "rows=32,stage_kb=8,stages=4,ctas=1,copy=bulk", "rows=32,stage_kb=8,stages=2,ctas=2,copy=bulk",
+      "rows=16,stage_kb=8,stages=8,ctas=1,copy=bulk", "rows=16,stage_kb=8,stages=4,ctas=2,copy=bulk",
+      "rows=16,stage_kb=16,stages=4,ctas=1,copy=bulk", "rows=16,stage_kb=16,stages=2,ctas=2,copy=bulk",
+  };
+  std::vector<cuda::GemvV2Config> out;
+  for (const char* c : kConfigs) out.push_back(cuda::parse_gemv_v2_config(c, "gemv2 sweep config"));
+  return out;
+}
+
+// The v2 GEMV inside a CUDA graph: captured at one row, replayed with new input (a fresh backend with DSV3_GEMV=v2,
+// the given DSV3_GEMV_V2_CFG and no per-op synchronization, which would refuse the capture).
+void gemv2_graph_case(const cuda::GemvV2Config& cfg = {}) {
+  add_case("linear_gemv2", "graph: captured at 2 rows, replayed with new x, cfg=" + cuda::format_gemv_v2_config(cfg),
+           true, [=](Env& env) {
     if (env.gpu->host_visible()) {
       fmt::print("    skipped: backend {} is host-visible\n", env.gpu->name());
       return true;
     }
     CudaBackendOptions o;
     o.gemv_v2 = true;
+    o.gemv_v2_cfg = cfg;
     std::unique_ptr<Backend> gpu = make_cuda_backend(o);
     Rng rng(78);
     const int m = 1000, k = 2048;
@@ -1938,6 +1976,22 @@ void register_cases() {
   gemv2_direct_case(4, 256, 1024, 2, false, false, 0, true, true, true);
   gemv2_direct_case(7, 256, 1024, 1, true, false, 0, true, true, true);
   gemv2_graph_case();
+  // Every sweep configuration (gemv2_sweep_configs) on shapes that reach its paths: k % 128 != 0 (a bulk config runs
+  // its cp twin), a partial tile with a forced split, kv_a at split 8 (two tiles per cluster, a partial stage),
+  // 8 tokens at the cost model's split, the bytewise x loads with f32 out, several tiles per CTA without a cluster,
+  // 8..32 stages per tile (the ring wraps within a tile), and the inf/NaN/huge-value codes.
+  for (const cuda::GemvV2Config& c : gemv2_sweep_configs()) {
+    gemv2_direct_case(8, 4100, 1040, 0, false, false, 0, false, true, false, c);
+    gemv2_direct_case(3, 1000, 2048, 2, true, false, 0, false, true, true, c);
+    gemv2_direct_case(1, 576, 7168, 8, false, false, 0, false, true, false, c);
+    gemv2_direct_case(8, 2048, 7168, 0, false, false, 0, false, true, false, c);
+    gemv2_direct_case(5, 300, 1024, 0, false, true, 1043, false, true, false, c);
+    gemv2_direct_case(1, 16384, 1024, 1, false, false, 0, false, true, false, c);
+    gemv2_direct_case(1, 2048, 16384, 1, false, false, 0, false, true, false, c);
+    gemv2_direct_case(4, 256, 1024, 2, false, false, 0, true, true, false, c);
+  }
+  gemv2_graph_case(cuda::parse_gemv_v2_config("rows=16,stage_kb=16,stages=4,ctas=1,copy=bulk", "test"));
+  gemv2_graph_case(cuda::parse_gemv_v2_config("rows=16,stage_kb=8,stages=4,ctas=2,copy=cp,split=2", "test"));
   for (int which : {0, 1}) {
     absorb_case(1, 16, 128, 64, 128, 512, which, true);
     absorb_case(9, 16, 128, 64, 128, 512, which, false);
@@ -2209,6 +2263,177 @@ void perf_gemv2_splits(Env& env) {
       if (cudaGetLastError() != cudaSuccess) fmt::print("    CUDA error in the split sweep\n");
     }
   }
+}
+
+// The v2 GEMV configuration sweep: every candidate of gemv2_sweep_configs (split by the cost model) on the decode
+// shapes of the ncu run of 2026-11-30 (M = 1; o_proj also at M = 8), launched directly (kernels.h) on the default
+// stream with weights rotating past L2 as in perf_linear; then per shape the best configuration and its time at each
+// forced split, and the configurations ranked by the GEMV time of one DeepSeek-V3 decode step (61 layers: o_proj,
+// q_a, q_b, kv_a 61 times; the dense MLP 3; the shared expert 58). A '~' marks a cell where the configuration did
+// not fit the shape and the launcher's fallback ran (linear_fp8_gemv_v2_plan). The lines "best single config:" and
+// "best <shape>:" are read by scripts/device/gemv3.sh. `pattern` (-p) keeps the configurations whose string matches
+// (the default, c0, always runs), e.g. -p 'copy=cp' should a bulk configuration fail its cases.
+void perf_gemv2_sweep(Env& env, const std::string& pattern) {
+  if (!env.gpu_gemv2 || env.gpu_gemv2->host_visible()) return;
+  Backend& gpu = *env.gpu_gemv2;
+  struct SweepShape {
+    const char* name;
+    int M, m, k;
+    double calls;  // per DeepSeek-V3 decode step
+  };
+  const SweepShape shapes[] = {{"o_proj", 1, 7168, 16384, 61},     {"dense_gate_up", 1, 18432, 7168, 3},
+                               {"dense_down", 1, 7168, 18432, 3},  {"q_b", 1, 24576, 1536, 61},
+                               {"q_a", 1, 1536, 7168, 61},         {"kv_a", 1, 576, 7168, 61},
+                               {"shexp_gate_up", 1, 2048, 7168, 58}, {"shexp_down", 1, 7168, 2048, 58},
+                               {"o_proj_M8", 8, 7168, 16384, 0}};
+  constexpr size_t N = std::size(shapes);
+  std::vector<cuda::GemvV2Config> cfgs;
+  {
+    const std::regex re(pattern.empty() ? ".*" : pattern);
+    for (const cuda::GemvV2Config& c : gemv2_sweep_configs())
+      if (cfgs.empty() || std::regex_search(cuda::format_gemv_v2_config(c), re)) cfgs.push_back(c);
+  }
+  const size_t C = cfgs.size();
+  auto same_variant = [](const cuda::GemvV2Config& a, const cuda::GemvV2Config& b) {
+    return a.tile_rows == b.tile_rows && a.stage_kb == b.stage_kb && a.stages == b.stages &&
+           a.ctas_per_sm == b.ctas_per_sm && a.bulk == b.bulk;
+  };
+  std::vector<std::array<double, N>> t(C);        // seconds; 0: refused
+  std::vector<std::array<char, N>> mark(C);       // ' ' as requested, '~' the launcher's fallback ran
+  std::array<size_t, N> best{};
+  std::array<std::array<double, 4>, N> split_t{};  // the shape's best configuration at split 1, 2, 4, 8
+  std::array<int, N> auto_split{};
+  bool cuda_error = false;
+  Rng rng(46);
+  for (size_t si = 0; si < N; ++si) {
+    const SweepShape& s = shapes[si];
+    HostLinear hw = rand_fp8_weight(rng, s.m, s.k, /*tiled=*/true);
+    const size_t wbytes = static_cast<size_t>(s.m) * s.k;
+    const int copies = static_cast<int>(std::clamp<size_t>((256u << 20) / wbytes + 1, 1, 16));  // rotate past L2
+    Dev d(gpu);
+    std::vector<LinearWeight> w;
+    for (int c = 0; c < copies; ++c) w.push_back(d.weight(hw));
+    Tensor x = tiled_bf16(rng, {s.M, s.k}, 1.f);
+    Dev io(gpu);
+    TensorView dx = io.up(x, "x"), dout = io.out(DType::kBF16, {s.M, s.m}, "out");
+    gpu.synchronize();
+    // Median of 5 repetitions of ~2 ms of back-to-back launches; 0 when the launcher refuses.
+    auto time_cfg = [&](const cuda::GemvV2Config& c, int split) {
+      auto launch = [&](int i) {
+        const LinearWeight& lw = w[static_cast<size_t>(i % copies)];
+        return cuda::launch_linear_fp8_gemv_v2({.x = static_cast<const cuda::bf16_t*>(dx.data),
+                                                .w = lw.weight.as<const uint8_t>(), .sw = lw.scale_inv.as<const float>(),
+                                                .out = dout.data, .x_stride = s.k, .n = s.M, .m = s.m, .k = s.k,
+                                                .ue8m0 = false, .out_f32 = false, .split = split, .cfg = c},
+                                               nullptr);
+      };
+      if (!launch(0)) return 0.0;
+      cudaDeviceSynchronize();
+      double t0 = now_seconds();
+      for (int i = 0; i < 10; ++i) launch(i);
+      cudaDeviceSynchronize();
+      const int iters = std::clamp(static_cast<int>(2e-3 / std::max((now_seconds() - t0) / 10, 1e-7)), 10, 400);
+      std::vector<double> samples;
+      for (int rep = 0; rep < 5; ++rep) {
+        t0 = now_seconds();
+        for (int i = 0; i < iters; ++i) launch(i);
+        cudaDeviceSynchronize();
+        samples.push_back((now_seconds() - t0) / iters);
+      }
+      if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) {
+        fmt::print("    CUDA error in the sweep ({}, {}): {}\n", s.name, cuda::format_gemv_v2_config(c), cudaGetErrorString(e));
+        cuda_error = true;
+      }
+      std::sort(samples.begin(), samples.end());
+      return samples[2];
+    };
+    for (size_t ci = 0; ci < C && !cuda_error; ++ci) {
+      const cuda::GemvV2Config used = cuda::linear_fp8_gemv_v2_plan(s.M, s.m, s.k, cfgs[ci]);
+      cuda::GemvV2Config want = cfgs[ci];
+      want.bulk = want.bulk && s.k % 128 == 0;
+      mark[ci][si] = same_variant(used, want) ? ' ' : '~';
+      t[ci][si] = time_cfg(cfgs[ci], 0);
+      if (t[ci][si] > 0 && (t[best[si]][si] <= 0 || t[ci][si] < t[best[si]][si])) best[si] = ci;
+    }
+    auto_split[si] = cuda::linear_fp8_gemv_v2_split(s.M, s.m, s.k, cfgs[best[si]]);
+    for (int j = 0; j < 4 && !cuda_error; ++j) split_t[si][static_cast<size_t>(j)] = time_cfg(cfgs[best[si]], 1 << j);
+    fmt::print("  measured {} ({} configurations)\n", s.name, C);
+    if (cuda_error) break;
+  }
+  auto pct = [&](size_t si, double sec) {
+    return 100.0 * static_cast<double>(shapes[si].m) * shapes[si].k / sec / kHbmRead;
+  };
+  fmt::print("\n== perf: gemv_fp8_v2 configuration sweep, time_us (weight %4540); ~ = did not fit, the fallback ran ==\n");
+  for (size_t ci = 0; ci < C; ++ci) fmt::print("  c{:<2} {}{}\n", ci, cuda::format_gemv_v2_config(cfgs[ci]), ci ? "" : "  (default)");
+  std::string head = fmt::format("{:<4}", "cfg");
+  for (const auto& s : shapes) head += fmt::format(" {:>13}", std::string(s.name).substr(0, 13));
+  fmt::print("{}\n", head);
+  for (size_t ci = 0; ci < C; ++ci) {
+    std::string row = fmt::format("c{:<3}", ci);
+    for (size_t si = 0; si < N; ++si)
+      row += t[ci][si] > 0 ? fmt::format(" {:>6.1f} ({:>3.0f}%){}", t[ci][si] * 1e6, pct(si, t[ci][si]), mark[ci][si])
+                           : fmt::format(" {:>13}", "-");
+    fmt::print("{}\n", row);
+  }
+  fmt::print("\n-- best per shape (and its time at each forced split; * = the cost model's split)\n");
+  for (size_t si = 0; si < N; ++si) {
+    const size_t b = best[si];
+    if (t[b][si] <= 0) continue;
+    std::string splits;
+    for (int j = 0; j < 4; ++j)
+      splits += split_t[si][static_cast<size_t>(j)] > 0
+                    ? fmt::format(" s{} {:.1f}{}", 1 << j, split_t[si][static_cast<size_t>(j)] * 1e6, (1 << j) == auto_split[si] ? "*" : "")
+                    : fmt::format(" s{} -", 1 << j);
+    fmt::print("best {}: {} {:.1f} us ({:.0f}%), default {:.1f} us ({:.0f}%); splits:{}\n", shapes[si].name,
+               cuda::format_gemv_v2_config(cfgs[b]), t[b][si] * 1e6, pct(si, t[b][si]), t[0][si] * 1e6,
+               t[0][si] > 0 ? pct(si, t[0][si]) : 0.0, splits);
+  }
+  // One decode step of DeepSeek-V3 (M = 1 shapes, weighted by their calls), per configuration that ran every shape.
+  std::vector<std::pair<double, size_t>> totals;
+  for (size_t ci = 0; ci < C; ++ci) {
+    double sum = 0;
+    bool all = true;
+    for (size_t si = 0; si < N; ++si) {
+      if (shapes[si].calls == 0) continue;
+      all &= t[ci][si] > 0;
+      sum += shapes[si].calls * t[ci][si];
+    }
+    if (all) totals.push_back({sum, ci});
+  }
+  std::sort(totals.begin(), totals.end());
+  double best_each = 0;
+  for (size_t si = 0; si < N; ++si) best_each += shapes[si].calls * t[best[si]][si];
+  fmt::print("\n-- GEMV time of one DeepSeek-V3 decode step at batch 1 (61 layers), per configuration\n");
+  for (const auto& [sum, ci] : totals) fmt::print("  c{:<2} {:>8.1f} us  {}\n", ci, sum * 1e6, cuda::format_gemv_v2_config(cfgs[ci]));
+  fmt::print("  the best configuration of each shape together: {:.1f} us\n", best_each * 1e6);
+  if (!totals.empty()) fmt::print("best single config: {}\n", cuda::format_gemv_v2_config(cfgs[totals.front().second]));
+  // The best per weight class (m·k below kGemvV2SmallWeightBytes or not; DSV3_GEMV_V2_CFG_SMALL / DSV3_GEMV_V2_CFG),
+  // each over its class's shapes weighted as above, and the gemv_v2_default_config body that would pick them.
+  size_t best_class[2] = {0, 0};
+  double best_class_t[2] = {0, 0};
+  for (int small = 0; small < 2; ++small) {
+    bool found = false;
+    for (size_t ci = 0; ci < C; ++ci) {
+      double sum = 0;
+      bool all = true;
+      for (size_t si = 0; si < N; ++si) {
+        const bool is_small = static_cast<long long>(shapes[si].m) * shapes[si].k < cuda::kGemvV2SmallWeightBytes;
+        if (shapes[si].calls == 0 || is_small != (small == 1)) continue;
+        all &= t[ci][si] > 0;
+        sum += shapes[si].calls * t[ci][si];
+      }
+      if (all && (!found || sum < best_class_t[small])) found = true, best_class[small] = ci, best_class_t[small] = sum;
+    }
+    if (found)
+      fmt::print("best {} config: {}  ({:.1f} us per V3 decode step)\n", small ? "small" : "big",
+                 cuda::format_gemv_v2_config(cfgs[best_class[small]]), best_class_t[small] * 1e6);
+  }
+  auto cxx = [](const cuda::GemvV2Config& c) {
+    return fmt::format("GemvV2Config{{{}, {}, {}, {}, {}, {}}}", c.tile_rows, c.stage_kb, c.stages, c.ctas_per_sm,
+                       c.bulk ? "true" : "false", c.split);
+  };
+  fmt::print("suggested gemv_v2_default_config body: return static_cast<long long>(m) * k < kGemvV2SmallWeightBytes ? {} : {};\n",
+             cxx(cfgs[best_class[1]]), cxx(cfgs[best_class[0]]));
 }
 
 void perf_linear(Env& env) {
@@ -2736,6 +2961,7 @@ int main(int argc, char** argv) {
   try {
     if (perf) {
       if (op_filter.empty() || op_filter == "linear") perf_linear(env);
+      if (op_filter.empty() || op_filter == "gemv2_sweep") perf_gemv2_sweep(env, pattern);
       if (op_filter.empty() || op_filter == "mla_decode") {
         perf_decode(env, *env.gpu, "auto: mma16 up to 8 rows of 128 heads, mma beyond (default)",
                     {1024, 4096, 16384, 32768}, {1, 8, 32, 64, 128});

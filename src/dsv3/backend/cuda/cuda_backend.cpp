@@ -41,6 +41,8 @@ CudaBackendOptions CudaBackendOptions::from_env() {
   const std::string gemv = env("DSV3_GEMV");
   EXPECT(gemv.empty() || gemv == "v1" || gemv == "v2", "DSV3_GEMV={}: expected v2 (the default) or v1", gemv);
   o.gemv_v2 = gemv != "v1";
+  o.gemv_v2_cfg = cuda::parse_gemv_v2_config(env("DSV3_GEMV_V2_CFG"), "DSV3_GEMV_V2_CFG");
+  o.gemv_v2_cfg_small = cuda::parse_gemv_v2_config(env("DSV3_GEMV_V2_CFG_SMALL"), "DSV3_GEMV_V2_CFG_SMALL");
   const std::string dec = env("DSV3_MLA_DECODE");
   EXPECT(dec.empty() || dec == "auto" || dec == "mma" || dec == "mma16" || dec == "wmma" || dec == "simple",
          "DSV3_MLA_DECODE={}: expected auto (the default), mma, mma16, wmma or simple", dec);
@@ -510,7 +512,11 @@ void CudaBackend::linear(const LinearParams& p) {
     if (opt_.gemv_v2 && gemv_ok && !moe_lanes_ && n <= kGemvV2MaxTokens &&
         launch_linear_fp8_gemv_v2({.x = cbf(p.x), .w = p.w.weight.as<const uint8_t>(),
                                    .sw = p.w.scale_inv.as<const float>(), .out = p.out.data, .x_stride = xs, .n = n,
-                                   .m = m, .k = k, .ue8m0 = p.ue8m0, .out_f32 = out_f32},
+                                   .m = m, .k = k, .ue8m0 = p.ue8m0, .out_f32 = out_f32,
+                                   .cfg = opt_.gemv_v2_cfg_small.tile_rows &&
+                                                  static_cast<long long>(m) * k < cuda::kGemvV2SmallWeightBytes
+                                              ? opt_.gemv_v2_cfg_small
+                                              : opt_.gemv_v2_cfg},
                                   stream())) {
       launched("linear (fp8 gemv v2, fused quantization)");
       return;

@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "dsv3/backend/backend.h"
+#include "dsv3/backend/cuda/gemv_v2_config.h"
 
 namespace dsv3 {
 
@@ -36,6 +37,13 @@ struct CudaBackendOptions {
   // FP8 linears with 1..8 rows run gemv_fp8_v2.cu (activation quantization fused into a pipelined, persistent GEMV;
   // one launch; ~1.3% faster decode at batch 1, docs/benchmarks.md); DSV3_GEMV=v1: the quantize kernel + gemv_fp8.cu.
   bool gemv_v2 = true;
+  // DSV3_GEMV_V2_CFG="rows=16,stage_kb=16,stages=4,ctas=1,copy=bulk,split=auto" (gemv_v2_config.h): the v2 GEMV's
+  // tile, stage, ring, CTAs per SM, copy engine and K split for every shape; unset or "auto": the per-shape default
+  // (gemv_v2_default_config). For sweeps (scripts/device/gemv3.sh).
+  cuda::GemvV2Config gemv_v2_cfg;
+  // DSV3_GEMV_V2_CFG_SMALL (same syntax): for weights under cuda::kGemvV2SmallWeightBytes (32 MiB) instead of
+  // gemv_v2_cfg, so that a sweep's best small-shape and big-shape configurations can run together.
+  cuda::GemvV2Config gemv_v2_cfg_small;
   MlaDecodeImpl mla_decode = MlaDecodeImpl::kAuto;  // DSV3_MLA_DECODE=auto|mma|mma16|wmma|simple (tests, comparisons)
   // DSV3_MLA_DECODE_SPLIT=N (a multiple of 64): every mla_decode row split into pieces of at most N keys, instead of
   // the launcher's choice (0); for sweeps of the split size.

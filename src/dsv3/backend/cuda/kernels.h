@@ -13,6 +13,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
 
+#include "dsv3/backend/cuda/gemv_v2_config.h"
 #include "dsv3/base/sampling_rules.h"
 #include "dsv3/base/synth_rules.h"
 
@@ -142,8 +143,9 @@ void launch_linear_fp8_gemv(const LinearFp8GemvArgs& a, cudaStream_t s);
 
 // ---- gemv_fp8_v2.cu (decode-size FP8 GEMV with the activation quantization fused in; DSV3_GEMV=v2) ----
 // out = linear(x, w) for 1..kGemvV2MaxTokens rows of bf16 x: each CTA quantizes the 128-groups of x it needs itself
-// (bitwise as launch_quantize_fp8) and streams the weight through a cp.async pipeline; the sum is that of
-// LinearFp8GemvArgs up to the order of the fp32 additions (tolerance kTolGemmFp8). No allocation, no host sync.
+// (bitwise as launch_quantize_fp8) and streams the weight through a cp.async (or cp.async.bulk) pipeline; the sum is
+// that of LinearFp8GemvArgs up to the order of the fp32 additions (tolerance kTolGemmFp8). No allocation, no host
+// sync. The tile / stage / ring / CTAs-per-SM / copy choices come from `cfg` (gemv_v2_config.h).
 constexpr int kGemvV2MaxTokens = 8;
 struct LinearFp8GemvV2Args {
   const bf16_t* x;        // [n, x_stride] bf16 activations
@@ -153,18 +155,24 @@ struct LinearFp8GemvV2Args {
   int64_t x_stride;       // elements between rows of x (>= k)
   int n, m, k;            // n in 1..kGemvV2MaxTokens, k % 16 == 0
   bool ue8m0, out_f32;
-  int split;              // K split = cluster size: 0 lets the launcher choose; 1, 2, 4 or 8 forces it (tests, tuning)
+  int split;              // K split = cluster size: 0 takes cfg.split (0: the cost model); 1, 2, 4 or 8 forces it
   uint8_t* dbg_codes;     // nullptr, or [n, k]: the fused quantization's e4m3 codes (tests: bitwise vs quantize)
   float* dbg_scales;      // nullptr, or [kb, n]: its scales, in launch_quantize_fp8's layout
+  GemvV2Config cfg;       // tile_rows = 0: gemv_v2_default_config(m, k)
 };
 // Enqueues the GEMV and returns true, or returns false without enqueueing anything when it does not take the shape
 // (n outside 1..8, k % 16 != 0, w not 16-byte aligned, x not 2-byte aligned, a forced split that does not fit, or
 // a K too long for shared memory); the caller then runs launch_quantize_fp8 + launch_linear_fp8_gemv.
+// A cfg whose plan does not fit the shape (shared memory, split > K blocks) runs with the cost model's split, then
+// as gemv_v2_default_config, unless the split was forced through `split`; linear_fp8_gemv_v2_plan says what runs.
 bool launch_linear_fp8_gemv_v2(const LinearFp8GemvV2Args& a, cudaStream_t s);
+// The configuration the launcher runs for (n, m, k, cfg, forced split), split filled in; tile_rows = 0 if it
+// refuses the shape. For tests (which variant ran) and perf tables.
+GemvV2Config linear_fp8_gemv_v2_plan(int n, int m, int k, const GemvV2Config& cfg = GemvV2Config{}, int split = 0);
 // The K split the launcher would pick for (n, m, k): 1, 2, 4 or 8; 0 if it does not take the shape (perf tables).
-int linear_fp8_gemv_v2_split(int n, int m, int k);
-// Sets the kernel's shared-memory attribute and queries the cluster occupancy of the current device once; the
-// launcher does it on first use, the backend calls it early so that it never happens inside a graph capture.
+int linear_fp8_gemv_v2_split(int n, int m, int k, const GemvV2Config& cfg = GemvV2Config{});
+// Sets every compiled variant's shared-memory attribute and queries its cluster occupancy on the current device once;
+// the launcher does it on first use, the backend calls it early so that it never happens inside a graph capture.
 void prepare_linear_fp8_gemv_v2();
 
 // C_b[i, j] = Σ_l A_b[i, l] · B_b[l, j] in fp32 (sequential over l), bf16 out; row-major views with strides, batch b.
