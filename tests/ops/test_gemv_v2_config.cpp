@@ -58,7 +58,7 @@ TEST(GemvV2Config, RoundTrips) {
 
 TEST(GemvV2Config, BadInputNamesTheProblem) {
   EXPECT_NE(error_of("rows=24").find("rows=24 (expected 16 or 32)"), std::string::npos) << error_of("rows=24");
-  EXPECT_NE(error_of("rows=16").find("rows=16 with stage_kb=4 is not compiled"), std::string::npos);
+  EXPECT_NE(error_of("rows=16,stage_kb=4").find("rows=16 with stage_kb=4 is not compiled"), std::string::npos);
   EXPECT_NE(error_of("stage_kb=5").find("stage_kb=5 is not compiled"), std::string::npos);
   EXPECT_NE(error_of("stages=9").find("stages=9 (expected 2..8)"), std::string::npos);
   EXPECT_NE(error_of("stages=1").find("stages=1"), std::string::npos);

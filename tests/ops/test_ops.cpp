@@ -2364,7 +2364,7 @@ void perf_gemv2_sweep(Env& env, const std::string& pattern) {
     return 100.0 * static_cast<double>(shapes[si].m) * shapes[si].k / sec / kHbmRead;
   };
   fmt::print("\n== perf: gemv_fp8_v2 configuration sweep, time_us (weight %4540); ~ = did not fit, the fallback ran ==\n");
-  for (size_t ci = 0; ci < C; ++ci) fmt::print("  c{:<2} {}{}\n", ci, cuda::format_gemv_v2_config(cfgs[ci]), ci ? "" : "  (default)");
+  for (size_t ci = 0; ci < C; ++ci) fmt::print("  c{:<2} {}{}\n", ci, cuda::format_gemv_v2_config(cfgs[ci]), ci ? "" : "  (the original design)");
   std::string head = fmt::format("{:<4}", "cfg");
   for (const auto& s : shapes) head += fmt::format(" {:>13}", std::string(s.name).substr(0, 13));
   fmt::print("{}\n", head);
@@ -2384,7 +2384,7 @@ void perf_gemv2_sweep(Env& env, const std::string& pattern) {
       splits += split_t[si][static_cast<size_t>(j)] > 0
                     ? fmt::format(" s{} {:.1f}{}", 1 << j, split_t[si][static_cast<size_t>(j)] * 1e6, (1 << j) == auto_split[si] ? "*" : "")
                     : fmt::format(" s{} -", 1 << j);
-    fmt::print("best {}: {} {:.1f} us ({:.0f}%), default {:.1f} us ({:.0f}%); splits:{}\n", shapes[si].name,
+    fmt::print("best {}: {} {:.1f} us ({:.0f}%), c0 {:.1f} us ({:.0f}%); splits:{}\n", shapes[si].name,
                cuda::format_gemv_v2_config(cfgs[b]), t[b][si] * 1e6, pct(si, t[b][si]), t[0][si] * 1e6,
                t[0][si] > 0 ? pct(si, t[0][si]) : 0.0, splits);
   }

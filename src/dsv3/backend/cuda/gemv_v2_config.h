@@ -36,10 +36,15 @@ constexpr bool gemv_v2_geometry_ok(int tile_rows, int stage_kb) {
 constexpr long long kGemvV2SmallWeightBytes = 32ll << 20;
 
 // The configuration for an [m, k] weight when none is requested (DSV3_GEMV_V2_CFG unset or "auto"): the one place to
-// change the default after a sweep (scripts/device/gemv3.sh prints the best per shape). Today: the original design
-// (32-row tiles, 16 KB stages, 5 of them, 1 CTA per SM, cp.async, split by the cost model) for every shape.
-constexpr GemvV2Config gemv_v2_default_config([[maybe_unused]] int m, [[maybe_unused]] int k) {
-  return GemvV2Config{/*tile_rows=*/32, /*stage_kb=*/4, /*stages=*/5, /*ctas_per_sm=*/1, /*bulk=*/false, /*split=*/0};
+// change the default after a sweep (scripts/device/gemv3.sh prints the best per shape). Today (H200 sweep, 2026-11-30
+// 02:55, docs/benchmarks.md): cp.async.bulk with 2 CTAs per SM and a 2-deep ring everywhere; small weights in 32-row
+// tiles of 8 K-blocks, big ones in 16-row tiles of 16 K-blocks (v3-slice decode at batch 1: 1.96 -> 1.56 ms/step
+// against the original design, 32-row tiles, 5 stages of 4 K-blocks, 1 CTA per SM, cp.async: sweep config c0).
+constexpr GemvV2Config gemv_v2_default_config(int m, int k) {
+  return static_cast<long long>(m) * k < kGemvV2SmallWeightBytes
+             ? GemvV2Config{/*tile_rows=*/32, /*stage_kb=*/8, /*stages=*/2, /*ctas_per_sm=*/2, /*bulk=*/true, /*split=*/0}
+             : GemvV2Config{/*tile_rows=*/16, /*stage_kb=*/16, /*stages=*/2, /*ctas_per_sm=*/2, /*bulk=*/true,
+                            /*split=*/0};
 }
 
 // "rows=R,stage_kb=B,stages=S,ctas=C,copy=cp|bulk,split=auto|1|2|4|8", keys in any order, each optional (missing
