@@ -27,28 +27,13 @@ row "test_ops synth, dummy_load, linear, moe" "rc=$rc: $(grep -E 'cases passed' 
 grep -E '^ *(FAIL|FAILED)' "$OUT/test_synth.log" | head -10; }
 [ -z "${PROFILE:-}" ] || export DSV3_PROFILE=1
 
-M=/tmp/v3-slice
-rm -rf "$M"
-$DSV3 make-tiny-model --preset v3-slice --config_only --out "$M" --tokenizer "$TOK" >"$OUT/make_model.log" 2>&1 ||
-  { row "make-tiny-model v3-slice" "FAILED"; cat "$OUT/make_model.log"; exit 1; }
+v3slice_setup
+M=$V3SLICE
 cp "$M/config.json" "$OUT/config.json"
-# The KV pool: 128 x 2048 tokens (4 cached layers x 1152 B per token, ~1.2 GB); block reuse off as trtllm-bench does.
-cat >"$OUT/extra.yaml" <<'EOF'
-load_format: dummy
-max_batch_size: 128
-max_num_tokens: 8192
-kv_cache_config:
-  max_tokens: 262144
-  enable_block_reuse: false
-EOF
 [ -z "${NO_OVERLAP:-}" ] || echo "disable_overlap_scheduler: true" >>"$OUT/extra.yaml"
-dataset() {  # name n_requests isl osl
-  $DSV3 prepare-dataset --tokenizer "$TOK" --stdout --random-seed 7 token-norm-dist --num-requests "$2" \
-    --input-mean "$3" --input-stdev 0 --output-mean "$4" --output-stdev 0 >"$OUT/$1.jsonl" 2>>"$OUT/datasets.log"
-}
-dataset prefill 24 1024 1  # 3 steps of 8 x 1024 (max_num_tokens 8192), after a warm-up of 8
-dataset b1 1 1024 "$OSL_B1"
-dataset b128 128 1024 "$OSL_B128"
+v3slice_dataset prefill 24 1024 1  # 3 steps of 8 x 1024 (max_num_tokens 8192), after a warm-up of 8
+v3slice_dataset b1 1 1024 "$OSL_B1"
+v3slice_dataset b128 128 1024 "$OSL_B128"
 row "datasets" "prefill 24x1024/1, b1 1x1024/$OSL_B1, b128 128x1024/$OSL_B128 ($(wc -l <"$OUT/b128.jsonl") lines)"
 
 bench() {  # name warmup timeout

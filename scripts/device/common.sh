@@ -36,3 +36,44 @@ device_build() {
   fi
   row "build ($*)" "ok ($(elapsed))"
 }
+
+# The v3-slice benchmark model (shared/docs/performance.md): v3slice_setup writes its config.json to $V3SLICE
+# (make-tiny-model --config_only; weights are made on the GPU by load_format dummy) and the YAML every benchmark of
+# it uses to $OUT/extra.yaml (KV pool 262,144 tokens, block reuse off as trtllm-bench does). Needs $DSV3 and $TOK.
+V3SLICE=/tmp/v3-slice
+v3slice_setup() {
+  rm -rf "$V3SLICE"
+  $DSV3 make-tiny-model --preset v3-slice --config_only --out "$V3SLICE" --tokenizer "$TOK" >"$OUT/make_model.log" 2>&1 ||
+    { row "make-tiny-model v3-slice" "FAILED"; cat "$OUT/make_model.log"; exit 1; }
+  cat >"$OUT/extra.yaml" <<'Y'
+load_format: dummy
+max_batch_size: 128
+max_num_tokens: 8192
+kv_cache_config:
+  max_tokens: 262144
+  enable_block_reuse: false
+Y
+}
+# v3slice_dataset NAME N_REQUESTS ISL OSL: $OUT/NAME.jsonl of fixed-length random requests (seed 7).
+v3slice_dataset() {
+  $DSV3 prepare-dataset --tokenizer "$TOK" --stdout --random-seed 7 token-norm-dist --num-requests "$2" \
+    --input-mean "$3" --input-stdev 0 --output-mean "$4" --output-stdev 0 >"$OUT/$1.jsonl" 2>>"$OUT/datasets.log"
+}
+# v3slice_decode_bench TAG DATASET BATCH [VAR=VALUE...]: `dsv3 bench throughput` (overlap scheduler and CUDA graphs on,
+# as by default) under the given environment; adds a row with the median and the minimum step time of the decode-only
+# steps at the full batch, the first two dropped (iteration log $OUT/TAG.iter.jsonl). Skipped under 45 s of budget.
+v3slice_decode_bench() {
+  local tag=$1 d=$2 b=$3; shift 3
+  [ "$(left)" -gt 45 ] || { row "bench $tag" "skipped: out of time ($(elapsed))"; return; }
+  env "$@" timeout 90 $DSV3 bench --model "$V3SLICE" throughput --dataset "$OUT/$d.jsonl" --backend cuda --warmup 1 \
+    --extra_llm_api_options "$OUT/extra.yaml" --iteration_log "$OUT/$tag.iter.jsonl" >"$OUT/$tag.log" 2>&1
+  row "bench $tag" "$(python3 - "$OUT/$tag.iter.jsonl" "$b" <<'P'
+import json, sys, statistics
+try: it = [json.loads(l) for l in open(sys.argv[1])]
+except Exception as e: print("no log", e); sys.exit()
+b = int(sys.argv[2])
+st = [s["iterLatencyMS"] for s in it if s["inflightBatchingStats"]["numCtxTokens"] == 0 and s["inflightBatchingStats"]["numGenRequests"] == b][2:]
+print(f"median {statistics.median(st):.3f} ms/step, min {min(st):.3f} over {len(st)} steps" if st else "no steps")
+P
+) ($(elapsed))"
+}

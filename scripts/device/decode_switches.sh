@@ -2,7 +2,7 @@
 # decode_switches.sh: on the GPU machine — op tests of the decode kernels (OPS_REGEX), then short v3-slice decode
 # benches (batch 1, 64 steps; batch 128, 24 steps) under each environment switch of CONFIGS, and the sampler's
 # benchmark for DSV3_SAMPLE=v2 and v1; table last. Carry .devdeps and models/tokenizers/deepseek-v3. ~4-5 minutes.
-# Usage: CONFIGS="base:X=1 gemv2:DSV3_GEMV=v2" scripts/device/decode_switches.sh   (each entry NAME:VAR=V[,VAR=V];
+# Usage: CONFIGS="base:X=1 gemv1:DSV3_GEMV=v1" scripts/device/decode_switches.sh   (each entry NAME:VAR=V[,VAR=V];
 #        B128=1 adds batch 128 for the first and last entry; SKIP_SAMPLE=1 skips the sampler benchmark)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -14,40 +14,15 @@ device_build dsv3 test_ops test_engine_sampling
 DSV3=$PWD/$BUILD/tools/dsv3
 T=$BUILD/tests/ops/test_ops
 rc=0; timeout 200 $T -p "${OPS_REGEX:-linear|moe_experts|^sample}" >"$OUT/test_ops.log" 2>&1 || rc=$?
-row "test_ops linear|moe|sample" "rc=$rc: $(grep -E 'cases passed' "$OUT/test_ops.log" | tail -1) ($(elapsed))"
+row "test_ops -p ${OPS_REGEX:-linear|moe_experts|^sample}" "rc=$rc: $(grep -E 'cases passed' "$OUT/test_ops.log" | tail -1) ($(elapsed))"
 while IFS= read -r l; do row "  failed" "$l"; done < <(grep -E '^ *FAIL' "$OUT/test_ops.log" | cut -c1-120 | head -12)
 t=$(find "$BUILD" -name test_engine_sampling -type f | head -1)
 rc=0; timeout 90 "$t" >"$OUT/engine_sampling.log" 2>&1 || rc=$?
 row "test_engine_sampling" "rc=$rc: $(grep -E 'PASSED|FAILED' "$OUT/engine_sampling.log" | tail -1)"
-M=/tmp/v3-slice; rm -rf $M
-$DSV3 make-tiny-model --preset v3-slice --config_only --out "$M" --tokenizer "$TOK" >"$OUT/make_model.log" 2>&1
-cat >"$OUT/extra.yaml" <<'Y'
-load_format: dummy
-max_batch_size: 128
-max_num_tokens: 8192
-kv_cache_config:
-  max_tokens: 262144
-  enable_block_reuse: false
-Y
-ds() { $DSV3 prepare-dataset --tokenizer "$TOK" --stdout --random-seed 7 token-norm-dist --num-requests "$2" \
-  --input-mean 1024 --input-stdev 0 --output-mean "$3" --output-stdev 0 >"$OUT/$1.jsonl" 2>>"$OUT/datasets.log"; }
-ds b1 1 64; ds b128 128 24
-bench() {  # tag dataset batch env...
-  local tag=$1 d=$2 b=$3; shift 3
-  [ "$(left)" -gt 50 ] || { row "bench $tag" "skipped"; return; }
-  env "$@" timeout 90 $DSV3 bench --model "$M" throughput --dataset "$OUT/$d.jsonl" --backend cuda --warmup 1 \
-    --extra_llm_api_options "$OUT/extra.yaml" --iteration_log "$OUT/$tag.iter.jsonl" >"$OUT/$tag.log" 2>&1
-  row "bench $tag" "$(python3 - "$OUT/$tag.iter.jsonl" $b <<'P'
-import json, sys, statistics
-try: it = [json.loads(l) for l in open(sys.argv[1])]
-except Exception as e: print("no log", e); sys.exit()
-b = int(sys.argv[2])
-st = [s["iterLatencyMS"] for s in it if s["inflightBatchingStats"]["numCtxTokens"] == 0 and s["inflightBatchingStats"]["numGenRequests"] == b][2:]
-print(f"median {statistics.median(st):.3f} ms/step, min {min(st):.3f} over {len(st)} steps" if st else "no steps")
-P
-) ($(elapsed))"
-}
-CONFIGS=${CONFIGS:-"base:X=1 gemv2:DSV3_GEMV=v2 base2:X=1"}
+v3slice_setup
+v3slice_dataset b1 1 1024 64
+v3slice_dataset b128 128 1024 24
+CONFIGS=${CONFIGS:-"base:X=1 gemv1:DSV3_GEMV=v1 base2:X=2"}
 read -r -a cfgs <<<"$CONFIGS"
 # `dsv3 forward` (decode form, fp8 and bf16 numerics) on the micro model under each switch, against the first
 # switch's logits: "bitwise" or the relative difference (a switch that only reorders launches must be bitwise).
@@ -73,9 +48,9 @@ print("; ".join(r))
 P
 )"
 done
-for c in "${cfgs[@]}"; do IFS=, read -r -a vars <<<"${c#*:}"; bench "b1-${c%%:*}" b1 1 "${vars[@]}"; done
+for c in "${cfgs[@]}"; do IFS=, read -r -a vars <<<"${c#*:}"; v3slice_decode_bench "b1-${c%%:*}" b1 1 "${vars[@]}"; done
 if [ -n "${B128:-}" ]; then
-  for c in "${cfgs[0]}" "${cfgs[-1]}"; do IFS=, read -r -a vars <<<"${c#*:}"; bench "b128-${c%%:*}" b128 128 "${vars[@]}"; done
+  for c in "${cfgs[0]}" "${cfgs[-1]}"; do IFS=, read -r -a vars <<<"${c#*:}"; v3slice_decode_bench "b128-${c%%:*}" b128 128 "${vars[@]}"; done
 fi
 [ -z "${SKIP_SAMPLE:-}" ] || exit 0
 for impl in v2 v1; do

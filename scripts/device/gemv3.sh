@@ -33,32 +33,9 @@ best=$(sed -n 's/^best single config: //p' "$OUT/sweep.log" | tail -1)
 big=$(sed -n 's/^best big config: \([^ ]*\).*/\1/p' "$OUT/sweep.log" | tail -1)
 small=$(sed -n 's/^best small config: \([^ ]*\).*/\1/p' "$OUT/sweep.log" | tail -1)
 
-M=/tmp/v3-slice; rm -rf $M
-$DSV3 make-tiny-model --preset v3-slice --config_only --out "$M" --tokenizer "$TOK" >"$OUT/make_model.log" 2>&1
-cat >"$OUT/extra.yaml" <<'Y'
-load_format: dummy
-max_batch_size: 128
-max_num_tokens: 8192
-kv_cache_config:
-  max_tokens: 262144
-  enable_block_reuse: false
-Y
-$DSV3 prepare-dataset --tokenizer "$TOK" --stdout --random-seed 7 token-norm-dist --num-requests 1 \
-  --input-mean 1024 --input-stdev 0 --output-mean 48 --output-stdev 0 >"$OUT/b1.jsonl" 2>"$OUT/datasets.log"
-bench() {  # tag env...: v3-slice decode at batch 1, the median step of the decode-only steps after the first two
-  local tag=$1; shift
-  [ "$(left)" -gt 35 ] || { row "bench b1 $tag" "skipped: out of time ($(elapsed))"; return; }
-  env "$@" timeout 60 $DSV3 bench --model "$M" throughput --dataset "$OUT/b1.jsonl" --backend cuda --warmup 1 \
-    --extra_llm_api_options "$OUT/extra.yaml" --iteration_log "$OUT/$tag.iter.jsonl" >"$OUT/$tag.log" 2>&1
-  row "bench b1 $tag" "$(python3 - "$OUT/$tag.iter.jsonl" <<'P'
-import json, sys, statistics
-try: it = [json.loads(l) for l in open(sys.argv[1])]
-except Exception as e: print("no log", e); sys.exit()
-st = [s["iterLatencyMS"] for s in it if s["inflightBatchingStats"]["numCtxTokens"] == 0 and s["inflightBatchingStats"]["numGenRequests"] == 1][2:]
-print(f"median {statistics.median(st):.3f} ms/step, min {min(st):.3f} over {len(st)} steps" if st else "no steps")
-P
-) ($(elapsed))"
-}
+v3slice_setup
+v3slice_dataset b1 1 1024 48
+bench() { local tag=$1; shift; v3slice_decode_bench "b1 $tag" b1 1 "$@"; }
 bench default X=1
 [ -z "$best" ] || bench best DSV3_GEMV_V2_CFG="$best"
 [ -z "$big" ] || [ -z "$small" ] || bench big+small DSV3_GEMV_V2_CFG="$big" DSV3_GEMV_V2_CFG_SMALL="$small"

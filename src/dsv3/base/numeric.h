@@ -73,6 +73,4 @@ inline uint8_t f32_to_fp8e4m3(float f) {
   return sign | static_cast<uint8_t>(((eb + 7) << 3) | m);
 }
 
-inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
-
 }  // namespace dsv3
