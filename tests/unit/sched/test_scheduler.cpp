@@ -416,11 +416,17 @@ TEST(SchedulerDeathTest, MissingSampledTokenAborts) {
 
 std::vector<int32_t> output_of(const Request& r) { return {r.output().begin(), r.output().end()}; }
 
+// The placeholder tests' scheduler: 4 requests of up to 64 tokens per step, 4-token blocks, no chunked prefill.
+SchedulerConfig pending_config(CapacityPolicy policy, int n_blocks) {
+  return {.max_batch_size = 4, .max_num_tokens = 64, .max_seq_len = 100, .enable_chunked_prefill = false,
+          .policy = policy, .tokens_per_block = 4, .n_blocks = n_blocks};
+}
+
 // The engine's overlap loop by hand: step k+1 is scheduled after advance(k), before update(k).
 TEST(SchedulerPending, DecodeIsScheduledOnAPlaceholderAndUpdateFillsIt) {
-  Scheduler s({.max_batch_size = 4, .max_num_tokens = 64, .max_seq_len = 100, .enable_chunked_prefill = false,
-               .policy = CapacityPolicy::kGuaranteedNoEvict, .tokens_per_block = 4, .n_blocks = 32,
-               .enable_block_reuse = true});
+  SchedulerConfig config = pending_config(CapacityPolicy::kGuaranteedNoEvict, 32);
+  config.enable_block_reuse = true;
+  Scheduler s(config);
   const std::vector<int32_t> prompt = iota_tokens(7, 10);
   s.add(1, prompt, 3);
   const std::vector<int32_t> ref = reference_output(prompt, 3);
@@ -483,8 +489,7 @@ TEST(SchedulerPending, DecodeIsScheduledOnAPlaceholderAndUpdateFillsIt) {
 // A request that stops at step k was already scheduled (and advanced) into step k+1: update(k) finishes it with its
 // step-k token only and frees its blocks; update(k+1) drops its token; another request's blocks are untouched.
 TEST(SchedulerPending, StopWithTheNextStepInFlightDropsThatStepsToken) {
-  Scheduler s({.max_batch_size = 4, .max_num_tokens = 64, .max_seq_len = 100, .enable_chunked_prefill = false,
-               .policy = CapacityPolicy::kMaxUtilization, .tokens_per_block = 4, .n_blocks = 32});
+  Scheduler s(pending_config(CapacityPolicy::kMaxUtilization, 32));
   s.add(1, iota_tokens(5, 1), 10);
   s.add(2, iota_tokens(6, 50), 10);
   SchedulerOutput a = s.schedule();
@@ -513,8 +518,7 @@ TEST(SchedulerPending, StopWithTheNextStepInFlightDropsThatStepsToken) {
 // Under max_utilization a decode that finds no block preempts the most recent request, which may hold a placeholder:
 // it waits (with the placeholder) and is not re-admitted before update() fills it; its output is unchanged.
 TEST(SchedulerPending, PreemptedWithAPlaceholderWaitsForItsToken) {
-  Scheduler s({.max_batch_size = 4, .max_num_tokens = 64, .max_seq_len = 100, .enable_chunked_prefill = false,
-               .policy = CapacityPolicy::kMaxUtilization, .tokens_per_block = 4, .n_blocks = 4});
+  Scheduler s(pending_config(CapacityPolicy::kMaxUtilization, 4));
   const std::vector<int32_t> pa = iota_tokens(8, 1), pb = iota_tokens(7, 30);
   s.add(1, pa, 4);
   s.add(2, pb, 4);
@@ -547,8 +551,7 @@ TEST(SchedulerPending, PreemptedWithAPlaceholderWaitsForItsToken) {
 }
 
 TEST(SchedulerPending, AbortDropsPlaceholders) {
-  Scheduler s({.max_batch_size = 4, .max_num_tokens = 64, .max_seq_len = 100, .enable_chunked_prefill = false,
-               .policy = CapacityPolicy::kGuaranteedNoEvict, .tokens_per_block = 4, .n_blocks = 32});
+  Scheduler s(pending_config(CapacityPolicy::kGuaranteedNoEvict, 32));
   s.add(1, iota_tokens(5, 1), 10);
   SchedulerOutput a = s.schedule();
   s.advance(a);
@@ -567,8 +570,7 @@ TEST(SchedulerPending, AbortDropsPlaceholders) {
 }
 
 TEST(SchedulerPendingDeathTest, StepsUpdatedOutOfOrderAbort) {
-  Scheduler s({.max_batch_size = 4, .max_num_tokens = 64, .max_seq_len = 100, .enable_chunked_prefill = false,
-               .policy = CapacityPolicy::kGuaranteedNoEvict, .tokens_per_block = 4, .n_blocks = 32});
+  Scheduler s(pending_config(CapacityPolicy::kGuaranteedNoEvict, 32));
   s.add(1, iota_tokens(5, 1), 10);
   SchedulerOutput a = s.schedule();
   s.advance(a);
@@ -581,8 +583,7 @@ TEST(SchedulerPendingDeathTest, StepsUpdatedOutOfOrderAbort) {
 }
 
 TEST(SchedulerPendingDeathTest, IntegrityCatchesAPlaceholderInThePrompt) {
-  Scheduler s({.max_batch_size = 4, .max_num_tokens = 64, .max_seq_len = 100, .enable_chunked_prefill = false,
-               .policy = CapacityPolicy::kGuaranteedNoEvict, .tokens_per_block = 4, .n_blocks = 32});
+  Scheduler s(pending_config(CapacityPolicy::kGuaranteedNoEvict, 32));
   s.add(1, {4, kPendingToken, 5}, 10);  // the engine validates ids; the scheduler's checker still notices
   EXPECT_DEATH(s.check_integrity(), "request 1: token -1 at 1");
 }
