@@ -77,3 +77,15 @@ print(f"median {statistics.median(st):.3f} ms/step, min {min(st):.3f} over {len(
 P
 ) ($(elapsed))"
 }
+
+# gen TAG BACKEND NUMERICS "VAR=V ..." [generate flags...]: greedy `dsv3 generate` on the tiny preset the caller made
+# in /tmp/tiny, 24 tokens for the default 4 prompts; output $OUT/gen-TAG.txt, log $OUT/gen-TAG.log. Needs $DSV3.
+gen() {
+  local tag=$1 be=$2 num=$3 envs=$4; shift 4
+  env $envs $DSV3 generate --model_dir /tmp/tiny --backend "$be" --numerics "$num" --max_tokens 24 "$@" \
+    >"$OUT/gen-$tag.txt" 2>"$OUT/gen-$tag.log"
+}
+# same A B: how many of gen A's prompt lines gen B reproduced exactly.
+same() { python3 -c "
+a=[l for l in open('$OUT/gen-$1.txt') if l.startswith('[')]; b=[l for l in open('$OUT/gen-$2.txt') if l.startswith('[')]
+print(f'{sum(x==y for x,y in zip(a,b))}/{len(a)} prompts identical ({len(b)} lines)')"; }

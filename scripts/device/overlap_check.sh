@@ -20,14 +20,6 @@ for t in test_engine_overlap test_engine_sampling; do
   row "$t (cuda)" "rc=$rc: $(grep -E '^\[  (PASSED|FAILED|SKIPPED) ' "$OUT/$t.log" | tr '\n' ' ')"
 done
 $DSV3 make-tiny-model --preset tiny --out /tmp/tiny --tokenizer models/tokenizers/deepseek-v3 >"$OUT/make.log" 2>&1
-gen() {  # tag backend numerics "ENV=V ..." [generate flags...]: greedy, 24 tokens, the default 4 prompts
-  local tag=$1 be=$2 num=$3 envs=$4; shift 4
-  env $envs $DSV3 generate --model_dir /tmp/tiny --backend "$be" --numerics "$num" --max_tokens 24 "$@" \
-    >"$OUT/gen-$tag.txt" 2>"$OUT/gen-$tag.log"
-}
-same() { python3 -c "
-a=[l for l in open('$OUT/gen-$1.txt') if l.startswith('[')]; b=[l for l in open('$OUT/gen-$2.txt') if l.startswith('[')]
-print(f'{sum(x==y for x,y in zip(a,b))}/{len(a)} prompts identical ({len(b)} lines)')"; }
 gen cuda-bf16 cuda bf16 ""
 gen cuda-bf16-sync cuda bf16 "" --disable_overlap_scheduler
 row "generate cuda: overlap on vs off" "$(same cuda-bf16 cuda-bf16-sync); log: $(grep -o 'overlap scheduler[^(]*' "$OUT/gen-cuda-bf16.log" | head -1)"

@@ -24,14 +24,6 @@ row "DSV3_NUMERICS=exact" "rc=$?: $(echo "$msg" | tail -1 | cut -c1-90)"
 
 # Greedy generate, tiny model (vocab 129280: near-flat random logits, where any last-bit difference flips tokens).
 $DSV3 make-tiny-model --preset tiny --out /tmp/tiny --tokenizer models/tokenizers/deepseek-v3 >"$OUT/make.log" 2>&1
-gen() {  # tag backend numerics "ENV=V ..." [generate flags...]: greedy, 24 tokens, the default 4 prompts
-  local tag=$1 be=$2 num=$3 envs=$4; shift 4
-  env $envs $DSV3 generate --model_dir /tmp/tiny --backend "$be" --numerics "$num" --max_tokens 24 "$@" \
-    >"$OUT/gen-$tag.txt" 2>"$OUT/gen-$tag.log"
-}
-same() { python3 -c "
-a=[l for l in open('$OUT/gen-$1.txt') if l.startswith('[')]; b=[l for l in open('$OUT/gen-$2.txt') if l.startswith('[')]
-print(f'{sum(x==y for x,y in zip(a,b))}/{len(a)} prompts identical ({len(b)} lines)')"; }
 graphs() {  # what the log says about the mode and the CUDA graphs
   echo "$(grep -c 'numerics: reference' "$OUT/gen-$1.log") mode line(s), $(grep -c 'CUDA graph not captured' \
     "$OUT/gen-$1.log") refused capture(s)"
