@@ -2201,6 +2201,16 @@ double time_it(Backend& gpu, const std::function<void(int)>& fn) {
 // Ceilings measured on the H200 (shared/docs/performance.md).
 constexpr double kHbmRead = 4.54e12, kFp8BlockTflops = 1320e12, kBf16Tflops = 810e12;
 
+// The FP8 projections of a DeepSeek-V3 layer, [n, k] (perf_linear, perf_gemv2_splits).
+struct V3LinearShape {
+  const char* name;
+  int n, k;
+};
+constexpr V3LinearShape kV3LinearShapes[] = {
+    {"q_a_proj", 1536, 7168},     {"kv_a_proj", 576, 7168},     {"q_b_proj", 24576, 1536},
+    {"kv_b_proj", 32768, 512},    {"o_proj", 7168, 16384},      {"dense_gate_up", 18432, 7168},
+    {"dense_down", 7168, 18432},  {"expert_gate_up", 2048, 7168}, {"expert_down", 7168, 2048}};
+
 // gemv_fp8_v2.cu at every K split (the cluster size) for the DeepSeek-V3 shapes at 1 and 8 tokens, launched directly
 // (kernels.h) on the default stream, so that its cost model (plan_cost in gemv_fp8_v2.cu) can be checked against the
 // measured best; "auto" marks the launcher's choice. Weights rotate past L2 as in perf_linear.
@@ -2210,13 +2220,7 @@ void perf_gemv2_splits(Env& env) {
   fmt::print("\n== perf: gemv_fp8_v2 by K split (cluster size), time_us (weight %4540); * = the launcher's choice ==\n");
   fmt::print("{:<16} {:>2} {:>6} {:>6} {:>17} {:>17} {:>17} {:>17}\n", "weight", "M", "N", "K", "split 1", "split 2",
              "split 4", "split 8");
-  struct Shape3 {
-    const char* name;
-    int n, k;
-  };
-  const Shape3 shapes[] = {{"q_a_proj", 1536, 7168},  {"kv_a_proj", 576, 7168},  {"q_b_proj", 24576, 1536},
-                           {"kv_b_proj", 32768, 512}, {"o_proj", 7168, 16384},   {"dense_gate_up", 18432, 7168},
-                           {"dense_down", 7168, 18432}, {"expert_gate_up", 2048, 7168}, {"expert_down", 7168, 2048}};
+  const auto& shapes = kV3LinearShapes;
   Rng rng(44);
   for (const auto& s : shapes) {
     HostLinear hw = rand_fp8_weight(rng, s.n, s.k, /*tiled=*/true);
@@ -2444,13 +2448,7 @@ void perf_linear(Env& env) {
   fmt::print("\n== perf: linear, FP8 block-scaled (GEMV for M <= 16, cuBLASLt above), DeepSeek-V3 shapes ==\n");
   fmt::print("{:<22} {:>5} {:>6} {:>6} {:>9} {:>10} {:>9} {:>7} {:>10} {:>7}\n", "weight", "M", "N", "K", "path",
              "time_us", "TFLOPS", "%1320", "weight_GB/s", "%4540");
-  struct Shape3 {
-    const char* name;
-    int n, k;
-  };
-  const Shape3 shapes[] = {{"q_a_proj", 1536, 7168},  {"kv_a_proj", 576, 7168},  {"q_b_proj", 24576, 1536},
-                           {"kv_b_proj", 32768, 512}, {"o_proj", 7168, 16384},   {"dense_gate_up", 18432, 7168},
-                           {"dense_down", 7168, 18432}, {"expert_gate_up", 2048, 7168}, {"expert_down", 7168, 2048}};
+  const auto& shapes = kV3LinearShapes;
   Rng rng(42);
   for (const auto& s : shapes) {
     HostLinear hw = rand_fp8_weight(rng, s.n, s.k, /*tiled=*/true);
