@@ -860,7 +860,7 @@ std::vector<float> decode_abs_wv(const Tensor& q, const Tensor& cache, const std
 
 // Rows with their own context lengths over one shuffled pool of cache blocks, on the backend that selects `kernel`
 // (DSV3_MLA_DECODE). The case name says which kernel runs, as CudaBackend::mla_decode picks it: auto (the default)
-// takes mma16 (entry 576, rank 512, H % 16 == 0) while rows x H <= 1024, then mma (H % 64 == 0), then wmma (entry 576,
+// takes mma16 (entry 576, rank 512, H % 16 == 0) while rows x H <= 256, then mma (H % 64 == 0), then wmma (entry 576,
 // rank 512), then simple; a forced kernel falls back the same way. The tensor-core kernels split P into bf16 hi + lo
 // (kTolAttnSplit); "-pbf16" marks them with P rounded to bf16 (DSV3_MLA_P_BF16=1, kTolDecodePBf16). With
 // DSV3_MLA_P_BF16=1 set, the split cases with more than a few keys fail. extra_blocks widens the block table beyond
@@ -884,7 +884,7 @@ void decode_case(std::vector<int> lens, int H, int rank, int rope, int bs, Decod
     if (which == DecodeWhich::kWmma || which == DecodeWhich::kWmmaPBf16) return "wmma" + pb;
     const bool want16 = which == DecodeWhich::kMma16 || which == DecodeWhich::kMma16Split64 ||
                         which == DecodeWhich::kMma16Split192 || which == DecodeWhich::kMma16PBf16 ||
-                        (which == DecodeWhich::kDefault && static_cast<int64_t>(n_rows) * H <= 1024);
+                        (which == DecodeWhich::kDefault && static_cast<int64_t>(n_rows) * H <= 256);
     if (want16 && mma16_ok) {
       return "mma16" + pb + (which == DecodeWhich::kMma16Split64    ? "-split64"
                              : which == DecodeWhich::kMma16Split192 ? "-split192"
@@ -2051,7 +2051,9 @@ void register_cases() {
     decode_case({17, 1}, 20, 512, 64, 64, which, true);  // 20 heads: a partial head group
     decode_case({5, 200, 33}, 3, 64, 8, 16, which, true);  // odd dims: the CUDA-core kernel
   }
-  // The mma kernel (64 heads per block), forced (auto takes mma16 for these small batches). With H/64 x rows < the
+  // rank % 4 != 0 over 6 splits: mla_decode_combine's one-column path (rank % 4 == 0 takes float4 columns).
+  decode_case({5, 700, 300}, 3, 62, 8, 16, DecodeWhich::kSimple, true);
+  // The mma kernel (64 heads per block), forced (auto takes mma16 at 1-2 rows of 128 heads). With H/64 x rows < the
   // SM count the sequence is split (64 splits at most, >= 128 keys each) and mla_decode_combine merges; with >= 132
   // rows x head halves (an H200's SMs) it is not.
   for (int len : {1, 63, 64, 65, 1000}) decode_case({len}, 128, 512, 64, 64, DecodeWhich::kMma64, true);  // batch 1
@@ -2068,13 +2070,14 @@ void register_cases() {
     decode_case({6000, 8192}, 96, 512, 64, 64, which, false);
   }
   decode_case({1000}, 128, 512, 64, 64, DecodeWhich::kMma64, true, 2560 - 16);  // a graph-wide table: per-row pieces
-  // mma16 (16 heads per CTA, 64-key tiles, one buffer): auto at 1..8 rows of 128 heads, forced beyond; odd lengths
+  // mma16 (16 heads per CTA, 64-key tiles, one buffer): auto at 1..2 rows of 128 heads, forced beyond; odd lengths
   // (tiles with 1..63 valid keys), block sizes 16 / 64 / 128 (tiles straddle blocks or share one), 16 / 48 heads.
   for (int len : {1, 2, 63, 64, 65, 1000, 1023}) decode_case({len}, 128, 512, 64, 64, DecodeWhich::kDefault, true);
-  decode_case({3000, 129, 1, 700}, 128, 512, 64, 64, DecodeWhich::kDefault, true);
+  decode_case({3000, 129, 1, 700}, 128, 512, 64, 64, DecodeWhich::kMma16, true);
   decode_case({700, 33}, 128, 512, 64, 64, DecodeWhich::kDefault, true);
-  decode_case({5, 1000, 64, 129, 2047, 1, 300}, 128, 512, 64, 64, DecodeWhich::kDefault, true);  // 7 rows
-  decode_case({5, 1000, 64, 129, 2047, 1, 300, 77}, 128, 512, 64, 16, DecodeWhich::kDefault, true);  // 8 rows
+  decode_case({700, 33, 5}, 128, 512, 64, 64, DecodeWhich::kDefault, true);  // 3 rows, auto: mma
+  decode_case({5, 1000, 64, 129, 2047, 1, 300}, 128, 512, 64, 64, DecodeWhich::kMma16, true);  // 7 rows
+  decode_case({5, 1000, 64, 129, 2047, 1, 300, 77}, 128, 512, 64, 16, DecodeWhich::kMma16, true);  // 8 rows
   decode_case({5, 1000, 64, 129, 2047, 1, 300, 77, 640}, 128, 512, 64, 128, DecodeWhich::kMma16, true);  // 9 rows
   decode_case({5, 1000, 64, 129, 2047, 1, 300, 77, 640}, 128, 512, 64, 64, DecodeWhich::kDefault, true);  // auto: mma
   {
@@ -2089,7 +2092,7 @@ void register_cases() {
   decode_case({300, 5, 900}, 48, 512, 64, 64, DecodeWhich::kDefault, true);  // 3 head groups, H % 64 != 0
   // Graph-wide tables (163840 / 64 = 2560 blocks): the host sizes 33 splits for the width, each row its own pieces.
   decode_case({1000}, 128, 512, 64, 64, DecodeWhich::kDefault, true, 2560 - 16);
-  decode_case({1, 64, 1100, 3000, 65, 5, 700, 2}, 128, 512, 64, 64, DecodeWhich::kDefault, true, 2560 - 47);
+  decode_case({1, 64, 1100, 3000, 65, 5, 700, 2}, 128, 512, 64, 64, DecodeWhich::kMma16, true, 2560 - 47);
   // Split sizes forced: one tile per CTA (the most splits and partials), three tiles per CTA (the tile loop, the
   // next tile's copies behind P·V), and pieces beyond the 64-split cap.
   decode_case({1000, 1, 190, 64}, 128, 512, 64, 64, DecodeWhich::kMma16Split64, true);
@@ -2961,7 +2964,7 @@ int main(int argc, char** argv) {
       if (op_filter.empty() || op_filter == "linear") perf_linear(env);
       if (op_filter.empty() || op_filter == "gemv2_sweep") perf_gemv2_sweep(env, pattern);
       if (op_filter.empty() || op_filter == "mla_decode") {
-        perf_decode(env, *env.gpu, "auto: mma16 up to 8 rows of 128 heads, mma beyond (default)",
+        perf_decode(env, *env.gpu, "auto: mma16 up to 2 rows of 128 heads, mma beyond (default)",
                     {1024, 4096, 16384, 32768}, {1, 8, 32, 64, 128});
       }
       // Small batches: each kernel forced, the split size forced, and graph-wide block tables (the engine's).

@@ -880,7 +880,7 @@ void CudaBackend::mla_absorb_v(const MlaAbsorbVParams& p) {
 // (mla_decode_common.cuh decode_row). DSV3_MLA_DECODE_SPLIT forces pieces of that many keys.
 int CudaBackend::mla_decode_splits(int n, int head_groups, int max_len, int target, bool below, int chunk,
                                    int* split_len, int* split_align) const {
-  constexpr int kMaxSplits = 64;
+  constexpr int kMaxSplits = kMlaDecodeMaxSplits;
   if (opt_.mla_decode_split_keys > 0) chunk = opt_.mla_decode_split_keys;
   const int chunks = std::max(1, (max_len + chunk - 1) / chunk);
   const int per_split_unit = std::max(1, n * head_groups);
@@ -891,7 +891,9 @@ int CudaBackend::mla_decode_splits(int n, int head_groups, int max_len, int targ
   const int chunks_per_split = (chunks + splits - 1) / splits;
   *split_len = chunks_per_split * chunk;
   *split_align = chunk;
-  return (chunks + chunks_per_split - 1) / chunks_per_split;
+  const int n_splits = (chunks + chunks_per_split - 1) / chunks_per_split;
+  CHECK(n_splits >= 1 && n_splits <= kMaxSplits, "mla_decode: {} splits", n_splits);
+  return n_splits;
 }
 
 void CudaBackend::mla_decode(const MlaDecodeParams& p) {
@@ -926,9 +928,11 @@ void CudaBackend::mla_decode(const MlaDecodeParams& p) {
   const bool tc_aligned = aligned(p.q_abs.data, 16) && aligned(p.cache.data, 16);
   const bool mma_ok = tc_aligned && aligned(p.out.data, 4);
   const MlaDecodeImpl impl = opt_.mla_decode;
-  // kAuto: 16 heads per CTA while rows x heads <= kMma16MaxRowHeads (8 rows at H = 128: the 64-head kernel would
-  // run 2 head groups per row on a handful of SMs); beyond, 64 heads per CTA read each KV tile from L2 4x less often.
-  constexpr int64_t kMma16MaxRowHeads = 1024;
+  // kAuto: 16 heads per CTA while rows x heads <= kMma16MaxRowHeads (2 rows at H = 128: the 64-head kernel would
+  // run 2 head groups per row on a few SMs); beyond, 64 heads per CTA read each KV tile from L2 4x less often.
+  // Measured (test_ops --perf -o mla_decode_small, docs/benchmarks.md): mma16 wins at 1 row (12.6 vs 20.8 µs at 1K
+  // keys), splits 2 rows (16.3 vs 21.4 at 1K, 31.7 vs 27.2 at 4K) and loses from 4 rows (51.9 vs 38.5 at 4K).
+  constexpr int64_t kMma16MaxRowHeads = 256;
   MlaDecodeKernel kernel = MlaDecodeKernel::kSimple;
   if (mma_ok && mla_decode_mma16_supported(entry, rank, H) &&
       (impl == MlaDecodeImpl::kMma16 ||

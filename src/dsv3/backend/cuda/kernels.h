@@ -263,7 +263,9 @@ struct MlaDecodeArgs {
   float softmax_scale;
   uint32_t* err;
 };
-// Partial-buffer sizes for a given split count; the backend provides the workspace.
+// Partial-buffer sizes for a given split count; the backend provides the workspace. At most kMlaDecodeMaxSplits
+// splits (mla_decode_combine's shared weights).
+constexpr int kMlaDecodeMaxSplits = 64;
 size_t mla_decode_part_o_floats(int n, int heads, int rank, int n_splits);
 size_t mla_decode_part_ml_floats(int n, int heads, int n_splits);
 // The decode kernels: kMma (mla_decode_mma.cu, mma.sync, 64 heads per block; the default), kWmma
