@@ -185,6 +185,51 @@ TEST(Linear, Fp8BlockScaledGemmEqualsThePerBlockFormula) {
   }
 }
 
+TEST(Linear, StackedWeightSplitsTheColumnsOfOneLinear) {
+  // w = [m1 + m2, k] with out2: out gets columns [0, m1), out2 the rest, each bit for bit the unsplit linear's
+  // columns. FP8 splits at a multiple of 128 (whole scale blocks; the second part's last block partial), bf16 anywhere.
+  CpuBackend be;
+  std::mt19937 rng(5);
+  const int64_t M = 3, K = 200;
+  Tensor x = bf16_tensor({M, K}, rng);
+  auto check = [&](const LinearWeight& w, int64_t m1, DType out_dtype) {
+    const int64_t m = w.weight.dim(0);
+    Tensor full(out_dtype, {M, m}), a(out_dtype, {M, m1}), b(out_dtype, {M, m - m1});
+    be.linear({.x = x, .w = w, .out = full});
+    be.linear({.x = x, .w = w, .out = a, .out2 = b});
+    const size_t es = dtype_size(out_dtype);
+    for (int64_t r = 0; r < M; ++r) {
+      EXPECT_EQ(std::memcmp(a.as<char>() + r * m1 * es, full.as<char>() + r * m * es, m1 * es), 0) << r;
+      EXPECT_EQ(std::memcmp(b.as<char>() + r * (m - m1) * es, full.as<char>() + (r * m + m1) * es, (m - m1) * es), 0)
+          << r;
+    }
+  };
+  Tensor w8(DType::kFP8E4M3, {256 + 130, K}), s8(DType::kF32, {4, 2});
+  std::uniform_int_distribution<int> code(0, 0x7d);
+  for (int64_t i = 0; i < w8.numel(); ++i) w8.as<uint8_t>()[i] = static_cast<uint8_t>(code(rng) | (i % 3 ? 0 : 0x80));
+  for (int64_t i = 0; i < s8.numel(); ++i) s8.as<float>()[i] = 0.001f * static_cast<float>(i + 1);
+  check({w8, s8}, 256, DType::kBF16);
+  check({w8, s8}, 128, DType::kF32);
+  Tensor w16 = bf16_tensor({37, K}, rng, 0.1f);
+  check({w16, {}}, 5, DType::kBF16);
+  // Bad splits are input errors that name the problem.
+  Tensor o100(DType::kBF16, {M, 100}), o286(DType::kBF16, {M, 286}), o30(DType::kBF16, {M, 30});
+  Tensor o258f(DType::kF32, {M, 130});
+  auto message = [&](const LinearParams& p) {
+    try {
+      be.linear(p);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message({.x = x, .w = {w8, s8}, .out = o100, .out2 = o286}).find("not a multiple of 128"),
+            std::string::npos);
+  EXPECT_NE(message({.x = x, .w = {w8, s8}, .out = o100, .out2 = o30}).find("stacked w"), std::string::npos);
+  Tensor o256(DType::kBF16, {M, 256});
+  EXPECT_NE(message({.x = x, .w = {w8, s8}, .out = o256, .out2 = o258f}).find("out2 dtype"), std::string::npos);
+}
+
 TEST(Mla, AbsorbedDecodeEqualsTheNaiveFormOverAPagedCache) {
   // The two MLA forms are algebraically identical (model-spec §3.8): run both on the same cache contents.
   CpuBackend be;

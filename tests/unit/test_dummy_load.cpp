@@ -114,6 +114,46 @@ TEST(DummyLoad, Bf16Checkpoint) {
   EXPECT_EQ(dev.copies, 0);  // kv_b_proj is bf16 already: no host step at all
 }
 
+// Off the CPU, q_a ‖ kv_a and gate ‖ up (dense MLP, shared expert) load into one buffer each, the parts as row views
+// of it (the byte-for-byte comparison above covers their contents); the CPU (mmap views in place) and
+// DSV3_STACK_PROJ=0 keep them apart. (Routed experts are never stacked: ExpertWeights has no stacked field.)
+TEST(DummyLoad, StackedProjectionsAreRowViewsOfOneBuffer) {
+  const ModelConfig c = micro(true);
+  auto src = WeightSource::dummy(c, 5);
+  FakeDevice dev(true);
+  ModelWeights d = load_model_weights(*src, dev, Numerics::kFp8);
+  const AttentionWeights& a = d.layers[0].self_attn;
+  const int64_t qr = c.q_lora_rank, kva = c.kv_lora_rank + c.qk_rope_head_dim, hd = c.hidden_size;
+  ASSERT_TRUE(a.q_kv_a.weight);
+  EXPECT_EQ(a.q_kv_a.weight.shape, Shape({qr + kva, hd}));
+  EXPECT_EQ(a.q_kv_a.scale_inv.shape, Shape({(qr + kva + 127) / 128, (hd + 127) / 128}));
+  EXPECT_EQ(a.q_a_proj.weight.data, a.q_kv_a.weight.data);
+  EXPECT_EQ(a.kv_a_proj_with_mqa.weight.data, a.q_kv_a.weight.as<uint8_t>() + qr * hd);
+  EXPECT_EQ(a.kv_a_proj_with_mqa.scale_inv.data, a.q_kv_a.scale_inv.as<float>() + qr / 128 * ((hd + 127) / 128));
+  const MlpWeights& mlp = d.layers[0].mlp;
+  ASSERT_TRUE(mlp.gate_up.weight);
+  EXPECT_EQ(mlp.gate_up.weight.shape, Shape({2 * c.intermediate_size, hd}));
+  EXPECT_EQ(mlp.up_proj.weight.data, mlp.gate_up.weight.as<uint8_t>() + c.intermediate_size * hd);
+  ASSERT_TRUE(d.layers[1].moe);
+  const MoeWeights& moe = d.layers[1].moe_mlp;
+  ASSERT_TRUE(moe.shared_experts.gate_up.weight);
+
+  CpuBackend cpu;
+  auto host_src = WeightSource::dummy(c, 5);
+  ModelWeights h = load_model_weights(*host_src, cpu, Numerics::kFp8);
+  EXPECT_FALSE(h.layers[0].self_attn.q_kv_a.weight);
+  EXPECT_FALSE(h.layers[0].mlp.gate_up.weight);
+
+  setenv("DSV3_STACK_PROJ", "0", 1);
+  FakeDevice dev2(true);
+  auto src2 = WeightSource::dummy(c, 5);
+  ModelWeights apart = load_model_weights(*src2, dev2, Numerics::kFp8);
+  unsetenv("DSV3_STACK_PROJ");
+  EXPECT_FALSE(apart.layers[0].self_attn.q_kv_a.weight);
+  EXPECT_FALSE(apart.layers[0].mlp.gate_up.weight);
+  EXPECT_EQ(apart.bytes_loaded, d.bytes_loaded);
+}
+
 TEST(DummyLoad, BackendWithoutGeneratorFallsBackToCopies) {
   FakeDevice dev(false);
   expect_same_model(micro(true), Numerics::kFp8, dev);

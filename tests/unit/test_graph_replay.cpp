@@ -62,10 +62,14 @@ struct Model {
   RecordingBackend backend;
   std::unique_ptr<DeepseekV3> model;
   std::unique_ptr<KvCache> cache;
-  explicit Model(bool graphs, bool refuse = false) : backend(refuse) {
+  bool stacked = false;  // q_a ‖ kv_a and gate ‖ up loaded as stacked weights (the loader's default off the CPU)
+  explicit Model(bool graphs, bool refuse = false, bool stack = true) : backend(refuse) {
     auto src = WeightSource::dummy(config, 5);
-    model = std::make_unique<DeepseekV3>(config, load_model_weights(*src, backend, Numerics::kFp8), backend,
-                                         Numerics::kFp8);
+    if (!stack) setenv("DSV3_STACK_PROJ", "0", 1);
+    ModelWeights w = load_model_weights(*src, backend, Numerics::kFp8);
+    unsetenv("DSV3_STACK_PROJ");
+    stacked = w.layers[0].self_attn.q_kv_a.weight && w.layers[0].mlp.gate_up.weight;
+    model = std::make_unique<DeepseekV3>(config, std::move(w), backend, Numerics::kFp8);
     cache = std::make_unique<KvCache>(model->n_cache_layers(), kBlocks, kBlock, config.kv_entry_dim(),
                                       backend.allocator());
     if (graphs)
@@ -144,6 +148,15 @@ TEST(GraphReplay, PaddedCapturedDecodeStepsEqualEagerSteps) {
   EXPECT_EQ(graph.backend.captures, 3);
   EXPECT_GT(graph.backend.ops_recorded, 3 * 10);
   EXPECT_EQ(eager.backend.captures, 0);
+}
+
+// The stacked linears (one op with out2 for q_a ‖ kv_a and gate ‖ up) against the same model loaded apart: every
+// prefill and decode logit bit for bit (each output column's sum is its own weight row's, stacked or not).
+TEST(GraphReplay, StackedProjectionsGiveTheLogitsOfSeparateOnes) {
+  Model stacked(true), apart(false, false, /*stack=*/false);
+  ASSERT_TRUE(stacked.stacked);
+  ASSERT_FALSE(apart.stacked);
+  run_and_compare(stacked, apart);
 }
 
 TEST(GraphReplay, RefusedCaptureRunsEagerly) {

@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "dsv3/base/sampling_rules.h"
@@ -21,13 +22,20 @@ namespace dsv3 {
 
 // y = x·wᵀ. FP8 weights: x is quantized per token in 1x128 groups (model-spec §5.3) and the GEMM applies both block
 // scales after every 128-K block (§5.4). BF16 weights: bf16 x bf16 with fp32 accumulation.
+// With `out2`, w stacks two projections of the same x ([m1 + m2, k], e.g. q_a ‖ kv_a, gate ‖ up): columns [0, m1)
+// go to out [n, m1] and [m1, m1 + m2) to out2 [n, m2] — one weight stream (one GEMV launch at decode) instead of
+// two. FP8: m1 % 128 == 0, so each part keeps whole scale blocks and equals the linear of its own rows.
 struct LinearParams {
   TensorView x;          // [n, k] bf16
   int64_t x_stride = 0;  // elements between rows of x (0: k)
   LinearWeight w;        // [m, k]
-  TensorView out;        // [n, m] bf16 or f32
+  TensorView out;        // [n, m] bf16 or f32; [n, m1] with out2
   bool ue8m0 = false;    // power-of-two activation scales (V3.1 scale_fmt)
+  TensorView out2;       // empty, or [n, m - m1] in out's dtype
 };
+// The two halves of a stacked linear (out2 set) as plain linears over row views of w: for backends (and paths)
+// without a native stacked kernel. Both are bit for bit the stacked op's columns.
+std::pair<LinearParams, LinearParams> split_stacked_linear(const LinearParams& p);
 
 // out = bf16(w · x · rsqrt(mean(x²) + eps)) in fp32 (rounding variant B, model-spec §3.2). With `residual`:
 // residual <- bf16(residual + x) first, then the norm of the new residual (the fused pre-norm add).

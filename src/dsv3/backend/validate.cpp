@@ -11,8 +11,19 @@ void validate(const LinearParams& p) {
   EXPECT(p.x.shape.ndim == 2, "linear: x must be 2-D, got {}", p.x.shape.str());
   EXPECT(p.x.dim(1) == k, "linear: x {} does not match weight {}", p.x.shape.str(), p.w.weight.shape.str());
   EXPECT(p.x_stride == 0 || p.x_stride >= k, "linear: x_stride {} < k {}", p.x_stride, k);
-  EXPECT(p.out.shape.ndim == 2 && p.out.dim(0) == p.x.dim(0) && p.out.dim(1) == m, "linear: out {} for x {} and w {}",
-         p.out.shape.str(), p.x.shape.str(), p.w.weight.shape.str());
+  if (p.out2) {
+    EXPECT(p.out.shape.ndim == 2 && p.out2.shape.ndim == 2 && p.out.dim(0) == p.x.dim(0) &&
+               p.out2.dim(0) == p.x.dim(0) && p.out.dim(1) > 0 && p.out2.dim(1) > 0 && p.out.dim(1) + p.out2.dim(1) == m,
+           "linear: out {} + out2 {} for x {} and stacked w {}", p.out.shape.str(), p.out2.shape.str(),
+           p.x.shape.str(), p.w.weight.shape.str());
+    EXPECT(p.out2.dtype == p.out.dtype, "linear: out2 dtype {} differs from out's {}", dtype_name(p.out2.dtype),
+           dtype_name(p.out.dtype));
+    EXPECT(!p.w.fp8() || p.out.dim(1) % 128 == 0, "linear: a stacked FP8 weight splits at {}, not a multiple of 128",
+           p.out.dim(1));
+  } else {
+    EXPECT(p.out.shape.ndim == 2 && p.out.dim(0) == p.x.dim(0) && p.out.dim(1) == m,
+           "linear: out {} for x {} and w {}", p.out.shape.str(), p.x.shape.str(), p.w.weight.shape.str());
+  }
   EXPECT(p.out.dtype == DType::kBF16 || p.out.dtype == DType::kF32, "linear: out dtype {}", dtype_name(p.out.dtype));
   if (p.w.fp8()) {
     EXPECT(p.w.scale_inv.data && p.w.scale_inv.dim(0) == (m + 127) / 128 && p.w.scale_inv.dim(1) == (k + 127) / 128,

@@ -231,19 +231,24 @@ void DeepseekV3::attention(const AttentionWeights& w, int64_t cache_layer, const
   const int64_t qd = nope + rope, vd = c.v_head_dim, rank = c.kv_lora_rank, entry = rank + rope;
   const float eps = static_cast<float>(c.rms_norm_eps);
   const bool ue8m0 = c.quant.scale_fmt_ue8m0;
-  // q: [n, H, nope + rope]
+  // q: [n, H, nope + rope]; kva: [n, kv_lora_rank + rope] -> becomes the cache entry (normalized latent ‖ rotated
+  // k_pe) in place.
   Tensor q = scratch(DType::kBF16, {n, H * qd});
+  Tensor kva = scratch(DType::kBF16, {n, entry});
   if (c.q_lora_rank > 0) {
     Tensor qa = scratch(DType::kBF16, {n, c.q_lora_rank});
-    backend_.linear({.x = xn, .w = w.q_a_proj, .out = qa, .ue8m0 = ue8m0});
+    if (w.q_kv_a.weight) {  // stacked at load: one linear (one weight stream) for both projections of xn
+      backend_.linear({.x = xn, .w = w.q_kv_a, .out = qa, .ue8m0 = ue8m0, .out2 = kva});
+    } else {
+      backend_.linear({.x = xn, .w = w.q_a_proj, .out = qa, .ue8m0 = ue8m0});
+      backend_.linear({.x = xn, .w = w.kv_a_proj_with_mqa, .out = kva, .ue8m0 = ue8m0});
+    }
     backend_.rms_norm({.x = qa, .weight = w.q_a_layernorm, .out = qa, .eps = eps});
     backend_.linear({.x = qa, .w = w.q_b_proj, .out = q, .ue8m0 = ue8m0});
   } else {
     backend_.linear({.x = xn, .w = w.q_proj, .out = q, .ue8m0 = ue8m0});
+    backend_.linear({.x = xn, .w = w.kv_a_proj_with_mqa, .out = kva, .ue8m0 = ue8m0});
   }
-  // kva: [n, kv_lora_rank + rope] -> becomes the cache entry (normalized latent ‖ rotated k_pe) in place.
-  Tensor kva = scratch(DType::kBF16, {n, entry});
-  backend_.linear({.x = xn, .w = w.kv_a_proj_with_mqa, .out = kva, .ue8m0 = ue8m0});
   backend_.rope({.x = q.view().reshape({n, H, qd}), .positions = m.positions, .inv_freq = inv_freq_, .offset = nope});
   backend_.rope({.x = kva.view().reshape({n, 1, entry}), .positions = m.positions, .inv_freq = inv_freq_,
                  .offset = rank});
@@ -286,8 +291,12 @@ void DeepseekV3::mlp(const MlpWeights& w, const TensorView& xn, const TensorView
   const int64_t n = xn.dim(0), f = w.gate_proj.weight.dim(0);
   const bool ue8m0 = config_.quant.scale_fmt_ue8m0;
   Tensor g = scratch(DType::kBF16, {n, f}), u = scratch(DType::kBF16, {n, f});
-  backend_.linear({.x = xn, .w = w.gate_proj, .out = g, .ue8m0 = ue8m0});
-  backend_.linear({.x = xn, .w = w.up_proj, .out = u, .ue8m0 = ue8m0});
+  if (w.gate_up.weight) {  // stacked at load (weights.h)
+    backend_.linear({.x = xn, .w = w.gate_up, .out = g, .ue8m0 = ue8m0, .out2 = u});
+  } else {
+    backend_.linear({.x = xn, .w = w.gate_proj, .out = g, .ue8m0 = ue8m0});
+    backend_.linear({.x = xn, .w = w.up_proj, .out = u, .ue8m0 = ue8m0});
+  }
   backend_.silu_mul({.gate = g, .up = u, .out = g});
   backend_.linear({.x = g, .w = w.down_proj, .out = out, .ue8m0 = ue8m0});
 }

@@ -54,7 +54,8 @@ int env_int(const char* name, int fallback, int lo, int hi) {
 class Loader {
  public:
   Loader(WeightSource& src, Backend& be, Numerics num, ModelWeights& mw)
-      : src_(src), be_(be), num_(num), mw_(mw), device_synth_(src.is_dummy() && !be.host_visible()) {
+      : src_(src), be_(be), num_(num), mw_(mw), device_synth_(src.is_dummy() && !be.host_visible()),
+        stack_(env_int("DSV3_STACK_PROJ", 1, 0, 1) == 1) {
     if (be.host_visible()) return;  // CPU: the mmap views are used in place, nothing is copied
     const int slots = env_int("DSV3_LOAD_CHUNKS", kStagingSlots, 1, 64);
     const int mb = env_int("DSV3_LOAD_CHUNK_MB", kStagingSlotMb, 1, 4096);
@@ -75,17 +76,24 @@ class Loader {
   // A backend copy of a host tensor (the host tensor itself on host-visible backends). `keep` owns host's memory
   // when it is a temporary (a dequantized weight): the uploader frees it once staged.
   TensorView place(const TensorView& host, Tensor keep = {}) {
-    mw_.bytes_loaded += host.nbytes();
     if (be_.host_visible()) {
+      mw_.bytes_loaded += host.nbytes();
       if (!keep.empty()) mw_.owned.push_back(std::move(keep));
       return host;
     }
     Tensor t(host.dtype, host.shape, be_.allocator());
-    if (uploader_) uploader_->add(t.view().data, host.data, host.nbytes(), std::move(keep));
-    else be_.copy(t.view(), host);  // NOTE: a synchronous backend copy; `keep` may die after it
-    TensorView v = t.view();
+    const TensorView v = t.view();
     mw_.owned.push_back(std::move(t));
+    place_into(v, host, std::move(keep));
     return v;
+  }
+  // Into backend memory the caller allocated (a part of a stacked weight).
+  void place_into(const TensorView& dst, const TensorView& host, Tensor keep = {}) {
+    CHECK(!be_.host_visible() && dst.dtype == host.dtype && dst.nbytes() == host.nbytes(), "place_into {} <- {}",
+          dst.shape.str(), host.shape.str());
+    mw_.bytes_loaded += host.nbytes();
+    if (uploader_) uploader_->add(dst.data, host.data, host.nbytes(), std::move(keep));
+    else be_.copy(dst, host);  // NOTE: a synchronous backend copy; `keep` may die after it
   }
   TensorView place_owned(Tensor&& host) {
     const TensorView v = host.view();
@@ -138,6 +146,73 @@ class Loader {
     return out;
   }
   MlpWeights mlp(const std::string& p) { return {linear(p + "gate_proj"), linear(p + "up_proj"), linear(p + "down_proj")}; }
+  // The dense MLP and the shared expert: gate ‖ up stacked where they stack (the routed experts stay apart: the
+  // grouped MoE kernels take gate and up as they are).
+  MlpWeights mlp_stacked(const std::string& p) {
+    MlpWeights w;
+    w.gate_up = stacked(p + "gate_proj", p + "up_proj", w.gate_proj, w.up_proj);
+    w.down_proj = linear(p + "down_proj");
+    return w;
+  }
+
+  // Two projections of one input stacked into one device weight [m1 + m2, k] (FP8 with its scales; m1 % 128 == 0,
+  // so each part keeps whole scale blocks): the model runs them as one linear with out2 — one weight stream, one GEMV
+  // launch at decode. Each part is made or placed into its own rows and stays usable alone as a row view (wa, wb).
+  // Host-visible backends (the mmap views are used in place), bf16 numerics, shapes that do not stack and
+  // DSV3_STACK_PROJ=0 load the two apart; the returned weight is then empty.
+  LinearWeight stacked(const std::string& a, const std::string& b, LinearWeight& wa, LinearWeight& wb) {
+    // What would be stacked: the dummy generator's exact specs, or the checkpoint's tensors themselves (a checkpoint
+    // may store a linear in bf16 where its config says FP8; the source accepts both).
+    Shape shape_a, shape_b;
+    bool fp8 = false;
+    LinearWeight ha, hb;
+    const bool want = stack_ && !be_.host_visible() && num_ == Numerics::kFp8;
+    if (want && device_synth_) {
+      const TensorSpec &sa = src_.spec(a + ".weight"), &sb = src_.spec(b + ".weight");
+      shape_a = sa.shape, shape_b = sb.shape;
+      fp8 = sa.dtype == DType::kFP8E4M3 && sb.dtype == DType::kFP8E4M3;
+    } else if (want) {
+      ha = src_.linear(a), hb = src_.linear(b);  // mmap views: nothing is read yet
+      shape_a = ha.weight.shape, shape_b = hb.weight.shape;
+      fp8 = ha.fp8() && hb.fp8();
+    }
+    if (!want || !fp8 || shape_a.ndim != 2 || shape_b.ndim != 2 || shape_a[1] != shape_b[1] || shape_a[0] % 128 != 0) {
+      wa = linear(a);
+      wb = linear(b);
+      return {};
+    }
+    const int64_t m1 = shape_a[0], m2 = shape_b[0], k = shape_a[1];
+    AllocationPurpose why(fmt::format("weight {} + {} (stacked)", a, b));
+    Tensor w(DType::kFP8E4M3, {m1 + m2, k}, be_.allocator());
+    Tensor s(DType::kF32, {(m1 + m2 + 127) / 128, (k + 127) / 128}, be_.allocator());
+    wa = {w.view().rows(0, m1), s.view().rows(0, m1 / 128)};
+    wb = {w.view().rows(m1, m1 + m2), s.view().rows(m1 / 128, (m1 + m2 + 127) / 128)};
+    LinearWeight both{w.view(), s.view()};
+    mw_.owned.push_back(std::move(w));
+    mw_.owned.push_back(std::move(s));
+    fill(a, wa, ha);
+    fill(b, wb, hb);
+    return both;
+  }
+  // An FP8 linear made on the device (dummy) or placed from `host` (fetched here if empty) into `dst`.
+  void fill(const std::string& name, const LinearWeight& dst, LinearWeight host) {
+    if (device_synth_) {
+      if (be_.synthesize({.rule = synth_rule(src_.spec(name + ".weight"), src_.seed()), .out = dst.weight,
+                          .scale_inv = dst.scale_inv})) {
+        const uint64_t bytes = dst.weight.nbytes() + dst.scale_inv.nbytes();
+        mw_.bytes_loaded += bytes;
+        mw_.bytes_made_on_device += bytes;
+        return;
+      }
+      device_synth_ = false;
+    }
+    if (!host.weight) host = src_.linear(name);
+    EXPECT(host.fp8() && host.weight.shape == dst.weight.shape && host.scale_inv.shape == dst.scale_inv.shape,
+           "weight {}: {} {} with scale_inv {}, expected FP8 {} with {}", name, dtype_name(host.weight.dtype),
+           host.weight.shape.str(), host.scale_inv.shape.str(), dst.weight.shape.str(), dst.scale_inv.shape.str());
+    place_into(dst.weight, host.weight);
+    place_into(dst.scale_inv, host.scale_inv);
+  }
 
   LayerWeights layer(int64_t L) {
     const ModelConfig& c = src_.config();
@@ -148,13 +223,13 @@ class Loader {
     auto& a = lw.self_attn;
     const std::string ap = p + "self_attn.";
     if (c.q_lora_rank > 0) {
-      a.q_a_proj = linear(ap + "q_a_proj");
+      a.q_kv_a = stacked(ap + "q_a_proj", ap + "kv_a_proj_with_mqa", a.q_a_proj, a.kv_a_proj_with_mqa);
       a.q_a_layernorm = tensor(ap + "q_a_layernorm.weight");
       a.q_b_proj = linear(ap + "q_b_proj");
     } else {
       a.q_proj = linear(ap + "q_proj");
+      a.kv_a_proj_with_mqa = linear(ap + "kv_a_proj_with_mqa");
     }
-    a.kv_a_proj_with_mqa = linear(ap + "kv_a_proj_with_mqa");
     a.kv_a_layernorm = tensor(ap + "kv_a_layernorm.weight");
     LinearWeight kvb = src_.linear(ap + "kv_b_proj");
     if (kvb.fp8()) {
@@ -177,10 +252,10 @@ class Loader {
       }
       if (c.n_shared_experts > 0) {
         lw.moe_mlp.has_shared = true;
-        lw.moe_mlp.shared_experts = mlp(m + "shared_experts.");
+        lw.moe_mlp.shared_experts = mlp_stacked(m + "shared_experts.");
       }
     } else {
-      lw.mlp = mlp(p + "mlp.");
+      lw.mlp = mlp_stacked(p + "mlp.");
     }
     return lw;
   }
@@ -191,6 +266,7 @@ class Loader {
   Numerics num_;
   ModelWeights& mw_;
   bool device_synth_;
+  bool stack_;  // DSV3_STACK_PROJ (default 1): q_a ‖ kv_a and gate ‖ up stacked on device backends (stacked())
   std::unique_ptr<StagedUploader> uploader_;  // device backends with staging buffers
 };
 

@@ -26,10 +26,14 @@ struct AttentionWeights {
   LinearWeight kv_b_proj;                   // [H * (nope + v), kv_lora_rank]
   TensorView kv_b_bf16;                     // the same, dequantized bf16 (absorbed path)
   LinearWeight o_proj;                      // [d, H * v]
+  // q_a_proj ‖ kv_a_proj_with_mqa stacked in one buffer [q_lora_rank + kv_lora_rank + rope, d] (device backends, FP8;
+  // q_a_proj and kv_a_proj_with_mqa are then row views of it); empty when they were loaded apart.
+  LinearWeight q_kv_a;
 };
 
 struct MlpWeights {
   LinearWeight gate_proj, up_proj, down_proj;
+  LinearWeight gate_up;  // gate_proj ‖ up_proj stacked [2 f, d] (as q_kv_a); empty when loaded apart
 };
 
 struct MoeWeights {

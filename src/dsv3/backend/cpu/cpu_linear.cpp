@@ -41,6 +41,12 @@ void quantize_row_fp8(const float* x, int64_t k, bool ue8m0, uint8_t* codes, flo
 
 void CpuBackend::linear(const LinearParams& p) {
   validate(p);
+  if (p.out2) {  // each column's sum depends only on its own weight row: the two halves are the stacked op
+    const auto [a, b] = split_stacked_linear(p);
+    linear(a);
+    linear(b);
+    return;
+  }
   const int64_t n = p.x.dim(0), k = p.x.dim(1), m = p.w.weight.dim(0);
   const int64_t xs = p.x_stride ? p.x_stride : k;
   const int64_t kb = (k + 127) / 128;

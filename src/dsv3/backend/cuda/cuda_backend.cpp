@@ -493,34 +493,44 @@ void CudaBackend::linear(const LinearParams& p) {
   expect_device(p.x, op, "x");
   expect_device(p.w.weight, op, "weight");
   expect_device(p.out, op, "out");
+  if (p.out2) expect_device(p.out2, op, "out2");
   const int n = to_int(p.x.dim(0), op, "rows"), k = to_int(p.x.dim(1), op, "k");
   const int m = to_int(p.w.weight.dim(0), op, "m");
   const int64_t xs = p.x_stride ? p.x_stride : k;
   if (n == 0 || m == 0) return;
   const bool out_f32 = p.out.dtype == DType::kF32;
   if (p.w.fp8()) expect_tensor(p.w.scale_inv, DType::kF32, op, "scale_inv");
+  const bool gemv_ok = !opt_.no_fp8_gemv && !opt_.force_gemm_fallback && !opt_.fp8_gemm_fallback;
+  // gemv v2 (the default; DSV3_GEMV=v1 turns it off): 1..8 rows in one launch that quantizes x itself
+  // (gemv_fp8_v2.cu), a stacked weight's two outputs included; a shape it does not take (k % 16 != 0, unaligned
+  // operands) runs the quantize kernel + GEMV below. Not inside the MoE loop's side streams: v2's grid holds every SM
+  // (one CTA each, all the shared memory), while the loop runs several experts' linears side by side, which the v1
+  // kernels' small blocks share SMs for.
+  if (!opt_.reference_numerics && p.w.fp8() && opt_.gemv_v2 && gemv_ok && !moe_lanes_ && n <= kGemvV2MaxTokens &&
+      launch_linear_fp8_gemv_v2({.x = cbf(p.x), .w = p.w.weight.as<const uint8_t>(),
+                                 .sw = p.w.scale_inv.as<const float>(), .out = p.out.data, .x_stride = xs, .n = n,
+                                 .m = m, .k = k, .ue8m0 = p.ue8m0, .out_f32 = out_f32,
+                                 .cfg = opt_.gemv_v2_cfg_small.tile_rows &&
+                                                static_cast<long long>(m) * k < cuda::kGemvV2SmallWeightBytes
+                                            ? opt_.gemv_v2_cfg_small
+                                            : opt_.gemv_v2_cfg,
+                                 .out2 = p.out2 ? p.out2.data : nullptr,
+                                 .m1 = p.out2 ? static_cast<int>(p.out.dim(1)) : m},
+                                stream())) {
+    launched(p.out2 ? "linear (fp8 gemv v2, fused quantization, stacked)" : "linear (fp8 gemv v2, fused quantization)");
+    return;
+  }
+  if (p.out2) {  // every other path: the two halves one after the other
+    const auto [a, b] = split_stacked_linear(p);
+    linear(a);
+    linear(b);
+    return;
+  }
   if (opt_.reference_numerics) {
     linear_reference(p, n, m, k, xs);
     return;
   }
   if (p.w.fp8()) {
-    const bool gemv_ok = !opt_.no_fp8_gemv && !opt_.force_gemm_fallback && !opt_.fp8_gemm_fallback;
-    // gemv v2 (the default; DSV3_GEMV=v1 turns it off): 1..8 rows in one launch that quantizes x itself (gemv_fp8_v2.cu); a shape it does not take
-    // (k % 16 != 0, unaligned operands) runs the quantize kernel + GEMV below. Not inside the MoE loop's side
-    // streams: v2's grid holds every SM (one CTA each, all the shared memory), while the loop runs several experts'
-    // linears side by side, which the v1 kernels' small blocks share SMs for.
-    if (opt_.gemv_v2 && gemv_ok && !moe_lanes_ && n <= kGemvV2MaxTokens &&
-        launch_linear_fp8_gemv_v2({.x = cbf(p.x), .w = p.w.weight.as<const uint8_t>(),
-                                   .sw = p.w.scale_inv.as<const float>(), .out = p.out.data, .x_stride = xs, .n = n,
-                                   .m = m, .k = k, .ue8m0 = p.ue8m0, .out_f32 = out_f32,
-                                   .cfg = opt_.gemv_v2_cfg_small.tile_rows &&
-                                                  static_cast<long long>(m) * k < cuda::kGemvV2SmallWeightBytes
-                                              ? opt_.gemv_v2_cfg_small
-                                              : opt_.gemv_v2_cfg},
-                                  stream())) {
-      launched("linear (fp8 gemv v2, fused quantization)");
-      return;
-    }
     const int kb = (k + 127) / 128;
     auto* codes = static_cast<uint8_t*>(scratch(kScratchCodes, static_cast<size_t>(n) * k));
     auto* scales = static_cast<float*>(scratch(kScratchScales, static_cast<size_t>(kb) * n * sizeof(float)));

@@ -299,9 +299,15 @@ __global__ void __launch_bounds__(kBulk ? kConsumers + 32 : kConsumers, 2)
   auto store = [&](int tile, int e, float v) {
     const int t = e / kRows, j = tile * kRows + e % kRows;
     if (t >= n || j >= m) return;
-    const int64_t o = static_cast<int64_t>(t) * m + j;
-    if (p.a.out_f32) static_cast<float*>(p.a.out)[o] = v;
-    else static_cast<bf16_t*>(p.a.out)[o] = to_bf16(v);
+    void* dst = p.a.out;
+    int64_t o = static_cast<int64_t>(t) * m + j;
+    if (p.a.out2) {  // a stacked weight: columns [0, m1) to out [n, m1], the rest to out2 [n, m - m1]
+      const int m1 = p.a.m1;
+      o = j < m1 ? static_cast<int64_t>(t) * m1 + j : static_cast<int64_t>(t) * (m - m1) + (j - m1);
+      if (j >= m1) dst = p.a.out2;
+    }
+    if (p.a.out_f32) static_cast<float*>(dst)[o] = v;
+    else static_cast<bf16_t*>(dst)[o] = to_bf16(v);
   };
 
   if constexpr (kBulk) {
@@ -669,6 +675,7 @@ bool launch_linear_fp8_gemv_v2(const LinearFp8GemvV2Args& a, cudaStream_t s) {
   if (!shape_ok(a.n, a.m, a.k) || !split_ok(a.split)) return false;
   if (reinterpret_cast<uintptr_t>(a.w) % 16 != 0 || reinterpret_cast<uintptr_t>(a.x) % 2 != 0) return false;
   if (a.x_stride < a.k || reinterpret_cast<uintptr_t>(a.sw) % 4 != 0) return false;
+  if (a.out2 && (a.m1 <= 0 || a.m1 >= a.m)) return false;
   const DeviceInfo& d = device_info();
   Plan pl;
   GemvV2Config used;

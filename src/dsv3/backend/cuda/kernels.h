@@ -159,6 +159,8 @@ struct LinearFp8GemvV2Args {
   uint8_t* dbg_codes;     // nullptr, or [n, k]: the fused quantization's e4m3 codes (tests: bitwise vs quantize)
   float* dbg_scales;      // nullptr, or [kb, n]: its scales, in launch_quantize_fp8's layout
   GemvV2Config cfg;       // tile_rows = 0: gemv_v2_default_config(m, k)
+  void* out2 = nullptr;   // nullptr, or a stacked weight's second output [n, m - m1] (out is then [n, m1])
+  int m1 = 0;             // with out2: the columns that go to out (m1 % 128 == 0 is the caller's business)
 };
 // Enqueues the GEMV and returns true, or returns false without enqueueing anything when it does not take the shape
 // (n outside 1..8, k % 16 != 0, w not 16-byte aligned, x not 2-byte aligned, a forced split that does not fit, or
