@@ -404,6 +404,34 @@ void linear_case(int n, int m, int k, bool fp8, bool out_f32, int x_stride, bool
            });
 }
 
+// A stacked weight [m1 + m2, k] with out2 (q_a ‖ kv_a, gate ‖ up; LinearParams): out and out2 against the CPU's
+// (which runs the two halves; bitwise the unsplit linear's columns, tests/unit test_cpu_ops). which as linear_case:
+// 3 the default backend (v2 GEMV: one launch writing both outputs, n <= 8; above, the two halves), 1 the fallback
+// kernels and 2 reference numerics (both bitwise), 0 the v1 GEMV backend (the halves). The guards around out and
+// out2 catch a store past either.
+void linear_stacked_case(int n, int m1, int m2, int k, bool fp8, int which, bool quick) {
+  const bool gemv2 = which == 3 && fp8 && n <= cuda::kGemvV2MaxTokens && k % 16 == 0;
+  add_case("linear_stacked", fmt::format("{}n={},m={}+{},k={},w={},path={}", refnum_tag(which == 2), n, m1, m2, k,
+                                         fp8 ? "fp8" : "bf16",
+                                         which == 1 ? "fallback" : which == 2 ? "reference" : gemv2 ? "gemv2" : "halves"),
+           quick, [=](Env& env) {
+             Backend& gpu = which == 1 ? *env.gpu_fb : which == 2 ? *env.gpu_ref : which == 3 ? *env.gpu_gemv2 : *env.gpu;
+             Rng rng(7700 + n * 31 + m1 + m2 + k);
+             Tensor x = rand_bf16(rng, {n, k});
+             HostLinear w = fp8 ? rand_fp8_weight(rng, m1 + m2, k) : rand_bf16_weight(rng, m1 + m2, k, 1.f / std::sqrt(k));
+             Tensor out(DType::kBF16, {n, m1}), out2(DType::kBF16, {n, m2});
+             Dev d(gpu);
+             TensorView dout = d.out(DType::kBF16, {n, m1}, "out"), dout2 = d.out(DType::kBF16, {n, m2}, "out2");
+             env.cpu->linear({.x = x, .w = w.view(), .out = out, .out2 = out2});
+             gpu.linear({.x = d.up(x, "x"), .w = d.weight(w), .out = dout, .out2 = dout2});
+             const bool tc = (which == 0 || which == 3) && fp8;  // GEMV or cuBLASLt FP8: their own summation order
+             const Tol tol = which == 1 || which == 2 ? kBitwise : tc ? kTolGemmFp8 : fp8 ? kBitwise : kTolGemmBf16;
+             bool ok = compare("out", out, d.get(dout), tol);
+             ok &= compare("out2", out2, d.get(dout2), tol);
+             return ok && d.guards_ok;
+           });
+}
+
 // gemv_fp8_v2.cu called directly (kernels.h) with a forced K split (the cluster size) and its debug outputs: the
 // GEMV against the CPU reference (kTolGemmFp8, as the v1 GEMV), and the codes and scales the kernel quantized for
 // itself against launch_quantize_fp8 and against CpuBackend's quantize_row_fp8, bit for bit. x holds edge values:
@@ -1960,6 +1988,18 @@ void register_cases() {
   linear_case(6, 256, 1024, true, true, 1027, false, 3, true);
   linear_case(4, 200, 1000, true, false, 1003, false, 3, true);   // k % 16 != 0: the v1 pair
   linear_case(9, 1536, 7168, true, false, 0, false, 3, true);     // 9 rows: the v1 GEMV
+  // Stacked weights with out2 (q_a ‖ kv_a, shared-expert gate ‖ up; a partial last scale block; the halves above 8
+  // rows and on the other backends; bf16).
+  for (int n : {1, 3, 8}) linear_stacked_case(n, 1536, 576, 7168, true, 3, n < 8);
+  linear_stacked_case(2, 2048, 2048, 7168, true, 3, false);
+  linear_stacked_case(1, 256, 130, 208, true, 3, true);
+  linear_stacked_case(5, 128, 100, 1040, true, 3, true);
+  linear_stacked_case(9, 1536, 576, 7168, true, 3, true);
+  linear_stacked_case(33, 256, 130, 1024, true, 3, true);
+  linear_stacked_case(4, 256, 130, 1024, true, 0, true);
+  linear_stacked_case(3, 256, 130, 208, true, 1, true);
+  linear_stacked_case(2, 1536, 576, 7168, true, 2, true);
+  linear_stacked_case(3, 37, 60, 200, false, 3, true);
   // Every K split (cluster size) forced, with the fused codes and scales checked bit for bit; the launcher's choice;
   // a split it must refuse (8 ranges of a 4-block K); the specials (inf, NaN, huge values) for the codes.
   for (int split : {1, 2, 4, 8}) {
@@ -2496,6 +2536,48 @@ void perf_linear(Env& env) {
   }
 }
 
+// Stacked pairs at decode sizes (the default backend: the v2 GEMV): one linear with out2 against its two halves one
+// after the other; time of the pair, and the pair's weight GB/s when stacked. Weights rotate past L2 as in perf_linear.
+void perf_linear_stacked(Env& env) {
+  if (!env.gpu_gemv2 || env.gpu_gemv2->host_visible()) return;
+  Backend& gpu = *env.gpu_gemv2;
+  struct Pair {
+    const char* name;
+    int m1, m2, k;
+  };
+  const Pair pairs[] = {{"q_a + kv_a", 1536, 576, 7168}, {"expert gate + up", 2048, 2048, 7168},
+                        {"dense gate + up", 18432, 18432, 7168}};
+  fmt::print("\n== perf: stacked linear (one launch, out2) vs its two halves, FP8, default backend ==\n");
+  fmt::print("{:<18} {:>2} {:>6} {:>6} {:>9} {:>11} {:>6} {:>12} {:>7}\n", "pair", "M", "N", "K", "apart_us",
+             "stacked_us", "gain", "weight_GB/s", "%4540");
+  Rng rng(43);
+  for (const Pair& p : pairs) {
+    HostLinear hw = rand_fp8_weight(rng, p.m1 + p.m2, p.k, /*tiled=*/true);
+    const size_t wbytes = static_cast<size_t>(p.m1 + p.m2) * p.k;
+    const int copies = static_cast<int>(std::clamp<size_t>((256u << 20) / wbytes + 1, 1, 16));
+    Dev d(gpu);
+    std::vector<LinearWeight> w;
+    for (int c = 0; c < copies; ++c) w.push_back(d.weight(hw));
+    for (int M : {1, 8}) {
+      Tensor x = tiled_bf16(rng, {M, p.k}, 1.f);
+      Dev io(gpu);
+      TensorView dx = io.up(x, "x"), o1 = io.out(DType::kBF16, {M, p.m1}, "out"), o2 = io.out(DType::kBF16, {M, p.m2}, "out2");
+      auto params = [&](int i) {
+        return LinearParams{.x = dx, .w = w[static_cast<size_t>(i % copies)], .out = o1, .out2 = o2};
+      };
+      const double ts = time_it(gpu, [&](int i) { gpu.linear(params(i)); });
+      const double ta = time_it(gpu, [&](int i) {
+        const auto [a, b] = split_stacked_linear(params(i));
+        gpu.linear(a);
+        gpu.linear(b);
+      });
+      const double gbs = static_cast<double>(wbytes) / ts;
+      fmt::print("{:<18} {:>2} {:>6} {:>6} {:>9.1f} {:>11.1f} {:>5.2f}x {:>12.0f} {:>6.1f}%\n", p.name, M, p.m1 + p.m2,
+                 p.k, ta * 1e6, ts * 1e6, ta / ts, gbs / 1e9, 100 * gbs / kHbmRead);
+    }
+  }
+}
+
 // table_blocks > 0: block tables that many blocks wide (the rest unused), as a captured CUDA graph's table is
 // max_seq_len / block_size wide (163840 / 64 = 2560 for DeepSeek-V3): the launcher sizes the splits for that width.
 void perf_decode(Env& env, Backend& gpu, const char* label, const std::vector<int>& ctxs, const std::vector<int>& batches,
@@ -2962,6 +3044,7 @@ int main(int argc, char** argv) {
   try {
     if (perf) {
       if (op_filter.empty() || op_filter == "linear") perf_linear(env);
+      if (op_filter.empty() || op_filter == "linear" || op_filter == "linear_stacked") perf_linear_stacked(env);
       if (op_filter.empty() || op_filter == "gemv2_sweep") perf_gemv2_sweep(env, pattern);
       if (op_filter.empty() || op_filter == "mla_decode") {
         perf_decode(env, *env.gpu, "auto: mma16 up to 2 rows of 128 heads, mma beyond (default)",
