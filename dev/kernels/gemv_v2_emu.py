@@ -309,7 +309,7 @@ def plan(n, m, k, S, max_clusters, rows=32, stage_kb=4, stages=5, bulk=False, ct
     cost = bytes_ / bw + max(0, n * kbr * 128 / 20 - 1000) + (500 if S > 1 else 0)
     return dict(S=S, C=C, kbr=kbr, tpc=tpc, smem=used, cost=cost)
 
-SWEEP = [  # tests/ops/test_ops.cpp gemv2_sweep_configs: (rows, stage_kb, stages, bulk, ctas)
+SWEEP = [  # tests/ops/cases_linear.cpp gemv2_sweep_configs: (rows, stage_kb, stages, bulk, ctas)
     (32, 4, 5, False, 1), (32, 4, 8, False, 1), (32, 4, 4, False, 2), (32, 8, 4, False, 1), (32, 8, 2, False, 2),
     (16, 8, 6, False, 1), (16, 8, 4, False, 2), (16, 16, 4, False, 1), (16, 16, 2, False, 2),
     (32, 4, 6, True, 1), (32, 4, 4, True, 2), (32, 8, 4, True, 1), (32, 8, 2, True, 2),
