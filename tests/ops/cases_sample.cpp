@@ -18,9 +18,9 @@
 
 namespace dsv3::ops_test {
 
-namespace {
-
 // ------------------------------------------------------------------------------------------------- sample
+
+namespace {
 
 // sample: the drawn tokens must EQUAL the CPU reference's. Exact equality is expected because both sides do the same
 // arithmetic in the same precision: z = l / T as one IEEE fp32 division; e = exp(double(z) - double(z_max)) and the
