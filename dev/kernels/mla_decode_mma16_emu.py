@@ -6,6 +6,7 @@
 # layouts, the 4-warp softmax exchange, P hi / lo, and the combine's merge of splits; every ldmatrix phase is checked
 # for bank conflicts. Keep it in step with the kernel. Run: python3 dev/kernels/mla_decode_mma16_emu.py [seed] (~1 min)
 import numpy as np, sys
+from mma_emu import bf16_round, bf16_to_f32, swz, ldsm_conflicts, ldsm_regs, mma, combine
 kEntry, kRank, kHeads, kKeys, kWarps, kThreads = 576, 512, 16, 64, 4, 128
 kRowBytes, kRowChunks, kGroups = 1152, 72, 4
 kGroupChunks = kRowChunks // kGroups; kGroupSteps = kGroupChunks // 2
@@ -14,12 +15,6 @@ kSmemQ = 0; kSmemK = kHeads * kRowBytes; kSmemPh = kSmemK + kKeys * kRowBytes; k
 kSmemRed = kSmemPl + kHeads * kPRowBytes; kSmemTotal = kSmemRed + kWarps * kHeads * 4
 kKLoads = kKeys * kGroupChunks // kThreads; kQLoads = (kHeads * kGroupChunks + kThreads - 1) // kThreads
 assert kSmemTotal == 96512 and kKLoads == 9 and kQLoads == 3
-
-def bf16_round(x):  # fp32 -> bf16 bits (RNE)
-    x = np.asarray(x, np.float32); u = x.view(np.uint32).astype(np.uint64)
-    return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
-def bf16_to_f32(b): return (np.asarray(b, np.uint16).astype(np.uint32) << 16).view(np.float32)
-def swz(row, chunk, rb): return row * rb + ((chunk ^ (row & 7)) << 4)
 
 conflicts = [0]
 class Smem:
@@ -30,33 +25,10 @@ class Smem:
     def u16(s, addr, n): return s.b[addr:addr+2*n].view(np.uint16)
     def ldsm(s, addrs, trans=False, max_group=None):
         addrs = [int(a) for a in addrs]
-        for i in range(4):  # one phase per 8x8 matrix: its 8 rows must lie in distinct 16-byte bank groups
-            if len({(a // 16) % 8 for a in addrs[8*i:8*i+8]}) != 8: conflicts[0] += 1
+        conflicts[0] += ldsm_conflicts(addrs)  # one phase per 8x8 matrix: its 8 rows in distinct 16-byte bank groups
         if max_group is not None:  # the k-steps of group g may only read chunks that group <= g brought in
             for a in addrs: assert 0 <= s.group[a // 16] <= max_group, ("read before its wait", a, s.group[a // 16], max_group)
-        R = np.stack([s.u16(a, 8) for a in addrs]).astype(np.uint32)
-        T = np.arange(32); regs = np.zeros((32, 4), np.uint32)
-        for i in range(4):
-            M = R[8*i:8*i+8]
-            if not trans: e0, e1 = M[T//4, 2*(T%4)], M[T//4, 2*(T%4)+1]
-            else: e0, e1 = M[2*(T%4), T//4], M[2*(T%4)+1, T//4]
-            regs[:, i] = e0 | (e1 << 16)
-        return regs
-
-def unpack(r):
-    r = np.asarray(r, np.uint32)
-    return ((r & 0xFFFF) << 16).view(np.float32).astype(np.float64), ((r >> 16) << 16).astype(np.uint32).view(np.float32).astype(np.float64)
-
-_T = np.arange(32); _g = _T // 4; _t = _T % 4
-def mma(d, a, b0, b1):  # d [32][4] f32 (in place), a [32][4] u32, b0,b1 [32] u32
-    A = np.zeros((16, 16)); B = np.zeros((16, 8)); C = np.zeros((16, 8))
-    for ri, (r, c) in enumerate([(_g, 2*_t), (_g+8, 2*_t), (_g, 2*_t+8), (_g+8, 2*_t+8)]):
-        lo, hi = unpack(a[:, ri]); A[r, c] = lo; A[r, c+1] = hi
-    lo, hi = unpack(b0); B[2*_t, _g] = lo; B[2*_t+1, _g] = hi
-    lo, hi = unpack(b1); B[2*_t+8, _g] = lo; B[2*_t+9, _g] = hi
-    C[_g, 2*_t] = d[:, 0]; C[_g, 2*_t+1] = d[:, 1]; C[_g+8, 2*_t] = d[:, 2]; C[_g+8, 2*_t+1] = d[:, 3]
-    D = (A @ B + C).astype(np.float32)
-    d[:, 0] = D[_g, 2*_t]; d[:, 1] = D[_g, 2*_t+1]; d[:, 2] = D[_g+8, 2*_t]; d[:, 3] = D[_g+8, 2*_t+1]
+        return ldsm_regs([s.u16(a, 8) for a in addrs], trans)
 
 def decode_row(length, sp, n_splits, split_len, split_align):  # mla_decode_common.cuh
     piece = split_len
@@ -199,12 +171,6 @@ def reference(q, cache, bt_row, length, bs, scale):
     keys = np.stack([bf16_to_f32(cache[bt_row[p // bs], p % bs]) for p in range(length)]).astype(np.float64)
     s = qf @ keys.T * scale; s -= s.max(axis=1, keepdims=True); p = np.exp(s); p /= p.sum(axis=1, keepdims=True)
     return p @ keys[:, :512]
-
-def combine(parts):  # mla_decode_combine_kernel: splits with l = 0 are skipped
-    live = [p for p in parts if (p[2] > 0).all()]
-    M = np.max([p[1] for p in live], axis=0); w = [np.exp(p[1] - M) for p in live]
-    L = sum(p[2] * wi for p, wi in zip(live, w))
-    return sum(p[0] * wi[:, None] for p, wi in zip(live, w)) / L[:, None]
 
 rng = np.random.default_rng(int(sys.argv[1]) if len(sys.argv) > 1 else 0)
 ok = True

@@ -7,6 +7,7 @@
 # every ldmatrix phase is free of bank conflicts on a machine without a GPU; keep it in step with the kernel when
 # either changes. Run: python3 dev/kernels/mla_decode_mma_emu.py [seed]  (about 30 s)
 import numpy as np, sys
+from mma_emu import bf16_round, bf16_to_f32, swz, ldsm_conflicts, ldsm_regs, mma, combine
 kEntry, kRank, kHeads, kKeys = 576, 512, 64, 64
 kRowBytes, kPRowBytes = 1152, 128
 kTileBytes = kKeys * kRowBytes
@@ -15,45 +16,14 @@ kSmemRed = kSmemP + kHeads * kPRowBytes; kSmemCorr = kSmemRed + 2*kHeads*4; kSme
 kSmemL = kSmemM + kHeads*4; kSmemTotal = kSmemL + kHeads*4
 kPeChunk = kRank // 8  # P lo: chunks 64..71 (the k_pe columns) of row h of the current stage
 
-def bf16_round(x):  # fp32 -> bf16 bits (RNE)
-    x = np.asarray(x, np.float32); u = x.view(np.uint32).astype(np.uint64)
-    r = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
-    return r
-def bf16_to_f32(b): return (np.asarray(b, np.uint16).astype(np.uint32) << 16).view(np.float32)
-
-def swz(row, chunk, rb): return row * rb + ((chunk ^ (row & 7)) << 4)
-
 conflicts = [0]
 class Smem:
     def __init__(s): s.b = np.zeros(kSmemTotal, np.uint8)
     def u16(s, addr, n): return s.b[addr:addr+2*n].view(np.uint16)
     def ldsm(s, addrs, trans=False):
         addrs = [int(a) for a in addrs]
-        for i in range(4):  # one phase per 8x8 matrix: its 8 rows must lie in distinct 16-byte bank groups
-            if len({(a // 16) % 8 for a in addrs[8*i:8*i+8]}) != 8: conflicts[0] += 1
-        R = np.stack([s.u16(a, 8) for a in addrs]).astype(np.uint32)  # [32 rows][8]
-        T = np.arange(32); regs = np.zeros((32, 4), np.uint32)
-        for i in range(4):
-            M = R[8*i:8*i+8]
-            if not trans: e0, e1 = M[T//4, 2*(T%4)], M[T//4, 2*(T%4)+1]
-            else: e0, e1 = M[2*(T%4), T//4], M[2*(T%4)+1, T//4]
-            regs[:, i] = e0 | (e1 << 16)
-        return regs
-
-def unpack(r):
-    r = np.asarray(r, np.uint32)
-    return ((r & 0xFFFF) << 16).view(np.float32).astype(np.float64), ((r >> 16) << 16).astype(np.uint32).view(np.float32).astype(np.float64)
-
-_T = np.arange(32); _g = _T // 4; _t = _T % 4
-def mma(d, a, b0, b1):  # d [32][4] f32 (in place), a [32][4] u32, b0,b1 [32] u32
-    A = np.zeros((16, 16)); B = np.zeros((16, 8)); C = np.zeros((16, 8))
-    for ri, (r, c) in enumerate([(_g, 2*_t), (_g+8, 2*_t), (_g, 2*_t+8), (_g+8, 2*_t+8)]):
-        lo, hi = unpack(a[:, ri]); A[r, c] = lo; A[r, c+1] = hi
-    lo, hi = unpack(b0); B[2*_t, _g] = lo; B[2*_t+1, _g] = hi
-    lo, hi = unpack(b1); B[2*_t+8, _g] = lo; B[2*_t+9, _g] = hi
-    C[_g, 2*_t] = d[:, 0]; C[_g, 2*_t+1] = d[:, 1]; C[_g+8, 2*_t] = d[:, 2]; C[_g+8, 2*_t+1] = d[:, 3]
-    D = (A @ B + C).astype(np.float32)
-    d[:, 0] = D[_g, 2*_t]; d[:, 1] = D[_g, 2*_t+1]; d[:, 2] = D[_g+8, 2*_t]; d[:, 3] = D[_g+8, 2*_t+1]
+        conflicts[0] += ldsm_conflicts(addrs)  # one phase per 8x8 matrix: its 8 rows in distinct 16-byte bank groups
+        return ldsm_regs([s.u16(a, 8) for a in addrs], trans)
 
 def run_cta(q, cache, bt_row, length, bs, begin, end, scale, n_splits, split_p=True):
     """q: [64,576] bf16 bits; cache: [n_blocks, bs, 576] bf16 bits; returns out-or-part (o, m, l)."""
@@ -206,8 +176,7 @@ for (length, bs, split_len) in [(1, 64, 0), (65, 16, 0), (150, 64, 0), (200, 16,
             out = O / np.where(l > 0, l, 1)[:, None]
         else:
             parts = [run_cta(q, cache, bt, length, bs, b, min(length, b + split_len), scale, 2, split_p) for b in range(0, length, split_len)]
-            M = np.max([p[1] for p in parts], axis=0); w = [np.exp(p[1] - M) for p in parts]
-            L = sum(p[2] * wi for p, wi in zip(parts, w)); out = sum(p[0] * wi[:, None] for p, wi in zip(parts, w)) / L[:, None]
+            out = combine(parts)
         err = np.abs(out - ref).max(); rel = np.sqrt(((out - ref)**2).mean() / (ref**2).mean())
         # P hi + lo: |d| <= 2^-16 per weight, fp32 sums: ~1e-6 relative; P in bf16: 2^-8 per weight, ~1e-3
         good = rel < (2e-5 if split_p else 1e-2) and conflicts[0] == 0
